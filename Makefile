@@ -1,0 +1,52 @@
+# homemq — make run (dev broker), make test (everything CI runs).
+GO        ?= go
+NODE_DIR  := e2e/node
+FUZZTIME  ?= 20s
+BENCHTIME ?= 1s
+STATICCHECK ?= v0.8.2
+
+.PHONY: build run test unit e2e node-deps bench fuzz lint build-pi bench-compare clean
+
+build:
+	$(GO) build -o bin/homemq ./cmd/homemq
+
+## run: the broker in dev mode on ./homemq-data (self-provisioned certificates and keys)
+run:
+	$(GO) run ./cmd/homemq serve
+
+## test: every Go test with the race detector (unit and e2e), and the JavaScript client tests
+test: node-deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+	node --test clients/js/
+
+node-deps: $(NODE_DIR)/node_modules/.installed
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./topics ./envelope ./hooks ./auth
+
+## fuzz: every fuzz target for FUZZTIME each (corpus in testdata/fuzz)
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+lint:
+	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
+
+## build-pi: the agent for Raspberry Pi (linux/arm64 and linux/arm v7)
+build-pi:
+	GOOS=linux GOARCH=arm64 $(GO) build -o bin/homemq-linux-arm64 ./cmd/homemq
+	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -o bin/homemq-linux-armv7 ./cmd/homemq
+
+clean:
+	rm -rf bin

@@ -1,0 +1,118 @@
+package auth
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"homemq/topics"
+)
+
+// Claims are a homemq token's claims. Iss, aud, sub, iat, exp and jti are
+// required; nbf is optional.
+type Claims struct {
+	jwt.RegisteredClaims
+	// Homes maps a home id to the role held there, e.g. {"h1":"admin"}.
+	Homes map[string]string `json:"homes,omitempty"`
+	// Operator marks a token minted with the broker's own key for operators:
+	// any topic, $SYS included.
+	Operator bool `json:"operator,omitempty"`
+	// Devices lists the devices an agent token's agent owns (informational).
+	Devices []string `json:"devices,omitempty"`
+}
+
+// Subject kinds, the part of sub before the colon.
+const (
+	KindUser    = "user"
+	KindAgent   = "agent"
+	KindService = "service"
+)
+
+// Identity returns what the topic rules need to know of these claims.
+func (c *Claims) Identity() *topics.Identity {
+	id := &topics.Identity{Sub: c.Subject, Operator: c.Operator, Homes: make(map[string]topics.Role, len(c.Homes))}
+	for h, r := range c.Homes {
+		id.Homes[h] = topics.Role(r)
+	}
+	return id
+}
+
+// ExpiresAt returns the token's exp (zero time if absent).
+func (c *Claims) ExpiresAtTime() time.Time {
+	if c.ExpiresAt == nil {
+		return time.Time{}
+	}
+	return c.ExpiresAt.Time
+}
+
+// IssuedAtTime returns the token's iat (zero time if absent).
+func (c *Claims) IssuedAtTime() time.Time {
+	if c.IssuedAt == nil {
+		return time.Time{}
+	}
+	return c.IssuedAt.Time
+}
+
+// validate checks what golang-jwt does not: required claims and the shape
+// of sub and homes.
+func (c *Claims) validate() error {
+	switch {
+	case c.ID == "":
+		return &Error{Reason: ReasonMissingClaim, Detail: "token has no jti"}
+	case c.IssuedAt == nil:
+		return &Error{Reason: ReasonMissingClaim, Detail: "token has no iat"}
+	case c.Subject == "":
+		return &Error{Reason: ReasonMissingClaim, Detail: "token has no sub"}
+	}
+	if err := ValidSubject(c.Subject); err != nil {
+		return &Error{Reason: ReasonBadClaim, Detail: err.Error()}
+	}
+	for h, r := range c.Homes {
+		if !topics.ValidID(h) {
+			return &Error{Reason: ReasonBadClaim, Detail: fmt.Sprintf("homes claim names an invalid home id %q", h)}
+		}
+		if !ValidRole(r) {
+			return &Error{Reason: ReasonBadClaim, Detail: fmt.Sprintf("homes claim gives an unknown role %q in home %q", r, h)}
+		}
+	}
+	return nil
+}
+
+// ValidRole reports whether r is one of the roles of design.md.
+func ValidRole(r string) bool {
+	switch topics.Role(r) {
+	case topics.Admin, topics.Member, topics.Viewer, topics.Agent, topics.Service:
+		return true
+	}
+	return false
+}
+
+// ValidSubject checks that sub is user:{id}, agent:{id} or service:{id},
+// where id is 1–128 of [A-Za-z0-9._@|-] (agent ids follow the topic rules).
+func ValidSubject(sub string) error {
+	kind, id, ok := strings.Cut(sub, ":")
+	if !ok {
+		return fmt.Errorf("sub %q must look like user:{id}, agent:{id} or service:{id}", sub)
+	}
+	switch kind {
+	case KindAgent:
+		if !topics.ValidID(id) {
+			return fmt.Errorf("agent id %q must be 1-64 of [a-z0-9_-]", id)
+		}
+		return nil
+	case KindUser, KindService:
+	default:
+		return fmt.Errorf("sub %q has unknown kind %q (want user, agent or service)", sub, kind)
+	}
+	if len(id) == 0 || len(id) > 128 {
+		return fmt.Errorf("sub %q: id must be 1-128 characters", sub)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._@|-", r)) {
+			return fmt.Errorf("sub %q: id may only hold letters, digits and . _ @ | -", sub)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,199 @@
+package auth
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Defaults for Config.
+const (
+	DefaultIssuer       = "homemq"
+	DefaultAudience     = "homemq"
+	DefaultLeeway       = 2 * time.Second
+	DefaultMaxTokenSize = 8 << 10
+	DefaultUserTTL      = 15 * time.Minute
+	DefaultAgentTTL     = time.Hour
+)
+
+// Config is how tokens are minted and checked.
+type Config struct {
+	Issuer       string        `yaml:"issuer"`
+	Audience     string        `yaml:"audience"`
+	Algorithms   []string      `yaml:"algorithms"` // allowed "alg" values; default [EdDSA]
+	Leeway       time.Duration `yaml:"leeway"`     // clock skew allowed on exp, nbf and iat
+	MaxTokenSize int           `yaml:"max_token_size"`
+	UserTTL      time.Duration `yaml:"user_ttl"`
+	AgentTTL     time.Duration `yaml:"agent_ttl"`
+	// ExtraKeys are verification keys for tokens not signed by the broker's
+	// own Ed25519 keys (HS256/RS256/ES256 when listed in Algorithms).
+	ExtraKeys []VerifyKey `yaml:"-"`
+}
+
+// VerifyKey is a configured verification key: a kid, the one algorithm it
+// may be used with, and the key ([]byte for HS256, *rsa.PublicKey,
+// *ecdsa.PublicKey or ed25519.PublicKey).
+type VerifyKey struct {
+	Kid string
+	Alg string
+	Key crypto.PublicKey
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.Issuer == "" {
+		c.Issuer = DefaultIssuer
+	}
+	if c.Audience == "" {
+		c.Audience = DefaultAudience
+	}
+	if len(c.Algorithms) == 0 {
+		c.Algorithms = []string{"EdDSA"}
+	}
+	if c.Leeway == 0 {
+		c.Leeway = DefaultLeeway
+	}
+	if c.MaxTokenSize == 0 {
+		c.MaxTokenSize = DefaultMaxTokenSize
+	}
+	if c.UserTTL == 0 {
+		c.UserTTL = DefaultUserTTL
+	}
+	if c.AgentTTL == 0 {
+		c.AgentTTL = DefaultAgentTTL
+	}
+	return c
+}
+
+// Validate reports a configuration that must not run.
+func (c Config) Validate() error {
+	for _, a := range c.Algorithms {
+		switch a {
+		case "EdDSA", "HS256", "RS256", "ES256":
+		case "none":
+			return errors.New("tokens.algorithms: \"none\" is never allowed")
+		default:
+			return fmt.Errorf("tokens.algorithms: %q is not supported (use EdDSA, HS256, RS256 or ES256)", a)
+		}
+	}
+	if c.Leeway < 0 || c.Leeway > 5*time.Minute {
+		return fmt.Errorf("tokens.leeway: %v is out of range (0 to 5m)", c.Leeway)
+	}
+	if c.MaxTokenSize < 256 || c.MaxTokenSize > 64<<10 {
+		return fmt.Errorf("tokens.max_token_size: %d is out of range (256 to 65536)", c.MaxTokenSize)
+	}
+	return nil
+}
+
+// Verifier checks tokens: size, algorithm allow-list, signature by a known
+// key used with its own algorithm, iss, aud, exp, nbf, iat, required claims
+// and revocation. It is safe for concurrent use.
+type Verifier struct {
+	cfg     Config
+	keys    *KeySet
+	revoked *Revocations
+	parser  *jwt.Parser
+	now     func() time.Time
+}
+
+// NewVerifier returns a Verifier for cfg (defaults applied) over keys. A nil
+// revocation list revokes nothing.
+func NewVerifier(cfg Config, keys *KeySet, revoked *Revocations) *Verifier {
+	cfg = cfg.WithDefaults()
+	v := &Verifier{cfg: cfg, keys: keys, revoked: revoked, now: time.Now}
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(cfg.Algorithms),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithAudience(cfg.Audience),
+		jwt.WithLeeway(cfg.Leeway),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(func() time.Time { return v.now() }),
+	)
+	return v
+}
+
+// Config returns the verifier's configuration, defaults applied.
+func (v *Verifier) Config() Config { return v.cfg }
+
+// Verify checks a token and returns its claims, or an *Error that says why not.
+func (v *Verifier) Verify(token string) (*Claims, error) {
+	switch {
+	case token == "":
+		return nil, &Error{Reason: ReasonEmpty, Detail: "no token given (put the JWT in the password)"}
+	case len(token) > v.cfg.MaxTokenSize:
+		return nil, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("token is %d bytes, the limit is %d", len(token), v.cfg.MaxTokenSize)}
+	}
+	c := new(Claims)
+	if _, err := v.parser.ParseWithClaims(token, c, v.key); err != nil {
+		return nil, classify(err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if err := v.revoked.Check(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// key finds the verification key named by the token's kid and refuses a
+// key used with any algorithm but its own.
+func (v *Verifier) key(t *jwt.Token) (any, error) {
+	kid, _ := t.Header["kid"].(string)
+	if kid == "" {
+		return nil, &Error{Reason: ReasonUnknownKey, Detail: "token header has no kid"}
+	}
+	alg := t.Method.Alg()
+	if k, ok := v.keys.Lookup(kid); ok {
+		if alg != "EdDSA" {
+			return nil, &Error{Reason: ReasonAlgorithm, Detail: fmt.Sprintf("key %q is an EdDSA key, token says %s", kid, alg)}
+		}
+		return ed25519.PublicKey(k.Public()), nil
+	}
+	for _, k := range v.cfg.ExtraKeys {
+		if k.Kid == kid {
+			if k.Alg != alg {
+				return nil, &Error{Reason: ReasonAlgorithm, Detail: fmt.Sprintf("key %q is for %s, token says %s", kid, k.Alg, alg)}
+			}
+			return k.Key, nil
+		}
+	}
+	return nil, &Error{Reason: ReasonUnknownKey, Detail: fmt.Sprintf("no key with kid %q (signed by another issuer, or a key retired long ago)", kid)}
+}
+
+func classify(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return &Error{Reason: ReasonExpired, Detail: "token expired; fetch a fresh one"}
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return &Error{Reason: ReasonNotYetValid, Detail: "token is not valid yet (check the clocks)"}
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return &Error{Reason: ReasonIssuer, Detail: "token has the wrong issuer (iss)"}
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return &Error{Reason: ReasonAudience, Detail: "token has the wrong audience (aud)"}
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return &Error{Reason: ReasonMissingClaim, Detail: "token lacks a required claim (exp)"}
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return &Error{Reason: ReasonSignature, Detail: "token signature is invalid"}
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return &Error{Reason: ReasonMalformed, Detail: "token is not a well-formed JWT"}
+	case errors.Is(err, jwt.ErrTokenUnverifiable), errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return &Error{Reason: ReasonAlgorithm, Detail: "token algorithm is not allowed here"}
+	case errors.Is(err, jwt.ErrTokenInvalidClaims):
+		return &Error{Reason: ReasonBadClaim, Detail: "token claims are invalid"}
+	}
+	return &Error{Reason: ReasonMalformed, Detail: "token could not be read"}
+}
+
+// allowed reports whether alg is on the allow-list (for tests and callers).
+func (v *Verifier) allowed(alg string) bool { return slices.Contains(v.cfg.Algorithms, alg) }

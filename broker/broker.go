@@ -1,0 +1,288 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"homemq/auth"
+	"homemq/certs"
+	"homemq/envelope"
+	"homemq/hooks"
+)
+
+// Broker is a running homemq: the MQTT server, its listeners, the HTTPS
+// server and the identity material of the data folder.
+type Broker struct {
+	cfg      Config
+	log      *slog.Logger
+	Server   *mqtt.Server
+	Guard    *hooks.Guard
+	Keys     *auth.KeySet
+	Issuer   *auth.Issuer
+	Verifier *auth.Verifier
+	Revoked  *auth.Revocations
+	Master   []byte
+	// CAFile is the CA clients must trust ("" when none is known).
+	CAFile string
+	// Mux is the HTTPS server's router: other parts mount their handlers here
+	// before Start.
+	Mux *http.ServeMux
+
+	tlsConf   *tls.Config
+	mqttTLS   *TCPListener
+	mqttPlain *TCPListener
+	ws        *WebSocketListener
+	pipe      *PipeListener
+	https     *http.Server
+	httpsLn   net.Listener
+	observers []hooks.Observer
+	stopOnce  sync.Once
+	stop      chan struct{}
+}
+
+// Option changes how New assembles the broker.
+type Option func(*Broker)
+
+// WithObservers reports every security decision to obs (audit, metrics).
+func WithObservers(obs ...hooks.Observer) Option {
+	return func(b *Broker) { b.observers = append(b.observers, obs...) }
+}
+
+// WithLogger sets the structured logger.
+func WithLogger(l *slog.Logger) Option { return func(b *Broker) { b.log = l } }
+
+// New prepares a broker from cfg: it makes the data folder and, on first
+// start, the keys and (in dev mode) certificates. Nothing listens until Start.
+func New(cfg Config, opts ...Option) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b := &Broker{cfg: cfg, log: slog.Default(), Mux: http.NewServeMux(), stop: make(chan struct{})}
+	for _, o := range opts {
+		o(b)
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("broker: data folder: %w", err)
+	}
+	if err := b.loadIdentity(); err != nil {
+		return nil, err
+	}
+	if err := b.loadTLS(); err != nil {
+		return nil, err
+	}
+	b.assemble()
+	return b, nil
+}
+
+func (b *Broker) loadIdentity() error {
+	var err error
+	if b.Keys, err = auth.LoadOrCreateKeys(b.cfg.Data); err != nil {
+		return err
+	}
+	if b.Master, err = auth.LoadOrCreateMasterSecret(b.cfg.Data); err != nil {
+		return err
+	}
+	if b.Revoked, err = auth.LoadRevocations(b.cfg.Data); err != nil {
+		return err
+	}
+	b.Issuer = auth.NewIssuer(b.cfg.Tokens, b.Keys)
+	b.Verifier = auth.NewVerifier(b.cfg.Tokens, b.Keys, b.Revoked)
+	return nil
+}
+
+// loadTLS reads the configured certificate, or in dev mode provisions one.
+func (b *Broker) loadTLS() error {
+	certFile, keyFile := b.cfg.TLS.Cert, b.cfg.TLS.Key
+	b.CAFile = b.cfg.TLS.CA
+	if b.cfg.DevMode() {
+		d, err := certs.EnsureDev(filepath.Join(b.cfg.Data, "certs"))
+		if err != nil {
+			return err
+		}
+		certFile, keyFile, b.CAFile = d.CertFile, d.KeyFile, d.CAFile
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return fmt.Errorf("broker: tls.cert/tls.key: %w", err)
+	}
+	b.tlsConf = ServerTLS(pair)
+	if b.cfg.TLS.ClientCA != "" {
+		pool, err := certs.CertPool(b.cfg.TLS.ClientCA)
+		if err != nil {
+			return fmt.Errorf("broker: tls.client_ca: %w", err)
+		}
+		b.tlsConf.ClientCAs = pool
+		b.tlsConf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return nil
+}
+
+// ServerTLS is TLS 1.2+ with only forward-secret AEAD suites.
+func ServerTLS(pair tls.Certificate) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,
+		},
+		NextProtos: []string{"h2", "http/1.1"},
+	}
+}
+
+// assemble builds the mochi server with safe capabilities and the Guard.
+func (b *Broker) assemble() {
+	l := b.cfg.Limits
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = l.MaxPacketSize
+	caps.MaximumSessionExpiryInterval = uint32(l.MaxSessionExpiry / time.Second)
+	caps.MaximumMessageExpiryInterval = 24 * 60 * 60
+	caps.ReceiveMaximum = l.MaxInflight
+	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
+	caps.MaximumClientWritesPending = int32(l.MaxQueued)
+	caps.TopicAliasMaximum = 32
+	b.Server = mqtt.New(&mqtt.Options{
+		Capabilities:           caps,
+		Logger:                 slog.New(Redact(b.log.Handler())),
+		SysTopicResendInterval: 10,
+		InlineClient:           false,
+	})
+	gcfg := hooks.Config{
+		Envelope:        envelope.Policy{Skew: b.cfg.Envelope.Skew, MaxLifetime: b.cfg.Envelope.MaxLifetime, MaxSize: b.cfg.Envelope.MaxSize},
+		ReplayCacheSize: b.cfg.Envelope.ReplayCache,
+		RefusalLimit:    l.RefusalLimit,
+		RefusalWindow:   l.RefusalWindow,
+		CommandRate:     l.CommandRate,
+		CommandBurst:    l.CommandBurst,
+		MaxKeepalive:    l.MaxKeepalive,
+	}
+	b.Guard = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...)
+	_ = b.Server.AddHook(b.Guard, nil)
+	b.Revoked.OnRevoke(b.Guard.Revoked)
+
+	if a := b.cfg.Listeners.MQTT; a != "" {
+		b.mqttTLS = NewTCPListener("mqtts", a, b.tlsConf, l.ConnectTimeout)
+		_ = b.Server.AddListener(b.mqttTLS)
+	}
+	if a := b.cfg.Listeners.MQTTPlain; a != "" {
+		b.mqttPlain = NewTCPListener("mqtt", a, nil, l.ConnectTimeout)
+		_ = b.Server.AddListener(b.mqttPlain)
+	}
+	if b.cfg.Listeners.HTTPS != "" {
+		b.ws = NewWebSocketListener("wss", l.WebSocketOrigins, l.WebSocketReadLimit, l.ConnectTimeout)
+		_ = b.Server.AddListener(b.ws)
+		b.Mux.Handle("/mqtt", b.ws)
+	}
+	b.pipe = NewPipeListener("internal", l.ConnectTimeout)
+	_ = b.Server.AddListener(b.pipe)
+	b.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	b.Mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=300")
+		_, _ = w.Write(b.Keys.JWKS())
+	})
+	b.Mux.Handle("POST /api/admin/revoke", b.requireOperator(http.HandlerFunc(b.handleRevoke)))
+}
+
+// Start binds the HTTPS listener and starts serving everything.
+func (b *Broker) Start() error {
+	if a := b.cfg.Listeners.HTTPS; a != "" {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("broker: listeners.https: %w", err)
+		}
+		b.httpsLn = ln
+		b.https = &http.Server{
+			Handler:           securityHeaders(b.Mux),
+			TLSConfig:         b.tlsConf,
+			ReadHeaderTimeout: b.cfg.Limits.HTTPReadHeaderTimout,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    32 << 10,
+			ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+		}
+		go func() {
+			if err := b.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				b.log.Error("https server stopped", "error", err)
+			}
+		}()
+	}
+	if err := b.Server.Serve(); err != nil {
+		b.Close()
+		return fmt.Errorf("broker: %w", err)
+	}
+	go b.pruneRevocations()
+	return nil
+}
+
+func (b *Broker) pruneRevocations() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			_ = b.Revoked.Prune(time.Now())
+		case <-b.stop:
+			return
+		}
+	}
+}
+
+// Addrs lists where the broker listens, by name: "mqtts", "mqtt", "https".
+func (b *Broker) Addrs() map[string]string {
+	m := map[string]string{}
+	if b.mqttTLS != nil {
+		m["mqtts"] = b.mqttTLS.Address()
+	}
+	if b.mqttPlain != nil {
+		m["mqtt"] = b.mqttPlain.Address()
+	}
+	if b.httpsLn != nil {
+		m["https"] = b.httpsLn.Addr().String()
+	}
+	return m
+}
+
+// DialInternal opens an in-process MQTT connection to the broker (listener
+// "internal"), for parts of homemq that act as clients on behalf of a
+// token holder, such as the SignalR bridge.
+func (b *Broker) DialInternal() (net.Conn, error) { return b.pipe.Dial() }
+
+// Config returns the configuration the broker runs with.
+func (b *Broker) Config() Config { return b.cfg }
+
+// TLSConfig returns the server TLS configuration.
+func (b *Broker) TLSConfig() *tls.Config { return b.tlsConf }
+
+// Shutdown stops accepting, closes clients (their wills are sent) and the
+// HTTPS server, and waits up to ctx for them.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	var err error
+	b.stopOnce.Do(func() {
+		close(b.stop)
+		if b.https != nil {
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_ = b.https.Shutdown(sctx)
+			cancel()
+		}
+		err = b.Server.Close()
+	})
+	return err
+}
+
+// Close is Shutdown without waiting.
+func (b *Broker) Close() { _ = b.Shutdown(context.Background()) }

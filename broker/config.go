@@ -1,0 +1,172 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"homemq/auth"
+)
+
+// Config is everything homemq serve can be told, in YAML form.
+type Config struct {
+	// Data is the folder for keys, certificates and state.
+	Data      string          `yaml:"data"`
+	Listeners ListenersConfig `yaml:"listeners"`
+	TLS       TLSConfig       `yaml:"tls"`
+	Tokens    auth.Config     `yaml:"tokens"`
+	Envelope  EnvelopeConfig  `yaml:"envelope"`
+	Limits    LimitsConfig    `yaml:"limits"`
+	Log       LogConfig       `yaml:"log"`
+}
+
+// ListenersConfig says where to listen; an empty address is off.
+type ListenersConfig struct {
+	MQTT      string `yaml:"mqtt"`       // MQTT over TLS
+	HTTPS     string `yaml:"https"`      // HTTPS: /mqtt (WebSocket), /healthz, APIs
+	MQTTPlain string `yaml:"mqtt_plain"` // plain MQTT/TCP, only when asked
+}
+
+// TLSConfig names certificate files. With none given, dev mode provisions a
+// CA and a localhost server certificate in the data folder.
+type TLSConfig struct {
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	CA       string `yaml:"ca"`        // the CA clients should trust (printed for them)
+	ClientCA string `yaml:"client_ca"` // optional: require client certificates signed by it
+}
+
+// EnvelopeConfig bounds command envelopes.
+type EnvelopeConfig struct {
+	Skew        time.Duration `yaml:"skew"`
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+	MaxSize     int           `yaml:"max_size"`
+	ReplayCache int           `yaml:"replay_cache"`
+}
+
+// LimitsConfig bounds what clients may do.
+type LimitsConfig struct {
+	MaxPacketSize        uint32        `yaml:"max_packet_size"`
+	ConnectTimeout       time.Duration `yaml:"connect_timeout"`
+	MaxKeepalive         uint16        `yaml:"max_keepalive"`
+	MaxSessionExpiry     time.Duration `yaml:"max_session_expiry"`
+	MaxInflight          uint16        `yaml:"max_inflight"`
+	MaxQueued            int           `yaml:"max_queued"`
+	RefusalLimit         int           `yaml:"refusal_limit"`
+	RefusalWindow        time.Duration `yaml:"refusal_window"`
+	CommandRate          float64       `yaml:"command_rate"`
+	CommandBurst         int           `yaml:"command_burst"`
+	WebSocketOrigins     []string      `yaml:"websocket_origins"`
+	WebSocketReadLimit   int64         `yaml:"websocket_read_limit"`
+	HTTPReadHeaderTimout time.Duration `yaml:"http_read_header_timeout"`
+}
+
+// LogConfig sets the structured log.
+type LogConfig struct {
+	Level string `yaml:"level"` // debug, info, warn, error
+}
+
+// DefaultConfig is dev mode on loopback.
+func DefaultConfig() Config {
+	return Config{
+		Data: "./homemq-data",
+		Listeners: ListenersConfig{
+			MQTT:  "127.0.0.1:8883",
+			HTTPS: "127.0.0.1:8443",
+		},
+		Tokens: auth.Config{}.WithDefaults(),
+		Envelope: EnvelopeConfig{
+			Skew:        5 * time.Second,
+			MaxLifetime: 60 * time.Second,
+			MaxSize:     16 << 10,
+			ReplayCache: 1 << 20,
+		},
+		Limits: LimitsConfig{
+			MaxPacketSize:        256 << 10,
+			ConnectTimeout:       10 * time.Second,
+			MaxKeepalive:         300,
+			MaxSessionExpiry:     24 * time.Hour,
+			MaxInflight:          256,
+			MaxQueued:            1024,
+			RefusalLimit:         20,
+			RefusalWindow:        time.Minute,
+			CommandRate:          10,
+			CommandBurst:         20,
+			WebSocketReadLimit:   256<<10 + 1024,
+			HTTPReadHeaderTimout: 10 * time.Second,
+		},
+		Log: LogConfig{Level: "info"},
+	}
+}
+
+// LoadConfig reads a YAML file over the defaults. An unknown key or a bad
+// value is an error that names it.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// DevMode reports whether the broker provisions its own certificates.
+func (c Config) DevMode() bool { return c.TLS.Cert == "" && c.TLS.Key == "" }
+
+// Validate reports the first setting that cannot run, by its YAML key.
+func (c Config) Validate() error {
+	if c.Data == "" {
+		return errors.New("config: data: a data folder is required")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return errors.New("config: tls.cert and tls.key go together")
+	}
+	if c.Listeners.MQTT == "" && c.Listeners.HTTPS == "" && c.Listeners.MQTTPlain == "" {
+		return errors.New("config: listeners: at least one listener is needed")
+	}
+	if err := c.Tokens.WithDefaults().Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	e := c.Envelope
+	switch {
+	case e.Skew < 0 || e.Skew > time.Minute:
+		return fmt.Errorf("config: envelope.skew: %v is out of range (0 to 1m)", e.Skew)
+	case e.MaxLifetime <= 0 || e.MaxLifetime > time.Hour:
+		return fmt.Errorf("config: envelope.max_lifetime: %v is out of range (1s to 1h)", e.MaxLifetime)
+	case e.MaxSize < 256 || e.MaxSize > 1<<20:
+		return fmt.Errorf("config: envelope.max_size: %d is out of range (256 to 1048576)", e.MaxSize)
+	case e.ReplayCache < 1024:
+		return fmt.Errorf("config: envelope.replay_cache: %d is too small (at least 1024)", e.ReplayCache)
+	}
+	l := c.Limits
+	switch {
+	case l.MaxPacketSize < 1024 || l.MaxPacketSize > 16<<20:
+		return fmt.Errorf("config: limits.max_packet_size: %d is out of range (1024 to 16777216)", l.MaxPacketSize)
+	case l.ConnectTimeout <= 0:
+		return fmt.Errorf("config: limits.connect_timeout: %v must be positive", l.ConnectTimeout)
+	case l.MaxKeepalive == 0:
+		return errors.New("config: limits.max_keepalive: must be at least 1 second")
+	case l.RefusalLimit < 0:
+		return errors.New("config: limits.refusal_limit: must not be negative")
+	case l.CommandRate <= 0 || l.CommandBurst <= 0:
+		return errors.New("config: limits.command_rate and limits.command_burst must be positive")
+	case l.MaxInflight == 0 || l.MaxQueued <= 0:
+		return errors.New("config: limits.max_inflight and limits.max_queued must be positive")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	return nil
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/golang-jwt/jwt/v5"
+
+	"homemq/auth"
+	"homemq/certs"
+	"homemq/envelope"
+	"homemq/topics"
+)
+
+func init() {
+	register("send", "publish a signed command: send --data DIR | --token T --key K, --topic T --msg M", sendCmd)
+}
+
+// sendFlags are the options of homemq send.
+type sendFlags struct {
+	data, configFile, token, key, server, caFile, topic, msg string
+	ttl, wait                                                time.Duration
+}
+
+func sendCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("send", stderr)
+	var f sendFlags
+	fs.StringVar(&f.data, "data", "", "mint a one-minute operator token from this data folder's key")
+	fs.StringVar(&f.configFile, "config", "", "the broker's YAML config (with --data)")
+	fs.StringVar(&f.token, "token", "", "the token to connect with (instead of --data)")
+	fs.StringVar(&f.key, "key", "", "the token's message key, base64url (msg_key from token mint --json or /api/token)")
+	fs.StringVar(&f.server, "server", "", "broker address: mqtts://host:port (default 127.0.0.1:8883)")
+	fs.StringVar(&f.caFile, "cafile", "", "CA certificate to trust (default: the data folder's dev CA)")
+	fs.StringVar(&f.topic, "topic", "", "the device's cmd topic, homes/H/agents/A/devices/D/cmd")
+	fs.StringVar(&f.msg, "msg", "", `the command, e.g. {"action":"on"}`)
+	fs.DurationVar(&f.ttl, "ttl", 30*time.Second, "how long the command stays valid")
+	fs.DurationVar(&f.wait, "wait", 10*time.Second, "how long to wait for the device's ack (0: do not wait)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !topics.IsCommand(f.topic) {
+		return fmt.Errorf("--topic %q is not a command topic (homes/H/agents/A/devices/D/cmd)", f.topic)
+	}
+	if f.msg == "" {
+		return errors.New(`--msg is required, e.g. --msg '{"action":"on"}'`)
+	}
+	token, key, err := f.credentials()
+	if err != nil {
+		return err
+	}
+	return f.send(token, key, stdout)
+}
+
+// credentials returns the token and message key to use.
+func (f *sendFlags) credentials() (string, []byte, error) {
+	if f.token != "" {
+		if f.data != "" {
+			return "", nil, errors.New("give --token and --key, or --data, not both")
+		}
+		key, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(f.key, "="))
+		if err != nil || len(key) != 32 {
+			return "", nil, errors.New("--key must be the token's 32-byte message key in base64url (msg_key)")
+		}
+		return f.token, key, nil
+	}
+	if f.data == "" && f.configFile == "" {
+		return "", nil, errors.New("give --token T --key K, or --data DIR to mint an operator token")
+	}
+	cfg, err := loadConfig(f.configFile, f.data)
+	if err != nil {
+		return "", nil, err
+	}
+	keys, err := auth.LoadOrCreateKeys(cfg.Data)
+	if err != nil {
+		return "", nil, err
+	}
+	master, err := auth.LoadOrCreateMasterSecret(cfg.Data)
+	if err != nil {
+		return "", nil, err
+	}
+	tok, c, err := auth.NewIssuer(cfg.Tokens, keys).Mint(auth.Spec{Sub: "service:homemq-send", Operator: true, TTL: time.Minute})
+	if err != nil {
+		return "", nil, err
+	}
+	if f.caFile == "" && cfg.DevMode() {
+		f.caFile = filepath.Join(cfg.Data, "certs", certs.CAFile)
+	}
+	return tok, envelope.DeriveKey(master, c.ID), nil
+}
+
+func (f *sendFlags) send(token string, key []byte, stdout io.Writer) error {
+	var claims jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &claims); err != nil || claims.ID == "" || claims.Subject == "" {
+		return errors.New("--token is not a homemq token (no jti or sub)")
+	}
+	payload, err := envelope.Seal(key, f.topic, claims.ID, f.msg, time.Now(), f.ttl)
+	if err != nil {
+		return err
+	}
+	conn, err := f.dial()
+	if err != nil {
+		return err
+	}
+	acks := make(chan *paho.Publish, 1)
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) { acks <- pr.Packet; return true, nil },
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+f.wait)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: claims.Subject + "/send", CleanStart: true, KeepAlive: 30, Password: []byte(token), PasswordFlag: true})
+	if err != nil {
+		if ca != nil && ca.Properties != nil {
+			return fmt.Errorf("connect refused (0x%02X): %s", ca.ReasonCode, ca.Properties.ReasonString)
+		}
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
+	ackTopic := strings.TrimSuffix(f.topic, "/cmd") + "/ack"
+	if f.wait > 0 {
+		if sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: ackTopic, QoS: 1}}}); err != nil || sa.Reasons[0] >= 0x80 {
+			return fmt.Errorf("cannot read the device's acks on %s (refused)", ackTopic)
+		}
+	}
+	pr, err := c.Publish(ctx, &paho.Publish{Topic: f.topic, QoS: 1, Payload: payload})
+	if pr != nil && pr.ReasonCode >= 0x80 {
+		return fmt.Errorf("command refused (0x%02X): %s", pr.ReasonCode, pr.Properties.ReasonString)
+	}
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	var env struct{ Nonce string }
+	_ = json.Unmarshal(payload, &env)
+	fmt.Fprintf(stdout, "accepted: nonce %s\n", env.Nonce)
+	if f.wait <= 0 {
+		return nil
+	}
+	return waitAck(acks, env.Nonce, f.wait, stdout)
+}
+
+func waitAck(acks <-chan *paho.Publish, nonce string, wait time.Duration, stdout io.Writer) error {
+	timeout := time.After(wait)
+	for {
+		select {
+		case p := <-acks:
+			var a struct{ Nonce string }
+			if json.Unmarshal(p.Payload, &a) == nil && a.Nonce == nonce {
+				fmt.Fprintf(stdout, "ack: %s\n", p.Payload)
+				return nil
+			}
+		case <-timeout:
+			return fmt.Errorf("no ack from the device within %v (is its agent online?)", wait)
+		}
+	}
+}
+
+func (f *sendFlags) dial() (net.Conn, error) {
+	addr := f.server
+	if addr == "" {
+		addr = "127.0.0.1:8883"
+	}
+	if u, err := url.Parse(addr); err == nil && u.Host != "" {
+		if u.Scheme == "mqtt" || u.Scheme == "tcp" {
+			return net.DialTimeout("tcp", u.Host, 10*time.Second)
+		}
+		addr = u.Host
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.caFile != "" {
+		pool, err := certs.CertPool(f.caFile)
+		if err != nil {
+			return nil, err
+		}
+		conf.RootCAs = pool
+	}
+	return tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, conf)
+}

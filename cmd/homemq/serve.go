@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"homemq/auth"
+	"homemq/broker"
+)
+
+func init() {
+	register("serve", "run the broker (dev mode with no config: self-provisioned certificates and keys)", serve)
+}
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	configFile := fs.String("config", "", "YAML config file (flags override it)")
+	data := fs.String("data", "", "data folder (default ./homemq-data)")
+	mqttAddr := fs.String("mqtt", "", "MQTT over TLS address (default 127.0.0.1:8883)")
+	httpsAddr := fs.String("https", "", "HTTPS address for /mqtt WebSocket, APIs and web app (default 127.0.0.1:8443)")
+	plain := fs.String("mqtt-plain", "", "also serve plain MQTT/TCP on this address (off unless set)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := broker.DefaultConfig()
+	if *configFile != "" {
+		var err error
+		if cfg, err = broker.LoadConfig(*configFile); err != nil {
+			return err
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "data":
+			cfg.Data = *data
+		case "mqtt":
+			cfg.Listeners.MQTT = *mqttAddr
+		case "https":
+			cfg.Listeners.HTTPS = *httpsAddr
+		case "mqtt-plain":
+			cfg.Listeners.MQTTPlain = *plain
+		case "log-level":
+			cfg.Log.Level = *logLevel
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log.Level, stderr)
+	b, err := broker.New(cfg, broker.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	if err := b.Start(); err != nil {
+		return err
+	}
+	if err := printWelcome(stdout, b); err != nil {
+		b.Close()
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info("shutting down", "signal", s.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return b.Shutdown(ctx)
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// printWelcome tells a new user where the broker is and how to talk to it,
+// with copy-paste commands that work as printed (dev mode mints demo tokens).
+func printWelcome(w io.Writer, b *broker.Broker) error {
+	addrs := b.Addrs()
+	fmt.Fprintln(w, "homemq is running.")
+	for _, k := range []string{"mqtts", "https", "mqtt"} {
+		if a, ok := addrs[k]; ok {
+			switch k {
+			case "mqtts":
+				fmt.Fprintf(w, "  MQTT over TLS:       mqtts://%s\n", a)
+			case "https":
+				fmt.Fprintf(w, "  MQTT over WebSocket: wss://%s/mqtt\n", a)
+				fmt.Fprintf(w, "  HTTPS (health, API): https://%s/healthz\n", a)
+			case "mqtt":
+				fmt.Fprintf(w, "  plain MQTT (no TLS): mqtt://%s\n", a)
+			}
+		}
+	}
+	caFile, _ := filepath.Abs(b.CAFile)
+	if b.CAFile != "" {
+		fmt.Fprintf(w, "  CA certificate:      %s\n", caFile)
+	}
+	if !b.Config().DevMode() {
+		return nil
+	}
+	user, _, err := b.Issuer.Mint(auth.Spec{Sub: "user:demo", Homes: map[string]string{"demo": "admin"}, TTL: 12 * time.Hour})
+	if err != nil {
+		return err
+	}
+	agent, _, err := b.Issuer.Mint(auth.Spec{Sub: "agent:demo-pi", Homes: map[string]string{"demo": "agent"}, TTL: 12 * time.Hour})
+	if err != nil {
+		return err
+	}
+	host, port := "127.0.0.1", "8883"
+	if a, ok := addrs["mqtts"]; ok {
+		host, port = hostPort(a)
+	}
+	fmt.Fprintf(w, "\nDev mode: demo tokens valid for 12h (home \"demo\"). In another terminal:\n\n")
+	fmt.Fprintf(w, "  # watch everything in home demo, as its admin\n")
+	fmt.Fprintf(w, "  mosquitto_sub -h %s -p %s --cafile %s -V mqttv5 -i user:demo/sub -u user:demo -P '%s' -t 'homes/demo/#' -v\n\n", host, port, shellQuote(caFile), user)
+	fmt.Fprintf(w, "  # report a lamp's state, as the demo agent\n")
+	fmt.Fprintf(w, "  mosquitto_pub -h %s -p %s --cafile %s -V mqttv5 -i agent:demo-pi -u agent:demo-pi -P '%s' -t homes/demo/agents/demo-pi/devices/lamp/state -m on -r\n\n", host, port, shellQuote(caFile), agent)
+	fmt.Fprintf(w, "Mint more tokens with: homemq token mint --data %s --sub user:NAME --home demo=member\n", shellQuote(b.Config().Data))
+	return nil
+}
+
+func hostPort(addr string) (string, string) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "127.0.0.1", "8883"
+	}
+	if h == "" || h == "0.0.0.0" || h == "::" {
+		h = "localhost"
+	}
+	return h, p
+}
+
+func shellQuote(s string) string {
+	if strings.ContainsAny(s, " '\"$`\\") {
+		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	}
+	return s
+}

@@ -1,0 +1,222 @@
+package hooks
+
+import (
+	"strings"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/rs/xid"
+	"golang.org/x/time/rate"
+
+	"homemq/auth"
+	"homemq/topics"
+)
+
+// CONNACK reason codes the Guard uses, with their MQTT 3.1.1 return codes.
+var v3Connack = map[byte]byte{
+	0x85: 0x02, // client identifier not valid -> identifier rejected
+	0x86: 0x04, // bad user name or password
+	0x87: 0x05, // not authorized
+	0x8C: 0x05, // bad authentication method
+	0x97: 0x03, // quota exceeded -> server unavailable
+	0x9F: 0x03, // connection rate exceeded -> server unavailable
+}
+
+// OnConnect authenticates the CONNECT: the JWT (password, or authentication
+// data with method homemq-jwt), the client-ID rule and the will. A refused
+// client gets a CONNACK with a reason code and reason string and is closed.
+func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	c, code, why, detail := g.authenticate(cl, pk)
+	if code != 0 {
+		return g.refuseConnect(cl, c, code, why, detail)
+	}
+	if pk.Connect.Keepalive == 0 || pk.Connect.Keepalive > g.cfg.MaxKeepalive {
+		cl.State.Keepalive = g.cfg.MaxKeepalive
+		cl.State.ServerKeepalive = true
+	}
+	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst)}
+	gr := g.newGrant(c)
+	s.grant.Store(gr)
+	g.sessions.Store(cl, s)
+	g.emit(g.event(cl, gr, EventConnect, true, "", "", ""))
+	return nil
+}
+
+func (g *Guard) authenticate(cl *mqtt.Client, pk packets.Packet) (c *auth.Claims, code byte, why, detail string) {
+	token := string(pk.Connect.Password)
+	if m := pk.Properties.AuthenticationMethod; m != "" {
+		if m != AuthMethod {
+			return nil, 0x8C, "auth_method", "authentication method must be " + AuthMethod
+		}
+		if len(pk.Properties.AuthenticationData) > 0 {
+			token = string(pk.Properties.AuthenticationData)
+		}
+	}
+	c, err := g.verifier.Verify(token)
+	if err != nil {
+		code = 0x86
+		if auth.ReasonOf(err) == auth.ReasonRevoked {
+			code = 0x87
+		}
+		return nil, code, string(auth.ReasonOf(err)), err.Error()
+	}
+	if code, why, detail := g.checkClientID(cl, pk, c.Subject); code != 0 {
+		return c, code, why, detail
+	}
+	if cl.Properties.Will.Flag == 1 {
+		if why, detail := willRefusal(c.Identity(), cl.Properties.Will); why != "" {
+			return c, 0x87, why, detail
+		}
+	}
+	return c, 0, "", ""
+}
+
+// checkClientID enforces that a client ID is the token's sub or starts with
+// sub + "/", and assigns sub/ + a random suffix to an empty one.
+func (g *Guard) checkClientID(cl *mqtt.Client, pk packets.Packet, sub string) (byte, string, string) {
+	if pk.Connect.ClientIdentifier == "" {
+		cl.ID = sub + "/" + xid.New().String()
+		if cl.Properties.ProtocolVersion == 5 {
+			cl.Properties.Props.AssignedClientID = cl.ID
+		}
+		return 0, "", ""
+	}
+	if cl.ID == sub || strings.HasPrefix(cl.ID, sub+"/") {
+		return 0, "", ""
+	}
+	return 0x85, "client_id", "client ID must be " + sub + " or start with " + sub + "/"
+}
+
+// willRefusal judges a will like a publish by the connecting identity; a
+// will may never target a cmd topic.
+func willRefusal(id *topics.Identity, w mqtt.Will) (string, string) {
+	if topics.IsCommand(w.TopicName) {
+		return "will", "will refused: a will may not target a cmd topic"
+	}
+	if d := topics.Authorize(id, topics.Publish, w.TopicName, w.Retain); !d.Allow {
+		return "will", "will refused: " + d.Reason
+	}
+	return "", ""
+}
+
+func (g *Guard) refuseConnect(cl *mqtt.Client, c *auth.Claims, code byte, why, detail string) error {
+	e := g.event(cl, nil, EventConnect, false, why, detail, "")
+	if c != nil {
+		e.Sub, e.JTI = c.Subject, c.ID
+	}
+	g.emit(e)
+	reason := packets.Code{Code: code, Reason: detail}
+	if cl.Properties.ProtocolVersion < 5 {
+		reason = packets.Code{Code: v3Connack[code], Reason: detail}
+	}
+	_ = g.server.SendConnack(cl, reason, false, nil)
+	return packets.Code{Code: code, Reason: detail}
+}
+
+// OnConnectAuthenticate admits exactly the clients OnConnect accepted.
+func (g *Guard) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	return g.session(cl) != nil
+}
+
+// OnSessionEstablished arms the timer that closes the connection at the
+// token's exp plus leeway, even if the client sends nothing.
+func (g *Guard) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	s := g.session(cl)
+	if s == nil {
+		return
+	}
+	gr := s.grant.Load()
+	s.mu.Lock()
+	s.timer = time.AfterFunc(time.Until(time.Unix(0, gr.deadline)), func() { g.onDeadline(cl, s) })
+	s.mu.Unlock()
+}
+
+// onDeadline closes the connection if its token has passed its deadline; a
+// re-authentication may have moved the deadline since the timer was set.
+func (g *Guard) onDeadline(cl *mqtt.Client, s *session) {
+	gr := s.grant.Load()
+	if left := time.Until(time.Unix(0, gr.deadline)); left > 0 {
+		s.mu.Lock()
+		s.timer.Reset(left)
+		s.mu.Unlock()
+		return
+	}
+	g.cutOff(cl, s)
+}
+
+// cutOff closes a connection whose token has expired or been revoked, with
+// a DISCONNECT that says so (MQTT 5).
+func (g *Guard) cutOff(cl *mqtt.Client, s *session) {
+	if !s.closed.CompareAndSwap(false, true) && cl.Closed() {
+		return
+	}
+	gr := s.grant.Load()
+	code := packets.Code{Code: 0xA0, Reason: "token expired at " + gr.claims.ExpiresAtTime().UTC().Format(time.RFC3339) + "; reconnect or re-authenticate with a fresh token"}
+	kind, why := EventExpire, "expired"
+	if s.revoked.Load() {
+		code = packets.Code{Code: 0x87, Reason: "token revoked"}
+		kind, why = EventRevoke, "revoked"
+	}
+	g.emit(g.event(cl, gr, kind, false, why, code.Reason, ""))
+	g.disconnect(cl, code)
+}
+
+// disconnect closes cl, telling MQTT 5 clients why.
+func (g *Guard) disconnect(cl *mqtt.Client, code packets.Code) {
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = g.server.DisconnectClient(cl, code)
+		return
+	}
+	cl.Stop(code)
+}
+
+// OnPacketEncode adds the authentication method to the CONNACK of a client
+// that connected with one, so it knows it may re-authenticate, and keeps the
+// reason string on CONNACK and DISCONNECT even for a client that asked for
+// no problem information: MQTT 5 allows it there [MQTT-3.1.2-29], and a
+// client cut off at exp must be told why.
+func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		pk.Mods.DisallowProblemInfo = false
+		if pk.ReasonCode < 0x80 && cl.Properties.Props.AuthenticationMethod == AuthMethod {
+			pk.Properties.AuthenticationMethod = AuthMethod
+		}
+	case packets.Disconnect:
+		pk.Mods.DisallowProblemInfo = false
+	}
+	return pk
+}
+
+// OnDisconnect forgets the connection's session.
+func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	s := g.session(cl)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.mu.Unlock()
+	g.sessions.Delete(cl)
+	e := g.event(cl, s.grant.Load(), EventDisconnect, true, "", "", "")
+	if err != nil {
+		e.Detail = err.Error()
+	}
+	g.emit(e)
+}
+
+// Revoked closes every connection whose token r revokes. Register it with
+// auth.Revocations.OnRevoke.
+func (g *Guard) Revoked(r auth.Revocation) {
+	g.sessions.Range(func(k, v any) bool {
+		s := v.(*session)
+		if gr := s.grant.Load(); gr != nil && r.Matches(gr.claims) {
+			s.revoked.Store(true)
+			g.cutOff(k.(*mqtt.Client), s)
+		}
+		return true
+	})
+}

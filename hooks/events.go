@@ -1,0 +1,44 @@
+package hooks
+
+import "time"
+
+// Event kinds reported to Observers.
+const (
+	EventConnect    = "connect"
+	EventDisconnect = "disconnect"
+	EventPublish    = "publish"
+	EventSubscribe  = "subscribe"
+	EventCommand    = "command"
+	EventReauth     = "reauth"
+	EventRevoke     = "revoke"
+	EventExpire     = "expire"
+	EventDelivery   = "delivery"
+)
+
+// Event is one security decision. It never carries a token or a key.
+type Event struct {
+	Time     time.Time
+	Kind     string // one of the Event… constants
+	Allowed  bool
+	Reason   string // a stable reason id when refused (e.g. "expired", "acl", "replay")
+	Detail   string // the sentence sent to the client, if any
+	Sub      string
+	JTI      string
+	ClientID string
+	Remote   string
+	Listener string
+	Topic    string
+	Nonce    string // a command's nonce
+}
+
+// Observer receives every Event. Observe must be fast and must not block:
+// it runs on the connection's goroutine.
+type Observer interface {
+	Observe(Event)
+}
+
+// ObserverFunc adapts a function to an Observer.
+type ObserverFunc func(Event)
+
+// Observe calls f(e).
+func (f ObserverFunc) Observe(e Event) { f(e) }

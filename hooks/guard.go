@@ -1,0 +1,192 @@
+package hooks
+
+import (
+	"bytes"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"golang.org/x/time/rate"
+
+	"homemq/auth"
+	"homemq/envelope"
+	"homemq/topics"
+)
+
+// AuthMethod is the MQTT 5 authentication method for re-authentication: the
+// AUTH packet (reason 0x19) carries a fresh JWT as authentication data.
+const AuthMethod = "homemq-jwt"
+
+// Config bounds what one connection may do.
+type Config struct {
+	// Envelope bounds the command envelopes accepted.
+	Envelope envelope.Policy
+	// ReplayCacheSize is the hard cap on remembered command nonces.
+	ReplayCacheSize int
+	// RefusalLimit refused packets within RefusalWindow disconnect the client.
+	RefusalLimit  int
+	RefusalWindow time.Duration
+	// CommandRate and CommandBurst limit command publishes per connection.
+	CommandRate  float64
+	CommandBurst int
+	// MaxKeepalive caps the keep-alive a client may ask for (0 included),
+	// so that a vanished client is noticed.
+	MaxKeepalive uint16
+}
+
+// DefaultConfig returns safe defaults.
+func DefaultConfig() Config {
+	return Config{
+		Envelope:        envelope.DefaultPolicy(),
+		ReplayCacheSize: 1 << 20,
+		RefusalLimit:    20,
+		RefusalWindow:   time.Minute,
+		CommandRate:     10,
+		CommandBurst:    20,
+		MaxKeepalive:    300,
+	}
+}
+
+// Guard is the security hook. Create it with New and add it to the server
+// with server.AddHook(g, nil) before any other hook that makes decisions.
+type Guard struct {
+	mqtt.HookBase
+	server    *mqtt.Server
+	verifier  *auth.Verifier
+	master    []byte
+	cfg       Config
+	replay    *envelope.ReplayCache
+	observers []Observer
+	sessions  sync.Map // *mqtt.Client -> *session
+	now       func() time.Time
+}
+
+// grant is what one verified token allows; it is replaced whole on re-auth.
+type grant struct {
+	claims   *auth.Claims
+	identity *topics.Identity
+	deadline int64 // unix nanoseconds: exp + leeway
+	key      []byte
+}
+
+// session is the Guard's state for one live connection.
+type session struct {
+	grant    atomic.Pointer[grant]
+	closed   atomic.Bool // revoked or expired: refuse everything
+	revoked  atomic.Bool
+	timer    *time.Timer
+	mu       sync.Mutex
+	refusals []int64 // times of recent refusals (unix nanos), at most RefusalLimit
+	commands *rate.Limiter
+}
+
+// New returns a Guard for server that verifies tokens with verifier and
+// derives message keys from master.
+func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config, observers ...Observer) *Guard {
+	if cfg.ReplayCacheSize == 0 {
+		cfg = DefaultConfig()
+	}
+	horizon := cfg.Envelope.MaxLifetime + cfg.Envelope.Skew
+	return &Guard{
+		server:    server,
+		verifier:  verifier,
+		master:    bytes.Clone(master),
+		cfg:       cfg,
+		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, horizon),
+		observers: observers,
+		now:       time.Now,
+	}
+}
+
+// ID names the hook.
+func (g *Guard) ID() string { return "homemq-guard" }
+
+// Provides lists the hook methods the Guard implements.
+func (g *Guard) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnPublish, mqtt.OnAuthPacket,
+	}, []byte{b})
+}
+
+// ReplayCache returns the Guard's command replay cache (for metrics).
+func (g *Guard) ReplayCache() *envelope.ReplayCache { return g.replay }
+
+// Sessions returns the number of authenticated live connections.
+func (g *Guard) Sessions() int {
+	n := 0
+	g.sessions.Range(func(_, _ any) bool { n++; return true })
+	return n
+}
+
+func (g *Guard) session(cl *mqtt.Client) *session {
+	if v, ok := g.sessions.Load(cl); ok {
+		return v.(*session)
+	}
+	return nil
+}
+
+func (g *Guard) newGrant(c *auth.Claims) *grant {
+	return &grant{
+		claims:   c,
+		identity: c.Identity(),
+		deadline: c.ExpiresAtTime().Add(g.verifier.Config().Leeway).UnixNano(),
+		key:      envelope.DeriveKey(g.master, c.ID),
+	}
+}
+
+// alive reports whether the session's token still holds: a few atomic loads,
+// no parsing.
+func (s *session) alive(now int64) (*grant, bool) {
+	gr := s.grant.Load()
+	return gr, gr != nil && !s.closed.Load() && now < gr.deadline
+}
+
+// refuse records a refusal and reports whether the client passed the limit.
+func (g *Guard) refuse(s *session) bool {
+	if s == nil || g.cfg.RefusalLimit <= 0 {
+		return false
+	}
+	now := g.now().UnixNano()
+	cut := now - int64(g.cfg.RefusalWindow)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.refusals[:0]
+	for _, t := range s.refusals {
+		if t > cut {
+			kept = append(kept, t)
+		}
+	}
+	s.refusals = append(kept, now)
+	return len(s.refusals) >= g.cfg.RefusalLimit
+}
+
+func (g *Guard) emit(e Event) {
+	if len(g.observers) == 0 {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = g.now()
+	}
+	for _, o := range g.observers {
+		o.Observe(e)
+	}
+}
+
+func (g *Guard) event(cl *mqtt.Client, gr *grant, kind string, allowed bool, reason, detail, topic string) Event {
+	e := Event{Kind: kind, Allowed: allowed, Reason: reason, Detail: detail, Topic: topic,
+		ClientID: cl.ID, Remote: cl.Net.Remote, Listener: cl.Net.Listener}
+	if gr != nil {
+		e.Sub, e.JTI = gr.claims.Subject, gr.claims.ID
+	}
+	return e
+}
+
+func (g *Guard) logger() *slog.Logger {
+	if g.Log != nil {
+		return g.Log
+	}
+	return slog.Default()
+}

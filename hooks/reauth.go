@@ -1,0 +1,62 @@
+package hooks
+
+import (
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// OnAuthPacket handles MQTT 5 re-authentication: AUTH with reason 0x19,
+// method homemq-jwt and a fresh JWT as data. The new token must name the
+// same sub; its rights replace the old ones at once and the expiry deadline
+// moves. The broker answers AUTH 0x00; a bad token gets a DISCONNECT.
+func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	s := g.session(cl)
+	if s == nil {
+		return pk, packets.ErrNotAuthorized
+	}
+	old, ok := s.alive(g.now().UnixNano())
+	if !ok {
+		g.cutOff(cl, s)
+		return pk, packets.ErrRejectPacket
+	}
+	if pk.ReasonCode != packets.CodeReAuthenticate.Code {
+		return pk, g.refuseReauth(cl, old, 0x82, "protocol", "only re-authentication (AUTH 0x19) is supported")
+	}
+	if pk.Properties.AuthenticationMethod != AuthMethod {
+		return pk, g.refuseReauth(cl, old, 0x8C, "auth_method", "authentication method must be "+AuthMethod)
+	}
+	c, err := g.verifier.Verify(string(pk.Properties.AuthenticationData))
+	if err != nil {
+		return pk, g.refuseReauth(cl, old, 0x87, "token", "re-authentication refused: "+err.Error())
+	}
+	if c.Subject != old.claims.Subject {
+		return pk, g.refuseReauth(cl, old, 0x87, "sub", "re-authentication refused: the new token is for "+c.Subject+", this connection is "+old.claims.Subject)
+	}
+	gr := g.newGrant(c)
+	s.grant.Store(gr)
+	if cl.Properties.Will.Flag == 1 {
+		if why, _ := willRefusal(gr.identity, cl.Properties.Will); why != "" {
+			atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+		}
+	}
+	s.mu.Lock()
+	if s.timer != nil {
+		s.timer.Reset(time.Until(time.Unix(0, gr.deadline)))
+	}
+	s.mu.Unlock()
+	g.emit(g.event(cl, gr, EventReauth, true, "", "", ""))
+	err = cl.WritePacket(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Auth},
+		ReasonCode:  packets.CodeSuccess.Code,
+		Properties:  packets.Properties{AuthenticationMethod: AuthMethod},
+	})
+	return pk, err
+}
+
+func (g *Guard) refuseReauth(cl *mqtt.Client, gr *grant, code byte, why, detail string) error {
+	g.emit(g.event(cl, gr, EventReauth, false, why, detail, ""))
+	return packets.Code{Code: code, Reason: detail}
+}

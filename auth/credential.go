@@ -92,6 +92,9 @@ func (c AgentCredential) String() string {
 	return CredentialPrefix + c.Home + "." + c.Agent + ".<secret>"
 }
 
+// GoString keeps the secret out of %#v.
+func (c AgentCredential) GoString() string { return "auth.AgentCredential(" + c.String() + ")" }
+
 // LogValue keeps the secret out of structured logs.
 func (c AgentCredential) LogValue() slog.Value { return slog.StringValue(c.String()) }
 

@@ -45,7 +45,7 @@ func TestAgentCredentialNeverPrintsSecret(t *testing.T) {
 	secret := c.Encode()[len("hmq1.h1.pi."):]
 	var buf bytes.Buffer
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "cred", c)
-	for name, s := range map[string]string{"%v": fmt.Sprintf("%v", c), "%s": fmt.Sprintf("%s", c), "slog": buf.String()} {
+	for name, s := range map[string]string{"%v": fmt.Sprintf("%v", c), "%+v": fmt.Sprintf("%+v", c), "%#v": fmt.Sprintf("%#v", c), "slog": buf.String()} {
 		if strings.Contains(s, secret) {
 			t.Errorf("%s prints the secret: %s", name, s)
 		}

@@ -19,6 +19,7 @@ import (
 	"homemq/certs"
 	"homemq/envelope"
 	"homemq/hooks"
+	"homemq/registry"
 )
 
 // Broker is a running homemq: the MQTT server, its listeners, the HTTPS
@@ -32,12 +33,16 @@ type Broker struct {
 	Issuer   *auth.Issuer
 	Verifier *auth.Verifier
 	Revoked  *auth.Revocations
+	// Registry is the homes, agents and memberships of registry.db.
+	Registry *registry.Registry
 	Master   []byte
 	// CAFile is the CA clients must trust ("" when none is known).
 	CAFile string
 	// Mux is the HTTPS server's router: other parts mount their handlers here
 	// before Start.
 	Mux *http.ServeMux
+
+	tokenAPI *auth.Exchange
 
 	tlsConf   *tls.Config
 	mqttTLS   *TCPListener
@@ -82,6 +87,9 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	b.assemble()
+	if err := b.openTokenService(); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -167,6 +175,8 @@ func (b *Broker) assemble() {
 		CommandRate:     l.CommandRate,
 		CommandBurst:    l.CommandBurst,
 		MaxKeepalive:    l.MaxKeepalive,
+		Limits: hooks.Limits{ConnsPerSub: l.ConnsPerSub, ConnsPerAddr: l.ConnsPerAddr, ConnectRate: l.ConnectRate,
+			ConnectBurst: l.ConnectBurst, SubscriptionsMax: l.MaxSubscriptions},
 	}
 	b.Guard = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...)
 	_ = b.Server.AddHook(b.Guard, nil)
@@ -280,6 +290,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			cancel()
 		}
 		err = b.Server.Close()
+		b.closeTokenService()
 	})
 	return err
 }

@@ -23,6 +23,9 @@ type Config struct {
 	Envelope  EnvelopeConfig  `yaml:"envelope"`
 	Limits    LimitsConfig    `yaml:"limits"`
 	Log       LogConfig       `yaml:"log"`
+
+	// TokenAPI configures POST /api/token: identity providers, rate limits.
+	TokenAPI auth.TokenAPIConfig `yaml:"token_api"`
 }
 
 // ListenersConfig says where to listen; an empty address is off.
@@ -59,6 +62,11 @@ type LimitsConfig struct {
 	MaxQueued            int           `yaml:"max_queued"`
 	RefusalLimit         int           `yaml:"refusal_limit"`
 	RefusalWindow        time.Duration `yaml:"refusal_window"`
+	ConnsPerSub          int           `yaml:"conns_per_sub"`
+	ConnsPerAddr         int           `yaml:"conns_per_addr"`
+	ConnectRate          float64       `yaml:"connect_rate"`
+	ConnectBurst         int           `yaml:"connect_burst"`
+	MaxSubscriptions     int           `yaml:"max_subscriptions"`
 	CommandRate          float64       `yaml:"command_rate"`
 	CommandBurst         int           `yaml:"command_burst"`
 	WebSocketOrigins     []string      `yaml:"websocket_origins"`
@@ -95,6 +103,11 @@ func DefaultConfig() Config {
 			MaxQueued:            1024,
 			RefusalLimit:         20,
 			RefusalWindow:        time.Minute,
+			ConnsPerSub:          32,
+			ConnsPerAddr:         256,
+			ConnectRate:          20,
+			ConnectBurst:         50,
+			MaxSubscriptions:     100,
 			CommandRate:          10,
 			CommandBurst:         20,
 			WebSocketReadLimit:   256<<10 + 1024,
@@ -160,6 +173,8 @@ func (c Config) Validate() error {
 		return errors.New("config: limits.refusal_limit: must not be negative")
 	case l.CommandRate <= 0 || l.CommandBurst <= 0:
 		return errors.New("config: limits.command_rate and limits.command_burst must be positive")
+	case l.ConnsPerSub < 0 || l.ConnsPerAddr < 0 || l.ConnectRate < 0 || l.ConnectBurst < 0 || l.MaxSubscriptions < 0:
+		return errors.New("config: limits.conns_per_sub, conns_per_addr, connect_rate, connect_burst and max_subscriptions must not be negative (0 switches one off)")
 	case l.MaxInflight == 0 || l.MaxQueued <= 0:
 		return errors.New("config: limits.max_inflight and limits.max_queued must be positive")
 	}

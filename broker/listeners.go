@@ -154,8 +154,8 @@ func (l *WebSocketListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = c.Close(websocket.StatusPolicyViolation, `the WebSocket subprotocol "mqtt" is required`)
 		return
 	}
-	c.SetReadLimit(l.readLimit)
 	conn := websocket.NetConn(l.ctx, c, websocket.MessageBinary)
+	c.SetReadLimit(l.readLimit) // after NetConn, which switches the limit off
 	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
 	_ = establish(l.id, conn)
 }

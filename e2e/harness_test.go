@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	paholog "github.com/eclipse/paho.golang/paho/log"
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
 	"homemq/auth"
@@ -46,12 +47,15 @@ func startBrokerIn(t *testing.T, data string, edit ...func(*broker.Config)) *tes
 	cfg.Data = data
 	cfg.Listeners = broker.ListenersConfig{MQTT: "127.0.0.1:0", HTTPS: "127.0.0.1:0", MQTTPlain: "127.0.0.1:0"}
 	cfg.Log.Level = "warn"
+	cfg.Limits.ConnectRate = 0 // every test client comes from 127.0.0.1; TestConnectRatePerAddress sets it
 	for _, e := range edit {
 		e(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if lvl := os.Getenv("HOMEMQ_E2E_LOG"); lvl != "" {
+		var l slog.Level
+		_ = l.UnmarshalText([]byte(lvl))
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 	}
 	b, err := broker.New(cfg, broker.WithLogger(log))
 	if err != nil {
@@ -195,6 +199,7 @@ func (b *testBroker) v5(tr transport, clientID, token string, connect ...func(*p
 			return true, nil
 		}},
 		AuthHandler:        reauther{},
+		PingHandler:        quietPinger{},
 		OnServerDisconnect: func(d *paho.Disconnect) { vc.disconnect <- d },
 		OnClientError: func(err error) {
 			select {
@@ -235,6 +240,21 @@ type reauther struct{}
 
 func (reauther) Authenticate(a *paho.Auth) *paho.Auth { return a }
 func (reauther) Authenticated()                       {}
+
+// quietPinger never pings. paho.golang v0.23's default pinger writes
+// PINGREQ from its own goroutine while another packet may be half written
+// (over TLS, packets go out in several Write calls), which corrupts the
+// stream; tests are far shorter than the keep-alive, so they need no pings.
+type quietPinger struct{}
+
+func (quietPinger) Run(ctx context.Context, _ net.Conn, _ uint16) error {
+	<-ctx.Done()
+	return nil
+}
+func (quietPinger) PacketSent()             {}
+func (quietPinger) PacketReceived()         {}
+func (quietPinger) PingResp()               {}
+func (quietPinger) SetDebug(paholog.Logger) {}
 
 // received returns the publishes received so far.
 func (c *v5client) received() []*paho.Publish {

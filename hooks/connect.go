@@ -13,6 +13,12 @@ import (
 	"homemq/topics"
 )
 
+// internalListener is the broker's in-process listener (the SignalR bridge):
+// its connections all come from one process, so the per-address connect
+// rate does not apply to them (the per-sub limit still does), and an
+// in-process pipe cannot vanish, so it may use keep-alive 0.
+const internalListener = "internal"
+
 // CONNACK reason codes the Guard uses, with their MQTT 3.1.1 return codes.
 var v3Connack = map[byte]byte{
 	0x85: 0x02, // client identifier not valid -> identifier rejected
@@ -27,15 +33,26 @@ var v3Connack = map[byte]byte{
 // data with method homemq-jwt), the client-ID rule and the will. A refused
 // client gets a CONNACK with a reason code and reason string and is closed.
 func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	addr := hostOf(cl.Net.Remote)
+	if cl.Net.Listener != internalListener && !g.counts.allowAttempt(g.cfg.Limits, addr, g.now()) {
+		return g.refuseConnect(cl, nil, 0x9F, "rate", "connection rate exceeded for "+addr+"; slow down")
+	}
 	c, code, why, detail := g.authenticate(cl, pk)
 	if code != 0 {
 		return g.refuseConnect(cl, c, code, why, detail)
 	}
-	if pk.Connect.Keepalive == 0 || pk.Connect.Keepalive > g.cfg.MaxKeepalive {
+	if ok, which := g.counts.admit(g.cfg.Limits, c.Subject, addr); !ok {
+		detail = "too many connections for " + c.Subject
+		if which == "address" {
+			detail = "too many connections from " + addr
+		}
+		return g.refuseConnect(cl, c, 0x97, "quota", detail)
+	}
+	if cl.Net.Listener != internalListener && (pk.Connect.Keepalive == 0 || pk.Connect.Keepalive > g.cfg.MaxKeepalive) {
 		cl.State.Keepalive = g.cfg.MaxKeepalive
 		cl.State.ServerKeepalive = true
 	}
-	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst)}
+	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject, addr: addr}
 	gr := g.newGrant(c)
 	s.grant.Store(gr)
 	g.sessions.Store(cl, s)
@@ -201,6 +218,7 @@ func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	}
 	s.mu.Unlock()
 	g.sessions.Delete(cl)
+	g.counts.release(s.sub, s.addr)
 	e := g.event(cl, s.grant.Load(), EventDisconnect, true, "", "", "")
 	if err != nil {
 		e.Detail = err.Error()

@@ -34,6 +34,8 @@ type Config struct {
 	// MaxKeepalive caps the keep-alive a client may ask for (0 included),
 	// so that a vanished client is noticed.
 	MaxKeepalive uint16
+	// Limits bound connections per identity and address.
+	Limits Limits
 }
 
 // DefaultConfig returns safe defaults.
@@ -46,6 +48,7 @@ func DefaultConfig() Config {
 		CommandRate:     10,
 		CommandBurst:    20,
 		MaxKeepalive:    300,
+		Limits:          DefaultLimits(),
 	}
 }
 
@@ -60,6 +63,7 @@ type Guard struct {
 	replay    *envelope.ReplayCache
 	observers []Observer
 	sessions  sync.Map // *mqtt.Client -> *session
+	counts    *counters
 	now       func() time.Time
 }
 
@@ -80,6 +84,9 @@ type session struct {
 	mu       sync.Mutex
 	refusals []int64 // times of recent refusals (unix nanos), at most RefusalLimit
 	commands *rate.Limiter
+	sub      string // the sub and address the connection was counted under
+	addr     string
+	overSubs atomic.Pointer[map[string]bool] // filters of the SUBSCRIBE being processed that break the quota
 }
 
 // New returns a Guard for server that verifies tokens with verifier and
@@ -96,6 +103,7 @@ func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config
 		cfg:       cfg,
 		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, horizon),
 		observers: observers,
+		counts:    newCounters(),
 		now:       time.Now,
 	}
 }
@@ -107,7 +115,7 @@ func (g *Guard) ID() string { return "homemq-guard" }
 func (g *Guard) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnPublish, mqtt.OnAuthPacket,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPublish, mqtt.OnAuthPacket,
 	}, []byte{b})
 }
 

@@ -41,7 +41,13 @@ func (g *Guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return false
 	}
 	gr, ok := s.alive(g.now().UnixNano())
-	return ok && topics.Authorize(gr.identity, topics.Subscribe, topic, false).Allow
+	if !ok {
+		return false
+	}
+	if over := s.overSubs.Load(); over != nil && (*over)[topic] {
+		return false
+	}
+	return topics.Authorize(gr.identity, topics.Subscribe, topic, false).Allow
 }
 
 // OnSubscribe records refused filters (mochi answers them with 0x87, or 0x80
@@ -56,15 +62,40 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if !ok {
 		return pk
 	}
+	var over map[string]bool
+	have := cl.State.Subscriptions.Len()
 	for _, f := range pk.Filters {
 		if d := topics.Authorize(gr.identity, topics.Subscribe, f.Filter, false); !d.Allow {
 			g.emit(g.event(cl, gr, EventSubscribe, false, "acl", d.Reason, f.Filter))
 			if g.refuse(s) {
 				g.tooManyRefusals(cl)
 			}
+			continue
 		}
+		if _, exists := cl.State.Subscriptions.Get(f.Filter); exists {
+			continue
+		}
+		if max := g.cfg.Limits.SubscriptionsMax; max > 0 && have >= max {
+			if over == nil {
+				over = map[string]bool{}
+			}
+			over[f.Filter] = true
+			g.emit(g.event(cl, gr, EventSubscribe, false, "quota", "too many subscriptions on this connection", f.Filter))
+			continue
+		}
+		have++
+	}
+	if over != nil {
+		s.overSubs.Store(&over)
 	}
 	return pk
+}
+
+// OnSubscribed forgets the quota refusals of the SUBSCRIBE just answered.
+func (g *Guard) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+	if s := g.session(cl); s != nil {
+		s.overSubs.Store(nil)
+	}
 }
 
 // OnPublish checks a publish in the order of design.md: token alive, topic

@@ -118,7 +118,7 @@ func (f *sendFlags) send(token string, key []byte, stdout io.Writer) error {
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+f.wait)
 	defer cancel()
-	ca, err := c.Connect(ctx, &paho.Connect{ClientID: claims.Subject + "/send", CleanStart: true, KeepAlive: 30, Password: []byte(token), PasswordFlag: true})
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: claims.Subject + "/send", CleanStart: true, KeepAlive: 0, Password: []byte(token), PasswordFlag: true})
 	if err != nil {
 		if ca != nil && ca.Properties != nil {
 			return fmt.Errorf("connect refused (0x%02X): %s", ca.ReasonCode, ca.Properties.ReasonString)

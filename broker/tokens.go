@@ -1,0 +1,79 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"homemq/auth"
+	"homemq/envelope"
+	"homemq/hooks"
+	"homemq/registry"
+)
+
+// EventTokenExchange is the hooks.Event kind of a POST /api/token answer
+// (Sub, JTI and Remote set; Detail says why a refusal happened).
+const EventTokenExchange = "token_exchange"
+
+// openTokenService opens the registry (the broker holds registry.db for as
+// long as it runs; the CLI sees the lock and goes through the admin API)
+// and mounts the token exchange and the admin APIs of issue 6.
+func (b *Broker) openTokenService() error {
+	reg, err := registry.Open(b.cfg.Data, &registry.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, registry.ErrLocked) {
+		return fmt.Errorf("broker: %w; is another homemq serve running on data folder %s?", err, b.cfg.Data)
+	}
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	x, err := auth.NewExchange(auth.ExchangeOptions{
+		Issuer:    b.Issuer,
+		Verifier:  b.Verifier,
+		Directory: reg,
+		MsgKey:    func(jti string) []byte { return envelope.DeriveKey(b.Master, jti) },
+		Config:    b.cfg.TokenAPI,
+		Logger:    b.log,
+		Observe:   b.observeExchange,
+	})
+	if err != nil {
+		_ = reg.Close()
+		return fmt.Errorf("config: %w", err)
+	}
+	b.Registry, b.tokenAPI = reg, x
+	b.Mux.Handle("POST /api/token", x)
+	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(registry.Handler(reg, func(sub string) error {
+		_, err := b.Revoke(RevokeRequest{Sub: sub})
+		return err
+	})))
+	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(auth.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
+	return nil
+}
+
+// closeTokenService stops the identity providers' key refresh and releases
+// registry.db.
+func (b *Broker) closeTokenService() {
+	if b.tokenAPI != nil {
+		b.tokenAPI.Close()
+	}
+	if b.Registry != nil {
+		_ = b.Registry.Close()
+	}
+}
+
+func (b *Broker) observeExchange(e auth.ExchangeEvent) {
+	if len(b.observers) == 0 {
+		return
+	}
+	ev := hooks.Event{Time: e.Time, Kind: EventTokenExchange, Allowed: e.OK, Reason: e.Error, Detail: e.Detail, Sub: e.Subject, JTI: e.JTI, Remote: e.Remote}
+	if e.OK {
+		homes := make([]string, 0, len(e.Homes))
+		for h, r := range e.Homes {
+			homes = append(homes, h+"="+r)
+		}
+		ev.Detail = "homes " + strings.Join(homes, ",")
+	}
+	for _, o := range b.observers {
+		o.Observe(ev)
+	}
+}

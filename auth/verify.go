@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -194,6 +193,3 @@ func classify(err error) *Error {
 	}
 	return &Error{Reason: ReasonMalformed, Detail: "token could not be read"}
 }
-
-// allowed reports whether alg is on the allow-list (for tests and callers).
-func (v *Verifier) allowed(alg string) bool { return slices.Contains(v.cfg.Algorithms, alg) }

@@ -2,7 +2,6 @@ package hooks
 
 import (
 	"bytes"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,11 +189,4 @@ func (g *Guard) event(cl *mqtt.Client, gr *grant, kind string, allowed bool, rea
 		e.Sub, e.JTI = gr.claims.Subject, gr.claims.ID
 	}
 	return e
-}
-
-func (g *Guard) logger() *slog.Logger {
-	if g.Log != nil {
-		return g.Log
-	}
-	return slog.Default()
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -130,6 +132,11 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	}
 	c := new(Claims)
 	if _, err := v.parser.ParseWithClaims(token, c, v.key); err != nil {
+		if errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+			if alg := v.headerAlg(token); alg != "" && !slices.Contains(v.cfg.Algorithms, alg) {
+				return nil, &Error{Reason: ReasonAlgorithm, Detail: fmt.Sprintf("token algorithm %q is not allowed (allowed: %s)", alg, strings.Join(v.cfg.Algorithms, ", "))}
+			}
+		}
 		return nil, classify(err)
 	}
 	if err := c.validate(); err != nil {
@@ -139,6 +146,16 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// headerAlg reads the alg of a token's header without verifying anything.
+func (v *Verifier) headerAlg(token string) string {
+	t, _, err := jwt.NewParser().ParseUnverified(token, &jwt.RegisteredClaims{})
+	if err != nil {
+		return ""
+	}
+	alg, _ := t.Header["alg"].(string)
+	return alg
 }
 
 // key finds the verification key named by the token's kid and refuses a

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"homemq/auth"
+)
+
+func init() {
+	register("keys", "rotate the token-signing key: keys rotate (old keys verify until their tokens expired)", keysCmd)
+}
+
+func keysCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "rotate" {
+		return errors.New("usage: homemq keys rotate [--data DIR] [--config FILE] [--server HOST:PORT]")
+	}
+	fs := newFlags("keys rotate", stderr)
+	af := addAdminFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	t, err := af.connect()
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	keep := auth.RotationKeep(t.cfg.Tokens)
+	var resp auth.RotateResponse
+	if t.online() {
+		err = t.post(auth.KeysRotatePath, &resp)
+	} else {
+		// registry.db stays locked meanwhile, so no broker starts half-way.
+		var keys *auth.KeySet
+		if keys, err = auth.LoadOrCreateKeys(t.cfg.Data); err == nil {
+			resp, err = auth.RotateKeys(keys, keep)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "new signing key %s signs every token from now on\n", resp.Kid)
+	fmt.Fprintf(stdout, "keys kept for verification: %s (a retired key is dropped at the first rotation %v after it retired)\n", strings.Join(resp.Keys, ", "), keep)
+	return nil
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"homemq/registry"
+)
+
+func init() {
+	register("member", "manage users' memberships: member add|remove --home H --user U --role R, member list", memberCmd)
+}
+
+const memberUsage = `usage:
+  homemq member add    --home H --user U --role admin|member|viewer
+  homemq member remove --home H --user U [--role R]
+  homemq member list   [--home H]
+U is user:ID or ID (a user from an identity provider is user:{provider}|{sub});
+each also takes --data DIR, --config FILE, --server HOST:PORT`
+
+func memberCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(memberUsage)
+	}
+	verb := args[0]
+	switch verb {
+	case "add", "remove", "list":
+	default:
+		return fmt.Errorf("unknown member command %q\n%s", verb, memberUsage)
+	}
+	fs := newFlags("member "+verb, stderr)
+	af := addAdminFlags(fs)
+	home := fs.String("home", "", "the home")
+	user := fs.String("user", "", "the user: user:ID or ID")
+	role := fs.String("role", "", "admin, member or viewer")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q\n%s", fs.Arg(0), memberUsage)
+	}
+	switch {
+	case verb == "add" && (*home == "" || *user == "" || *role == ""):
+		return errors.New("--home, --user and --role are required: homemq member add --home H --user U --role admin|member|viewer")
+	case verb == "remove" && (*home == "" || *user == ""):
+		return errors.New("--home and --user are required: homemq member remove --home H --user U")
+	}
+	t, err := af.connect()
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	switch verb {
+	case "add":
+		resp, err := t.do(registry.Request{Op: registry.OpMemberAdd, Home: *home, User: *user, Role: *role})
+		if err != nil {
+			return err
+		}
+		m := resp.Members[0]
+		fmt.Fprintf(stdout, "%s is now %s of home %s (from their next token)\n", m.User, m.Role, m.Home)
+	case "remove":
+		u, err := registry.UserID(*user)
+		if err != nil {
+			return err
+		}
+		if *role != "" {
+			resp, err := t.do(registry.Request{Op: registry.OpMemberList, Home: *home})
+			if err != nil {
+				return err
+			}
+			for _, m := range resp.Members {
+				if m.User == u && m.Role != *role {
+					return fmt.Errorf("%s is %s of home %s, not %s; nothing removed", u, m.Role, *home, *role)
+				}
+			}
+		}
+		if _, err := t.do(registry.Request{Op: registry.OpMemberRemove, Home: *home, User: u}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s is no longer a member of home %s (from their next token; revoke with homemq revoke --sub %s to cut them off now)\n", u, *home, u)
+	case "list":
+		resp, err := t.do(registry.Request{Op: registry.OpMemberList, Home: *home})
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "HOME\tUSER\tROLE")
+		for _, m := range resp.Members {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Home, m.User, m.Role)
+		}
+		return tw.Flush()
+	}
+	return nil
+}

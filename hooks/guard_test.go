@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ func testGuard(t testing.TB) (*Guard, *mqtt.Server, *auth.Issuer) {
 	keys := auth.NewMemoryKeys()
 	revs, _ := auth.LoadRevocations("")
 	v := auth.NewVerifier(auth.Config{}, keys, revs)
-	srv := mqtt.New(&mqtt.Options{})
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
 	g := New(srv, v, make([]byte, 32), DefaultConfig())
 	if err := srv.AddHook(g, nil); err != nil {
 		t.Fatal(err)

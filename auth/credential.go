@@ -74,11 +74,23 @@ func ParseAgentCredential(s string) (AgentCredential, error) {
 	if !topics.ValidID(home) || !topics.ValidID(agent) {
 		return AgentCredential{}, fmt.Errorf("auth: agent credential names an invalid home or agent id")
 	}
+	// base64 decoders skip \r and \n: check the alphabet first, so one
+	// credential has exactly one spelling.
 	raw, err := secretEncoding.DecodeString(secret)
-	if err != nil || len(raw) != CredentialSecretSize {
+	if len(secret) != secretEncoding.EncodedLen(CredentialSecretSize) || !isBase64URL(secret) || err != nil || len(raw) != CredentialSecretSize {
 		return AgentCredential{}, fmt.Errorf("auth: agent credential secret must be %d bytes of unpadded base64url", CredentialSecretSize)
 	}
 	return AgentCredential{Home: home, Agent: agent, Secret: raw}, nil
+}
+
+func isBase64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Encode returns the credential's text form, secret included. Show it once

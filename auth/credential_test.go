@@ -68,6 +68,7 @@ func TestParseAgentCredentialRefuses(t *testing.T) {
 		{"short secret", "hmq1.h1.pi." + secret[:42], "unpadded base64url"},
 		{"padded secret", "hmq1.h1.pi." + secret + "=", "unpadded base64url"},
 		{"std base64", "hmq1.h1.pi." + strings.Repeat("+", 43), "unpadded base64url"},
+		{"newline in secret", "hmq1.h1.pi." + secret[:20] + "\n" + secret[20:], "unpadded base64url"},
 		{"too long", "hmq1." + strings.Repeat("a", 300), "longer than any"},
 	}
 	for _, tc := range tests {

@@ -34,7 +34,7 @@ type testIdP struct {
 	kid string
 }
 
-func newTestIdP(t *testing.T) *testIdP {
+func newTestIdP(t testing.TB) *testIdP {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -117,7 +117,7 @@ func (s *syncBuffer) String() string {
 
 func msgKey(jti string) []byte { s := sha256.Sum256([]byte("k" + jti)); return s[:] }
 
-func newFixture(t *testing.T, edit ...func(*auth.TokenAPIConfig)) *fixture {
+func newFixture(t testing.TB, edit ...func(*auth.TokenAPIConfig)) *fixture {
 	t.Helper()
 	reg, err := registry.Open(t.TempDir(), nil)
 	if err != nil {
@@ -439,4 +439,35 @@ func TestTokenAPIConfigValidate(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "max_tracked") {
 		t.Errorf("max_tracked 3: %v", err)
 	}
+}
+
+// FuzzExchangeRequest: whatever body arrives, the exchange never panics,
+// never issues a token for a subject it cannot check, and always answers an
+// RFC 6749 error code in JSON.
+func FuzzExchangeRequest(f *testing.F) {
+	fx := newFixture(f, func(c *auth.TokenAPIConfig) {
+		c.RateLimit = auth.RateLimitConfig{AddressBurst: 1 << 30, AddressPerMinute: 1, SubjectBurst: 1 << 30, SubjectPerMinute: 1}
+	})
+	f.Add("application/json", `{"grant_type":"`+auth.GrantTokenExchange+`","subject_token":"hmq1.h1.pi.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","subject_token_type":"`+auth.TokenTypeAgentCredential+`"}`)
+	f.Add("application/x-www-form-urlencoded", "grant_type="+url.QueryEscape(auth.GrantTokenExchange)+"&subject_token=x.y.z&subject_token_type="+url.QueryEscape(auth.TokenTypeJWT))
+	f.Add("application/json", `{"grant_type":"`+auth.GrantTokenExchange+`","subject_token":"eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.","subject_token_type":"`+auth.TokenTypeIDToken+`"}`)
+	f.Add("text/plain", "")
+	f.Add("", "[1,2]")
+	codes := map[string]bool{"invalid_request": true, "invalid_client": true, "invalid_grant": true, "unsupported_grant_type": true, "slow_down": true}
+	f.Fuzz(func(t *testing.T, contentType, body string) {
+		r := httptest.NewRequest(http.MethodPost, "/api/token", strings.NewReader(body))
+		r.Header.Set("Content-Type", contentType)
+		w := httptest.NewRecorder()
+		fx.x.ServeHTTP(w, r)
+		var ans map[string]any
+		if err := json.Unmarshal(w.Body.Bytes(), &ans); err != nil {
+			t.Fatalf("answer is not JSON: %q", w.Body.String())
+		}
+		if w.Code == http.StatusOK || ans["access_token"] != nil {
+			t.Fatalf("a token for %q", body)
+		}
+		if code, _ := ans["error"].(string); !codes[code] {
+			t.Fatalf("error code %q for %q", code, body)
+		}
+	})
 }

@@ -16,6 +16,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"homemq/auth"
+	"homemq/bridge"
 	"homemq/certs"
 	"homemq/envelope"
 	"homemq/hooks"
@@ -207,6 +208,7 @@ func (b *Broker) assemble() {
 		_, _ = w.Write(b.Keys.JWKS())
 	})
 	b.Mux.Handle("POST /api/admin/revoke", b.requireOperator(http.HandlerFunc(b.handleRevoke)))
+	b.Mux.Handle("/signalr/", bridge.New(bridge.DefaultConfig(), b.Verifier, b.DialInternal)) // the SignalR bridge (docs/bridge.md)
 }
 
 // Start binds the HTTPS listener and starts serving everything.

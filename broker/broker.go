@@ -21,6 +21,7 @@ import (
 	"homemq/envelope"
 	"homemq/hooks"
 	"homemq/registry"
+	"homemq/webapp"
 )
 
 // Broker is a running homemq: the MQTT server, its listeners, the HTTPS
@@ -209,6 +210,8 @@ func (b *Broker) assemble() {
 	})
 	b.Mux.Handle("POST /api/admin/revoke", b.requireOperator(http.HandlerFunc(b.handleRevoke)))
 	b.Mux.Handle("/signalr/", bridge.New(bridge.DefaultConfig(), b.Verifier, b.DialInternal)) // the SignalR bridge (docs/bridge.md)
+	// the web app (GET/HEAD) at "/": every more specific pattern above wins over it
+	b.Mux.Handle("/", webapp.Handler())
 }
 
 // Start binds the HTTPS listener and starts serving everything.

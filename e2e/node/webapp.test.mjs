@@ -1,0 +1,146 @@
+// Drives the homemq web app in Debian's Chromium with playwright-core on a
+// phone-sized screen (run by TestWebAppInBrowser in e2e/webapp_test.go,
+// which checks the result and the agent's pins). Prints one JSON line.
+//
+// env: CHROMIUM, BASE_URL, SPKI (the broker key Chromium trusts), ARTIFACTS
+// (screenshot folder), ADMIN_JSON (token mint --json), VIEWER_TOKEN, PAST
+// (ms: after the admin's first token expired), DEVICE and PULSE (home/agent/device).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (k) => {
+  if (!process.env[k]) throw new Error(`${k} is not set`);
+  return process.env[k];
+};
+const [BASE, ARTIFACTS, DEVICE, PULSE] = [env('BASE_URL'), env('ARTIFACTS'), env('DEVICE'), env('PULSE')];
+const out = { URLs: [], ConsoleErrors: [], Screenshots: [] };
+const T = { timeout: 15_000 };
+
+const profile = mkdtempSync(join(tmpdir(), 'homemq-chromium-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: env('CHROMIUM'),
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    `--ignore-certificate-errors-spki-list=${env('SPKI')}`],
+  viewport: { width: 390, height: 844 },
+  deviceScaleFactor: 2,
+  isMobile: true,
+  hasTouch: true,
+});
+
+async function openPage(name) {
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error' || /Content Security Policy|Trusted Type/i.test(m.text())) out.ConsoleErrors.push(`${name}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => out.ConsoleErrors.push(`${name}: ${e.message}`));
+  page.on('request', (r) => out.URLs.push(r.url()));
+  page.on('websocket', (ws) => out.URLs.push(ws.url()));
+  return page;
+}
+
+async function shot(page, name) {
+  const path = join(ARTIFACTS, `webapp-${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  out.Screenshots.push(path);
+}
+
+const device = (page, id) => page.locator(`[data-device="${id}"]`);
+const [home, agentId, lampId] = DEVICE.split('/');
+const cmdTopic = `homes/${home}/agents/${agentId}/devices/${lampId}/cmd`;
+
+// forge seals a command with a random key (the token's kid, so only the
+// signature is wrong) and publishes it through the page's console API.
+const forge = (page, topic) => page.evaluate(async (topic) => {
+  const { seal } = await import('/envelope.mjs');
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const env = await seal({ key, topic, kid: window.homemq.jti, msg: '{"action":"on"}' });
+  return window.homemq.publish(topic, env);
+}, topic);
+
+try {
+  // --- an admin pastes the output of token mint --json ---
+  const admin = await openPage('admin');
+  const resp = await admin.goto(BASE);
+  out.CSP = resp.headers()['content-security-policy'];
+  await admin.locator('#paste-form').waitFor();
+  await shot(admin, 'signin');
+  await admin.fill('#token', env('ADMIN_JSON'));
+  await admin.click('#paste-form button[type=submit]');
+  await admin.locator('#conn[data-state="connected"]').waitFor(T);
+  await admin.locator(`[data-agent="${home}/${agentId}"] .status[data-status="online"]`).waitFor(T);
+  const lamp = device(admin, DEVICE);
+  await lamp.locator('.state', { hasText: 'off' }).waitFor(T);
+  await device(admin, PULSE).locator('button[data-action="pulse"]').waitFor(T);
+  out.ExpiryText = await admin.textContent('#expiry');
+  await shot(admin, 'admin');
+
+  await lamp.locator('button[data-action="on"]').click();
+  await lamp.locator('.result', { hasText: 'on: done' }).waitFor(T);
+  await admin.locator(`[data-device="${DEVICE}"][data-state="on"]`).waitFor(T);
+  out.LampAfterOn = (await lamp.locator('.state').textContent()).trim();
+  out.OnResult = await lamp.locator('.result').textContent();
+
+  const door = device(admin, PULSE);
+  await door.locator('button[data-action="pulse"]').click();
+  await door.locator('.result', { hasText: 'pulse: done' }).waitFor(T);
+  out.PulseResult = await door.locator('.result').textContent();
+  await shot(admin, 'admin-after-commands');
+
+  out.ForgedAdmin = await forge(admin, cmdTopic);
+  out.ForgedAdminLog = await admin.locator('#log li.error', { hasText: 'console publish' }).first().textContent(T);
+  await shot(admin, 'admin-forged-refused');
+
+  // --- a viewer signs in by exchanging a homemq token at /api/token ---
+  const viewer = await openPage('viewer');
+  await viewer.goto(BASE);
+  await viewer.selectOption('#credtype', 'urn:ietf:params:oauth:token-type:jwt');
+  await viewer.fill('#credential', env('VIEWER_TOKEN'));
+  await viewer.click('#exchange-form button[type=submit]');
+  await viewer.locator('#conn[data-state="connected"]').waitFor(T);
+  await viewer.locator(`[data-device="${DEVICE}"][data-state="on"]`).waitFor(T);
+  out.ViewerState = (await device(viewer, DEVICE).locator('.state').textContent()).trim();
+  out.ViewerButtons = await viewer.locator('button.cmd').count();
+  out.ViewerNote = await viewer.locator(`[data-home="${home}"] .note`).textContent();
+  out.ForgedViewer = await forge(viewer, cmdTopic);
+  out.ViewerLog = await viewer.locator('#log li.error', { hasText: 'console publish' }).first().textContent(T);
+  await shot(viewer, 'viewer');
+
+  // --- the admin's token is refreshed before it runs out ---
+  await admin.bringToFront();
+  await admin.locator('#refreshes', { hasText: /^[1-9]/ }).waitFor({ timeout: 30_000 });
+  const wait = Number(env('PAST')) - Date.now();
+  if (wait > 0) await admin.waitForTimeout(wait);
+  out.Refreshes = Number(await admin.textContent('#refreshes'));
+  out.ConnAfterExp = await admin.getAttribute('#conn', 'data-state');
+  await lamp.locator('button[data-action="toggle"]').click();
+  await lamp.locator('.result', { hasText: 'toggle: done' }).waitFor(T);
+  await admin.locator(`[data-device="${DEVICE}"][data-state="off"]`).waitFor(T);
+  out.ToggleResult = await lamp.locator('.result').textContent();
+  out.LampAfterOff = (await lamp.locator('.state').textContent()).trim();
+  await shot(admin, 'admin-refreshed');
+
+  // nothing of the session was stored
+  out.Storage = 0;
+  for (const page of [admin, viewer]) {
+    out.Storage += await page.evaluate(() => localStorage.length + sessionStorage.length + (document.cookie ? 1 : 0));
+  }
+  const cookies = await context.cookies();
+  out.Storage += cookies.length;
+} catch (e) {
+  out.Error = String(e.stack || e);
+  for (const page of context.pages()) {
+    await page.screenshot({ path: join(ARTIFACTS, `webapp-failure-${context.pages().indexOf(page)}.png`), fullPage: true }).catch(() => {});
+  }
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(JSON.stringify(out));
+if (out.Error) {
+  console.error(out.Error);
+  process.exit(1);
+}

@@ -241,6 +241,8 @@ func spkiHash(t *testing.T, b *testBroker) string {
 // browserResult is what e2e/node/webapp.test.mjs reports.
 type browserResult struct {
 	CSP            string
+	ExpiredError   string
+	BadTokenError  string
 	ExpiryText     string
 	LampAfterOn    string
 	OnResult       string
@@ -297,6 +299,8 @@ func TestWebAppInBrowser(t *testing.T) {
 	adminTok, admin := b.mintSpec(auth.Spec{Sub: "user:ann", Homes: map[string]string{"h1": "admin"}, TTL: ttl})
 	adminJSON, _ := json.Marshal(map[string]any{"token": adminTok, "msg_key": envelope.EncodeKey(envelope.DeriveKey(b.Master, admin.ID)), "exp": admin.ExpiresAtTime().Unix()})
 	viewerTok, _ := b.mintSpec(auth.Spec{Sub: "user:vic", Homes: map[string]string{"h1": "viewer"}})
+	other := b.mint("user:ann", "h1=admin")
+	badTok := adminTok[:strings.LastIndexByte(adminTok, '.')] + other[strings.LastIndexByte(other, '.'):]
 	artifacts := filepath.Join(repoRoot(), "e2e", "artifacts")
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
@@ -312,6 +316,7 @@ func TestWebAppInBrowser(t *testing.T) {
 		"ARTIFACTS":    artifacts,
 		"ADMIN_JSON":   string(adminJSON),
 		"VIEWER_TOKEN": viewerTok,
+		"BAD_TOKEN":    badTok,
 		"PAST":         fmt.Sprint(admin.ExpiresAtTime().Add(time.Second + 500*time.Millisecond).UnixMilli()),
 		"DEVICE":       "h1/pi1/lamp",
 		"PULSE":        "h1/pi1/door",
@@ -333,6 +338,12 @@ func TestWebAppInBrowser(t *testing.T) {
 	}
 	if res.Storage != 0 {
 		t.Errorf("the page stored %d items in web storage or cookies", res.Storage)
+	}
+	if !strings.Contains(res.ExpiredError, "this token expired at") {
+		t.Errorf("an expired token: page shows %q", res.ExpiredError)
+	}
+	if !strings.Contains(res.BadTokenError, "0x86 bad user name or password") || !strings.Contains(res.BadTokenError, "signature") {
+		t.Errorf("a token with a wrong signature: page shows %q", res.BadTokenError)
 	}
 	if !strings.HasPrefix(res.ExpiryText, "token expires in 0:") {
 		t.Errorf("expiry shown as %q", res.ExpiryText)

@@ -3,7 +3,8 @@
 // which checks the result and the agent's pins). Prints one JSON line.
 //
 // env: CHROMIUM, BASE_URL, SPKI (the broker key Chromium trusts), ARTIFACTS
-// (screenshot folder), ADMIN_JSON (token mint --json), VIEWER_TOKEN, PAST
+// (screenshot folder), ADMIN_JSON (token mint --json), BAD_TOKEN (a token
+// with another token's signature), VIEWER_TOKEN, PAST
 // (ms: after the admin's first token expired), DEVICE and PULSE (home/agent/device).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -68,6 +69,17 @@ try {
   out.CSP = resp.headers()['content-security-policy'];
   await admin.locator('#paste-form').waitFor();
   await shot(admin, 'signin');
+
+  // clear messages for tokens that cannot work
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  await admin.fill('#token', `${b64({ alg: 'EdDSA' })}.${b64({ sub: 'user:ann', jti: 'old', exp: 1000, homes: { h1: 'admin' } })}.c2ln`);
+  await admin.click('#paste-form button[type=submit]');
+  out.ExpiredError = await admin.locator('#signin-error', { hasText: 'expired' }).textContent(T);
+  await admin.fill('#token', env('BAD_TOKEN'));
+  await admin.click('#paste-form button[type=submit]');
+  out.BadTokenError = await admin.locator('#signin-error', { hasText: 'refused' }).textContent(T);
+  await shot(admin, 'signin-refused');
+
   await admin.fill('#token', env('ADMIN_JSON'));
   await admin.click('#paste-form button[type=submit]');
   await admin.locator('#conn[data-state="connected"]').waitFor(T);

@@ -281,7 +281,9 @@ function tick() {
  */
 async function refresh() {
   const cur = link;
-  if (!cur) return;
+  if (!cur || cur.refreshing) return;
+  cur.refreshing = true;
+  clearTimeout(refreshTimer);
   try {
     const fresh = await exchange(cur.token, TokenType.jwt);
     const claims = decodeClaims(fresh.token);
@@ -307,6 +309,8 @@ async function refresh() {
     log(`could not refresh the token: ${e.message}`, 'error');
     const left = cur.claims.exp * 1000 - Date.now();
     if (left > 4000) refreshTimer = setTimeout(refresh, Math.min(15_000, left / 2));
+  } finally {
+    cur.refreshing = false;
   }
 }
 
@@ -382,6 +386,11 @@ $('exchange-form').addEventListener('submit', (ev) => submit(ev, async () => {
   return exchange(subject, $('credtype').value);
 }));
 $('signout').addEventListener('click', () => signOut('Signed out.'));
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState !== 'visible' || !link) return;
+  tick();
+  if (refreshAt(link.claims.iat, link.claims.exp) * 1000 <= Date.now()) refresh(); // timers slept in the background
+});
 
 /**
  * window.homemq is a small console API for people who want to see the

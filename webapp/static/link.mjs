@@ -84,10 +84,14 @@ export class Link {
       const fail = (err) => {
         if (!settled) {
           settled = true;
+          clearTimeout(giveUp);
           this.close();
           reject(err);
         }
       };
+      // A WebSocket that cannot connect may never raise an error: MQTT.js
+      // just retries. Give up on the first connection after a while.
+      const giveUp = setTimeout(() => fail(new Error(`could not connect to ${brokerURL()} within 20 s`)), 20_000);
       this.on.status?.('connecting', '');
       const client = mqtt.connect(brokerURL(), {
         protocolVersion: 5,
@@ -112,12 +116,14 @@ export class Link {
         const subs = Object.fromEntries(filters.map((f) => [f, { qos: 1 }]));
         if (filters.length === 0) {
           settled = true;
+          clearTimeout(giveUp);
           resolve([]);
           return;
         }
         client.subscribe(subs, (err, granted) => {
           if (err && !granted) return fail(new Error(`subscribing failed: ${err.message}`));
           settled = true;
+          clearTimeout(giveUp);
           resolve((granted ?? []).map((g) => ({ filter: g.topic, ok: g.qos < 0x80, code: g.qos })));
         });
       });

@@ -170,7 +170,7 @@ func (b *Broker) assemble() {
 		InlineClient:           false,
 	})
 	gcfg := hooks.Config{
-		Envelope:        envelope.Policy{Skew: b.cfg.Envelope.Skew, MaxLifetime: b.cfg.Envelope.MaxLifetime, MaxSize: b.cfg.Envelope.MaxSize},
+		Envelope:        envelope.Policy{Skew: noSkewIfZero(b.cfg.Envelope.Skew), MaxLifetime: b.cfg.Envelope.MaxLifetime, MaxSize: b.cfg.Envelope.MaxSize},
 		ReplayCacheSize: b.cfg.Envelope.ReplayCache,
 		RefusalLimit:    l.RefusalLimit,
 		RefusalWindow:   l.RefusalWindow,
@@ -212,6 +212,15 @@ func (b *Broker) assemble() {
 	b.Mux.Handle("/signalr/", bridge.New(bridge.DefaultConfig(), b.Verifier, b.DialInternal)) // the SignalR bridge (docs/bridge.md)
 	// the web app (GET/HEAD) at "/": every more specific pattern above wins over it
 	b.Mux.Handle("/", webapp.Handler())
+}
+
+// noSkewIfZero maps a configured skew of 0 to the envelope package's "no
+// skew" (a negative value), where a zero would mean its default.
+func noSkewIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // Start binds the HTTPS listener and starts serving everything.

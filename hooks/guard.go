@@ -63,6 +63,7 @@ type Guard struct {
 	observers []Observer
 	sessions  sync.Map // *mqtt.Client -> *session
 	counts    *counters
+	started   int64 // unix seconds: commands issued before are refused (the replay cache is in memory)
 	now       func() time.Time
 }
 
@@ -94,15 +95,16 @@ func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config
 	if cfg.ReplayCacheSize == 0 {
 		cfg = DefaultConfig()
 	}
-	horizon := cfg.Envelope.MaxLifetime + cfg.Envelope.Skew
+	cfg.Envelope = cfg.Envelope.Effective()
 	return &Guard{
 		server:    server,
 		verifier:  verifier,
 		master:    bytes.Clone(master),
 		cfg:       cfg,
-		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, horizon),
+		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, cfg.Envelope.Horizon()),
 		observers: observers,
 		counts:    newCounters(),
+		started:   time.Now().Unix(),
 		now:       time.Now,
 	}
 }

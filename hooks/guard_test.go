@@ -174,3 +174,28 @@ func BenchmarkOnPublishCommand(b *testing.B) {
 		}
 	}
 }
+
+// TestCommandIssuedBeforeStartIsRefused: the replay cache is in memory, so
+// after a restart a command issued before it may have been seen already.
+func TestCommandIssuedBeforeStartIsRefused(t *testing.T) {
+	g, srv, is := testGuard(t)
+	tok, c, _ := is.Mint(auth.Spec{Sub: "user:alice", Homes: map[string]string{"h1": "admin"}})
+	cl, err := connect(t, g, srv, "user:alice", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := "homes/h1/agents/pi/devices/lock/cmd"
+	key := envelope.DeriveKey(make([]byte, 32), c.ID)
+	now := time.Now()
+	old, _ := envelope.SealNonce(key, topic, c.ID, `{"action":"unlock"}`, "AAAAAAAAAAAAAAAAAAAAAA", now.Unix()-2, now.Unix()+20)
+	fresh, _ := envelope.Seal(key, topic, c.ID, `{"action":"unlock"}`, now, 20*time.Second)
+	g.started = now.Unix()
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic, Payload: old}
+	if _, err := g.OnPublish(cl, pk); err != packets.ErrRejectPacket {
+		t.Fatalf("command issued before start: %v, want refused", err)
+	}
+	pk.Payload = fresh
+	if _, err := g.OnPublish(cl, pk); err != nil {
+		t.Fatalf("command issued after start: %v", err)
+	}
+}

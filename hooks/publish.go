@@ -129,6 +129,11 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	if err == nil {
 		err = env.Verify(gr.key, pk.TopicName, gr.claims.ID, now, g.cfg.Envelope)
 	}
+	if err == nil && env.Iat < g.started {
+		// The replay cache does not survive a restart, so a command issued
+		// before this broker started may have been seen already.
+		err = &envelope.Error{Reason: envelope.ReasonReplay, Detail: "issued before the broker (re)started, so it may have been seen already; seal it again"}
+	}
 	if err == nil {
 		err = g.replay.Record(env.Kid, env.Nonce, time.Unix(env.Exp, 0), now)
 	}

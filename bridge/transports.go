@@ -153,7 +153,6 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, c *conn) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	if rc.Flush() != nil {

@@ -1,0 +1,168 @@
+package load
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"homemq/bench/mqttc"
+)
+
+// smallBuffers are the read and write buffers of connections that only
+// connect and disconnect, or sit idle.
+const smallBuffers = 512
+
+// identities returns n identities (viewers of home b{base}) to spread
+// connections over.
+func identities(t Target, base, n int) ([]Identity, error) {
+	home := "b" + strconv.Itoa(base)
+	ids := make([]Identity, n)
+	for i := range ids {
+		var err error
+		if ids[i], err = t.Identity("user:"+home+"-c"+strconv.Itoa(i), home, "viewer"); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// runConnect has Workers clients connect (JWT as password), wait for
+// CONNACK, send DISCONNECT and wait for the broker to close, in a loop;
+// it counts the cycles completed within the measured window.
+func runConnect(ctx context.Context, t Target, s Spec) (Result, error) {
+	ids, err := identities(t, s.GroupBase, s.Workers)
+	if err != nil {
+		return Result{}, err
+	}
+	var (
+		measuring atomic.Bool
+		stop      atomic.Bool
+		connects  atomic.Int64
+		errs      errCounter
+		wg        sync.WaitGroup
+	)
+	for w := 0; w < s.Workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := ids[w]
+			for n := 0; !stop.Load(); n++ {
+				c, err := mqttc.Dial(ctx, mqttc.Options{Addr: t.Addr, TLS: t.TLS, ClientID: id.ClientID("c" + strconv.Itoa(n)),
+					Username: id.Sub, Password: id.Password, Keepalive: 60, Timeout: 5 * time.Second, BufferSize: smallBuffers})
+				if err != nil {
+					errs.add(err)
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				if err := c.Disconnect(2 * time.Second); err != nil {
+					errs.add(err)
+					continue
+				}
+				if measuring.Load() {
+					connects.Add(1)
+				}
+			}
+		}()
+	}
+	start := s.StartAt
+	if start.IsZero() {
+		start = time.Now().Add(s.Warmup)
+	}
+	ok := waitUntil(ctx, start)
+	t0 := time.Now()
+	measuring.Store(true)
+	ok = ok && waitUntil(ctx, t0.Add(s.Duration))
+	measuring.Store(false)
+	secs := time.Since(t0).Seconds()
+	stop.Store(true)
+	wg.Wait()
+	r := Result{Seconds: secs, Connects: connects.Load()}
+	r.Rate = float64(r.Connects) / secs
+	errs.fill(&r)
+	if !ok {
+		return r, ctx.Err()
+	}
+	return r, nil
+}
+
+// runIdle opens Conns connections with Workers dialers and holds them; the
+// broker's resident memory is read before and, after Settle, with all of
+// them open.
+func runIdle(ctx context.Context, t Target, s Spec) (Result, error) {
+	if t.PID == 0 {
+		return Result{}, fmt.Errorf("load: idle needs the broker's process id to read its memory")
+	}
+	if s.Conns <= 0 {
+		return Result{}, fmt.Errorf("load: idle needs a number of connections")
+	}
+	ids, err := identities(t, s.GroupBase, 16)
+	if err != nil {
+		return Result{}, err
+	}
+	before, err := RSS(t.PID)
+	if err != nil {
+		return Result{}, err
+	}
+	conns := make([]*mqttc.Conn, s.Conns)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+	var (
+		next atomic.Int64
+		errs errCounter
+		wg   sync.WaitGroup
+	)
+	for w := 0; w < s.Workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= len(conns) {
+					return
+				}
+				id := ids[i%len(ids)]
+				o := mqttc.Options{Addr: t.Addr, TLS: t.TLS, ClientID: id.ClientID("i" + strconv.Itoa(i)),
+					Username: id.Sub, Password: id.Password, Keepalive: 300, Timeout: 10 * time.Second, BufferSize: smallBuffers}
+				for try := 0; try < 3; try++ {
+					c, err := mqttc.Dial(ctx, o)
+					if err == nil {
+						conns[i] = c
+						break
+					}
+					errs.add(err)
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	open := 0
+	for _, c := range conns {
+		if c != nil {
+			open++
+		}
+	}
+	r := Result{Conns: open, RSSBefore: before}
+	errs.fill(&r)
+	if !waitUntil(ctx, time.Now().Add(s.Settle)) {
+		return r, ctx.Err()
+	}
+	if r.RSSAfter, err = RSS(t.PID); err != nil {
+		return r, err
+	}
+	if open > 0 {
+		r.BytesPerConn = float64(r.RSSAfter-r.RSSBefore) / float64(open)
+	}
+	if open < s.Conns {
+		return r, fmt.Errorf("load: only %d of %d idle connections opened to %s: %s", open, s.Conns, t.Name, r.FirstError)
+	}
+	return r, nil
+}

@@ -255,6 +255,10 @@ type browserResult struct {
 	ForgedViewer   publishVerdict
 	ViewerLog      string
 	Refreshes      int
+	HomesBefore    []string
+	HomesAfter     []string
+	NewHomeRole    string
+	NewHomeState   string
 	ConnAfterExp   string
 	ToggleResult   string
 	LampAfterOff   string
@@ -275,7 +279,8 @@ type publishVerdict struct {
 // switches the lamp and pulses the door (the pins change, the page shows the
 // acks and new states), a command forged in the console with a wrong key is
 // refused with the broker's reason, the token is refreshed before it
-// expires and commands keep working past the first token's expiry; a
+// expires (bringing a home the user was added to) and commands keep
+// working past the first token's expiry; a
 // viewer signed in by token exchange sees the state, no buttons, and is
 // refused when forging a command.
 func TestWebAppInBrowser(t *testing.T) {
@@ -289,12 +294,16 @@ func TestWebAppInBrowser(t *testing.T) {
 		must(b.Registry.AddHome("h1")),
 		must(b.Registry.AddMember("h1", "user:ann", "admin")),
 		must(b.Registry.AddMember("h1", "user:vic", "viewer")),
+		// ann's pasted token names only h1: the first refresh brings h2
+		must(b.Registry.AddHome("h2")),
+		must(b.Registry.AddMember("h2", "user:ann", "member")),
 	} {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	agent := startSimAgent(t, b, "h1", "pi1", map[string]string{"lamp": "switch", "door": "pulse"})
+	startSimAgent(t, b, "h2", "pi2", map[string]string{"fan": "switch"})
 
 	adminTok, admin := b.mintSpec(auth.Spec{Sub: "user:ann", Homes: map[string]string{"h1": "admin"}, TTL: ttl})
 	adminJSON, _ := json.Marshal(map[string]any{"token": adminTok, "msg_key": envelope.EncodeKey(envelope.DeriveKey(b.Master, admin.ID)), "exp": admin.ExpiresAtTime().Unix()})
@@ -320,6 +329,7 @@ func TestWebAppInBrowser(t *testing.T) {
 		"PAST":         fmt.Sprint(admin.ExpiresAtTime().Add(time.Second + 500*time.Millisecond).UnixMilli()),
 		"DEVICE":       "h1/pi1/lamp",
 		"PULSE":        "h1/pi1/door",
+		"NEW_HOME":     "h2/pi2/fan",
 	})
 	var res browserResult
 	p.wait(90*time.Second, &res)
@@ -360,6 +370,10 @@ func TestWebAppInBrowser(t *testing.T) {
 	}
 	if res.ForgedViewer.OK || res.ForgedViewer.Code != 0x87 || !strings.Contains(res.ViewerLog, "0x87 not authorized") {
 		t.Errorf("a viewer's console command: %+v, page shows %q", res.ForgedViewer, res.ViewerLog)
+	}
+	if fmt.Sprint(res.HomesBefore) != "[h1]" || fmt.Sprint(res.HomesAfter) != "[h1 h2]" || res.NewHomeRole != "member" || res.NewHomeState != "off" {
+		t.Errorf("the refresh did not bring the new membership: homes %v then %v, h2 role %q, fan %q",
+			res.HomesBefore, res.HomesAfter, res.NewHomeRole, res.NewHomeState)
 	}
 	if res.Refreshes < 1 || res.ConnAfterExp != "connected" || !strings.Contains(res.ToggleResult, "toggle: done") || res.LampAfterOff != "off" {
 		t.Errorf("after the first token's expiry: %d refreshes, %q, toggle %q, lamp %q", res.Refreshes, res.ConnAfterExp, res.ToggleResult, res.LampAfterOff)

@@ -5,7 +5,8 @@
 // env: CHROMIUM, BASE_URL, SPKI (the broker key Chromium trusts), ARTIFACTS
 // (screenshot folder), ADMIN_JSON (token mint --json), BAD_TOKEN (a token
 // with another token's signature), VIEWER_TOKEN, PAST
-// (ms: after the admin's first token expired), DEVICE and PULSE (home/agent/device).
+// (ms: after the admin's first token expired), DEVICE, PULSE and NEW_HOME
+// (home/agent/device; NEW_HOME's home comes with the first refresh).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +89,8 @@ try {
   await lamp.locator('.state', { hasText: 'off' }).waitFor(T);
   await device(admin, PULSE).locator('button[data-action="pulse"]').waitFor(T);
   out.ExpiryText = await admin.textContent('#expiry');
+  const homeIds = (page) => page.locator('[data-home]').evaluateAll((els) => els.map((e) => e.dataset.home));
+  out.HomesBefore = await homeIds(admin);
   await shot(admin, 'admin');
 
   await lamp.locator('button[data-action="on"]').click();
@@ -127,6 +130,11 @@ try {
   const wait = Number(env('PAST')) - Date.now();
   if (wait > 0) await admin.waitForTimeout(wait);
   out.Refreshes = Number(await admin.textContent('#refreshes'));
+  const fan = device(admin, env('NEW_HOME'));
+  await fan.locator('.state', { hasText: 'off' }).waitFor(T);
+  out.NewHomeState = (await fan.locator('.state').textContent()).trim();
+  out.NewHomeRole = await admin.locator(`[data-home="${env('NEW_HOME').split('/')[0]}"] .role`).textContent();
+  out.HomesAfter = await homeIds(admin);
   out.ConnAfterExp = await admin.getAttribute('#conn', 'data-state');
   await lamp.locator('button[data-action="toggle"]').click();
   await lamp.locator('.result', { hasText: 'toggle: done' }).waitFor(T);

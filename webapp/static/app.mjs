@@ -31,6 +31,7 @@ function el(tag, props = {}, ...children) {
 }
 
 let link = null; // the Link in use: token, msg key, claims, MQTT client
+let incoming = null; // the Link of a refresh, until it replaces link
 let refreshTimer = 0;
 let tickTimer = 0;
 const homes = new Map(); // home id -> {role, card, list, agents: Map}
@@ -139,6 +140,7 @@ function setResult(d, text, kind) {
 // ---- messages ----------------------------------------------------------------
 
 function onMessage(l, topic, text) {
+  if (l !== link && l !== incoming) return; // a connection on its way out
   const t = parseTopic(topic);
   const role = t && l.claims.homes[t.home];
   if (!role) return;
@@ -289,7 +291,10 @@ async function refresh() {
     const claims = decodeClaims(fresh.token);
     if (claims.sub !== cur.claims.sub) throw new Error(`the refreshed token is for ${claims.sub}, not ${cur.claims.sub}`);
     const next = newLink(fresh);
-    const grants = await next.open(filtersOf(claims));
+    incoming = next; // its retained messages count from the first one
+    const grants = await next.open(filtersOf(claims)).finally(() => {
+      if (incoming === next) incoming = null;
+    });
     if (link !== cur) {
       next.close(); // signed out meanwhile
       return;

@@ -176,7 +176,7 @@ func TestBrokerClosesSession(t *testing.T) {
 // is closed; the connection closes at exp plus leeway at the latest.
 func TestInvocationAfterExpiry(t *testing.T) {
 	h := newHarness(t)
-	c := h.connect(WebSockets, h.mint("user:ann", time.Second, "h1=admin"))
+	c := h.connect(WebSockets, h.mint("user:ann", 2*time.Second, "h1=admin"))
 	c.handshake()
 	exp := h.srv.lookup(c.id, "user:ann").currentClaims().ExpiresAtTime()
 	time.Sleep(time.Until(exp) + 50*time.Millisecond)

@@ -39,8 +39,12 @@ type Server struct {
 }
 
 // New returns a Server for cfg (zero fields defaulted) that checks tokens
-// with verifier and reaches the broker with dial (broker.DialInternal).
+// with verifier and reaches the broker with dial (broker.DialInternal). It
+// panics, like http.Handle with a bad pattern, when cfg.Validate fails.
 func New(cfg Config, verifier *auth.Verifier, dial func() (net.Conn, error)) *Server {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
 	return &Server{
 		cfg:      cfg.withDefaults(),
 		verifier: verifier,

@@ -54,7 +54,7 @@ func TestBridgeTokenRefresh(t *testing.T) {
 		}
 		return u
 	}
-	short, sc := b.mintSpec(auth.Spec{Sub: "user:lee", Homes: map[string]string{"h1": "admin"}, TTL: 3 * time.Second})
+	short, sc := b.mintSpec(auth.Spec{Sub: "user:lee", Homes: map[string]string{"h1": "admin"}, TTL: 4 * time.Second})
 	fresh := b.mint("user:lee", "h1=admin")
 	kept := open(short)
 	lost := open(short)

@@ -36,7 +36,7 @@ func TestBridgeSignalR(t *testing.T) {
 
 			ann, annClaims := b.mintSpec(auth.Spec{Sub: "user:ann", Homes: map[string]string{"h1": "admin"}})
 			vic, vicClaims := b.mintSpec(auth.Spec{Sub: "user:vic", Homes: map[string]string{"h1": "viewer"}})
-			short, shortClaims := b.mintSpec(auth.Spec{Sub: "user:sam", Homes: map[string]string{"h1": "member"}, TTL: 3 * time.Second})
+			short, shortClaims := b.mintSpec(auth.Spec{Sub: "user:sam", Homes: map[string]string{"h1": "member"}, TTL: 5 * time.Second})
 			sr := b.mint("agent:sr", "h1=agent")
 			rita, ritaClaims := b.mintSpec(auth.Spec{Sub: "user:rita", Homes: map[string]string{"h1": "admin"}})
 			ops, _ := b.mintSpec(auth.Spec{Sub: "service:ops", Operator: true})

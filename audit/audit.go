@@ -1,0 +1,332 @@
+// Package audit writes homemq's audit log: one JSON object per line in
+// {data}/audit/audit.log (0600), rotated by size, recording who did what,
+// where and when — every security decision, never a token, key or payload.
+package audit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"homemq/hooks"
+	"homemq/topics"
+)
+
+// FileName is the name of the current log file in the audit folder; rotated
+// files are FileName.1 (the newest) to FileName.{Keep}.
+const FileName = "audit.log"
+
+// Entry is one line of the audit log. Only the fields that apply are set.
+type Entry struct {
+	Time     time.Time `json:"time"`
+	Event    string    `json:"event"`              // connect, command, reauth, revoke, expire, token_exchange, revocation, …
+	Outcome  string    `json:"outcome"`            // OutcomeAllowed or OutcomeRefused
+	Reason   string    `json:"reason,omitempty"`   // a stable reason id when refused, e.g. "replay"
+	Detail   string    `json:"detail,omitempty"`   // the sentence the client was told
+	Sub      string    `json:"sub,omitempty"`      // the token's subject
+	JTI      string    `json:"jti,omitempty"`      // the token's id (not a secret)
+	ClientID string    `json:"client,omitempty"`   // the MQTT client id
+	Remote   string    `json:"remote,omitempty"`   // the peer's address
+	Listener string    `json:"listener,omitempty"` // mqtts, wss, mqtt, internal, https
+	Topic    string    `json:"topic,omitempty"`    // the topic or filter
+	Home     string    `json:"home,omitempty"`     // parsed from Topic
+	Agent    string    `json:"agent,omitempty"`
+	Device   string    `json:"device,omitempty"`
+	Nonce    string    `json:"nonce,omitempty"` // a command's nonce, to match the agent's ack
+	Actor    string    `json:"actor,omitempty"` // who asked for an administrative action
+}
+
+// Outcomes of an Entry.
+const (
+	OutcomeAllowed = "allowed"
+	OutcomeRefused = "refused"
+)
+
+// EventDropped is the Event of the line the log writes when entries were
+// lost because the queue was full.
+const EventDropped = "audit_dropped"
+
+// Options tune a Log. Zero values take the defaults.
+type Options struct {
+	MaxSize int64 // rotate when the file would grow past this many bytes (default 10 MiB)
+	Keep    int   // rotated files kept (default 5)
+	Queue   int   // entries buffered between callers and the writer (default 4096)
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxSize = 10 << 20
+	DefaultKeep    = 5
+	DefaultQueue   = 4096
+)
+
+// Log is an open audit log. Observe and Record never block: entries go
+// through a buffered queue to one writer goroutine, and when the queue is
+// full they are dropped and counted (Dropped).
+type Log struct {
+	dir     string
+	opt     Options
+	queue   chan Entry
+	dropped atomic.Uint64
+	written atomic.Uint64
+	done    chan struct{}
+	mu      sync.RWMutex // guards closed against sends racing Close
+	closed  bool
+
+	f    *os.File // owned by the writer goroutine
+	size int64
+	err  error // the last write error, reported once on Close
+}
+
+// Open opens (or creates) the audit log in dir, making dir 0700 and the
+// file 0600, and starts its writer.
+func Open(dir string, opt Options) (*Log, error) {
+	if opt.MaxSize <= 0 {
+		opt.MaxSize = DefaultMaxSize
+	}
+	if opt.Keep <= 0 {
+		opt.Keep = DefaultKeep
+	}
+	if opt.Queue <= 0 {
+		opt.Queue = DefaultQueue
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	l := &Log{dir: dir, opt: opt, queue: make(chan Entry, opt.Queue), done: make(chan struct{})}
+	if err := l.openFile(); err != nil {
+		return nil, err
+	}
+	go l.run()
+	return l, nil
+}
+
+// Path returns the current log file's path.
+func (l *Log) Path() string { return filepath.Join(l.dir, FileName) }
+
+// Dropped returns how many entries were lost because the queue was full.
+func (l *Log) Dropped() uint64 { return l.dropped.Load() }
+
+// Written returns how many entries have been written.
+func (l *Log) Written() uint64 { return l.written.Load() }
+
+// Record queues e for writing; Time defaults to now and Outcome to
+// allowed. Secrets that slipped into a free-text field are masked.
+func (l *Log) Record(e Entry) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if e.Outcome == "" {
+		e.Outcome = OutcomeAllowed
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		l.dropped.Add(1)
+		return
+	}
+	select {
+	case l.queue <- e:
+	default:
+		l.dropped.Add(1)
+	}
+}
+
+// Observe records a Guard or token-service decision; it implements
+// hooks.Observer. Deliveries and allowed publishes and subscriptions are
+// not audited (they are counted in the metrics).
+func (l *Log) Observe(e hooks.Event) {
+	switch e.Kind {
+	case hooks.EventDelivery:
+		return
+	case hooks.EventPublish, hooks.EventSubscribe:
+		if e.Allowed {
+			return
+		}
+	}
+	l.Record(FromEvent(e))
+}
+
+// FromEvent turns a hooks.Event into an Entry, with the home, agent and
+// device parsed from its topic.
+func FromEvent(e hooks.Event) Entry {
+	en := Entry{Time: e.Time, Event: e.Kind, Outcome: OutcomeAllowed, Reason: e.Reason, Detail: e.Detail,
+		Sub: e.Sub, JTI: e.JTI, ClientID: e.ClientID, Remote: e.Remote, Listener: e.Listener, Topic: e.Topic, Nonce: e.Nonce}
+	if !e.Allowed {
+		en.Outcome = OutcomeRefused
+	}
+	en.Home, en.Agent, en.Device = Place(e.Topic)
+	return en
+}
+
+// Place returns the home, agent and device a topic names. For a filter it
+// returns what its literal levels name ("homes/h1/#" gives home h1).
+func Place(topic string) (home, agent, device string) {
+	if p, err := topics.Parse(topic); err == nil {
+		return p.Home, p.Agent, p.Device
+	}
+	lv := strings.Split(topic, "/")
+	if len(lv) < 2 || lv[0] != "homes" || !topics.ValidID(lv[1]) {
+		return "", "", ""
+	}
+	home = lv[1]
+	if len(lv) >= 4 && lv[2] == "agents" && topics.ValidID(lv[3]) {
+		agent = lv[3]
+		if len(lv) >= 6 && lv[4] == "devices" && topics.ValidID(lv[5]) {
+			device = lv[5]
+		}
+	}
+	return home, agent, device
+}
+
+// Close writes what is queued, syncs and closes the file. It returns the
+// first write error the log met, if any.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		<-l.done
+		return nil
+	}
+	l.closed = true
+	close(l.queue)
+	l.mu.Unlock()
+	<-l.done
+	return l.err
+}
+
+// run is the writer: it drains the queue in batches, one write per batch,
+// syncs the file once a second while lines arrive, and reports drops.
+func (l *Log) run() {
+	defer close(l.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var (
+		buf      []byte
+		dirty    bool
+		reported uint64
+	)
+	for {
+		select {
+		case e, ok := <-l.queue:
+			if !ok {
+				l.reportDrops(&reported)
+				if l.f != nil {
+					l.setErr(l.f.Sync())
+					l.setErr(l.f.Close())
+				}
+				return
+			}
+			buf = l.appendLine(buf[:0], e)
+			for n := len(l.queue); n > 0; n-- {
+				e, ok = <-l.queue
+				if !ok {
+					break
+				}
+				buf = l.appendLine(buf, e)
+			}
+			l.write(buf)
+			dirty = true
+		case <-tick.C:
+			l.reportDrops(&reported)
+			if dirty && l.f != nil {
+				l.setErr(l.f.Sync())
+				dirty = false
+			}
+		}
+	}
+}
+
+// reportDrops writes one line saying how many entries were lost since the
+// last report.
+func (l *Log) reportDrops(reported *uint64) {
+	d := l.dropped.Load()
+	if d == *reported {
+		return
+	}
+	e := Entry{Time: time.Now(), Event: EventDropped, Outcome: OutcomeRefused, Reason: "queue_full",
+		Detail: fmt.Sprintf("%d audit entries were dropped because the audit queue was full", d-*reported)}
+	*reported = d
+	l.write(l.appendLine(nil, e))
+}
+
+// appendLine appends e as one JSON line, rotating first when the file would
+// pass MaxSize.
+func (l *Log) appendLine(buf []byte, e Entry) []byte {
+	line, err := json.Marshal(scrub(e))
+	if err != nil { // cannot happen: every field is a string or a time
+		return buf
+	}
+	line = append(line, '\n')
+	if l.size+int64(len(buf))+int64(len(line)) > l.opt.MaxSize && l.size+int64(len(buf)) > 0 {
+		l.write(buf)
+		buf = buf[:0]
+		l.rotate()
+	}
+	l.written.Add(1)
+	return append(buf, line...)
+}
+
+func (l *Log) write(b []byte) {
+	if len(b) == 0 || l.f == nil {
+		return
+	}
+	n, err := l.f.Write(b)
+	l.size += int64(n)
+	l.setErr(err)
+}
+
+func (l *Log) setErr(err error) {
+	if err != nil && l.err == nil {
+		l.err = fmt.Errorf("audit: %s: %w", l.Path(), err)
+	}
+}
+
+// openFile opens the current file for appending, 0600 even if it existed
+// with looser permissions.
+func (l *Log) openFile() error {
+	f, err := os.OpenFile(l.Path(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("audit: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return fmt.Errorf("audit: %w", err)
+	}
+	l.f, l.size = f, st.Size()
+	return nil
+}
+
+// rotate renames audit.log to audit.log.1, shifting older files up and
+// removing the one past Keep, then opens a fresh audit.log.
+func (l *Log) rotate() {
+	if l.f != nil {
+		l.setErr(l.f.Sync())
+		l.setErr(l.f.Close())
+		l.f = nil
+	}
+	base := l.Path()
+	if err := os.Remove(fmt.Sprintf("%s.%d", base, l.opt.Keep)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.setErr(err)
+	}
+	for i := l.opt.Keep - 1; i >= 1; i-- {
+		if err := os.Rename(fmt.Sprintf("%s.%d", base, i), fmt.Sprintf("%s.%d", base, i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			l.setErr(err)
+		}
+	}
+	l.setErr(os.Rename(base, base+".1"))
+	if err := l.openFile(); err != nil {
+		l.setErr(err)
+	}
+}

@@ -43,7 +43,7 @@ func TestObserveWritesOneJSONLinePerDecision(t *testing.T) {
 	l.Observe(hooks.Event{Time: at, Kind: hooks.EventCommand, Allowed: false, Reason: "replay", Detail: "command refused: replay", Sub: "user:ann", JTI: "j2",
 		Topic: "homes/h1/agents/pi/devices/door/cmd", Nonce: "n1"})
 	l.Observe(hooks.Event{Time: at, Kind: hooks.EventSubscribe, Allowed: false, Reason: "acl", Topic: "homes/h2/#"})
-	l.Observe(hooks.Event{Time: at, Kind: hooks.EventSubscribe, Allowed: true, Topic: "homes/h1/#"})    // not audited
+	l.Observe(hooks.Event{Time: at, Kind: hooks.EventSubscribe, Allowed: true, Topic: "homes/h1/#"})               // not audited
 	l.Observe(hooks.Event{Time: at, Kind: hooks.EventDelivery, Allowed: true, Topic: "homes/h1/agents/pi/status"}) // not audited
 	l.Record(Entry{Event: "revocation", Sub: "user:bob", Actor: "service:ops"})
 	if err := l.Close(); err != nil {

@@ -183,8 +183,14 @@ func (a *simAgent) drive(device string, level bool) {
 func (a *simAgent) handle(pk *paho.Publish) {
 	parts := strings.Split(pk.Topic, "/")
 	device := parts[len(parts)-2]
-	ack := func(nonce string, ok bool, result string) {
-		b, _ := json.Marshal(map[string]any{"nonce": nonce, "ok": ok, "result": result})
+	ack := func(nonce string, ok bool, result string) { // as agent.Ack
+		m := map[string]any{"nonce": nonce, "ok": ok}
+		if ok {
+			m["result"] = result
+		} else {
+			m["error"] = result
+		}
+		b, _ := json.Marshal(m)
 		a.publish(a.topic("devices/"+device+"/ack"), string(b), false)
 	}
 	env, err := envelope.Parse(pk.Payload, envelope.DefaultPolicy())
@@ -210,10 +216,10 @@ func (a *simAgent) handle(pk *paho.Publish) {
 		time.Sleep(300 * time.Millisecond)
 		a.drive(device, false)
 	default:
-		ack(env.Nonce, false, "unknown action "+cmd.Action)
+		ack(env.Nonce, false, "unsupported_action")
 		return
 	}
-	ack(env.Nonce, true, "ok")
+	ack(env.Nonce, true, cmd.Action)
 }
 
 func (a *simAgent) snapshot() (history map[string][]bool, kids []string) {

@@ -68,10 +68,16 @@ test('state, ack and refusal texts', () => {
   assert.deepEqual(actionsFor('pulse'), ['pulse']);
   assert.deepEqual(actionsFor('input'), []);
   assert.deepEqual(actionsFor(undefined), ['on', 'off', 'toggle']);
-  assert.deepEqual(parseAck('{"nonce":"n1","ok":true}'), { nonce: 'n1', ok: true, text: 'ok' });
-  assert.deepEqual(parseAck('{"nonce":"n2","status":"refused","error":"command expired"}'),
-    { nonce: 'n2', ok: false, text: 'refused: command expired' });
-  assert.deepEqual(parseAck('{"nonce":"n3","result":"ok","state":"on"}'), { nonce: 'n3', ok: true, text: 'ok: state on' });
+  // the agent's acks (agent.Ack)
+  assert.deepEqual(parseAck('{"nonce":"n1","ok":true,"result":"on","state":"on"}'), { nonce: 'n1', ok: true, text: 'on' });
+  assert.deepEqual(parseAck('{"nonce":"n2","ok":false,"error":"expired","detail":"the command expired 3s ago","state":"off"}'),
+    { nonce: 'n2', ok: false, text: 'expired, the command expired 3s ago, state off' });
+  assert.deepEqual(parseAck('{"nonce":"n3","ok":true,"result":"pulse","state":"on"}'), { nonce: 'n3', ok: true, text: 'pulse, state on' });
+  // other spellings
+  assert.deepEqual(parseAck('{"nonce":"n4","ok":true}'), { nonce: 'n4', ok: true, text: 'ok' });
+  assert.deepEqual(parseAck('{"nonce":"n5","status":"refused","reason":"busy"}'), { nonce: 'n5', ok: false, text: 'refused, busy' });
+  assert.deepEqual(parseAck('{"nonce":"n6","status":"done"}'), { nonce: 'n6', ok: true, text: 'done' });
+  assert.deepEqual(parseAck('{"nonce":7}'), { nonce: undefined, ok: undefined, text: '{"nonce":7}' });
   assert.equal(parseAck('done').nonce, undefined);
   assert.equal(reasonText(0x87), '0x87 not authorized');
   assert.equal(reasonText(0x42), '0x42');

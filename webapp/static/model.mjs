@@ -169,22 +169,25 @@ export function actionsFor(kind) {
 }
 
 /**
- * parseAck reads an agent's answer to a command: {nonce, ok, text}. ok is
- * true, false or undefined when the agent did not say.
+ * parseAck reads an agent's answer to a command (docs/agent.md):
+ * {"nonce":…,"ok":true,"result":"on","state":"on"} or
+ * {"nonce":…,"ok":false,"error":"expired","detail":"…"}. It returns
+ * {nonce, ok, text}; ok is undefined when the agent did not say.
  */
 export function parseAck(payload) {
   const o = asObject(payload);
   if (!o) return { nonce: undefined, ok: undefined, text: clip(payload.trim()) };
+  const str = (v) => (typeof v === 'string' && v !== '' ? v : undefined);
+  const result = str(o.result) ?? str(o.status);
   let ok = typeof o.ok === 'boolean' ? o.ok : undefined;
-  const status = o.status ?? o.result;
-  if (ok === undefined && typeof status === 'string') ok = ['ok', 'done', 'success'].includes(status);
-  const detail = o.error ?? o.reason ?? o.detail ?? o.message;
-  const parts = [];
-  if (typeof status === 'string') parts.push(status);
-  if (typeof detail === 'string' && detail !== status) parts.push(detail);
-  if (o.state !== undefined && typeof o.state !== 'object') parts.push(`state ${o.state}`);
-  const text = parts.length ? parts.join(': ') : ok === true ? 'ok' : ok === false ? 'refused' : clip(JSON.stringify(o));
-  return { nonce: typeof o.nonce === 'string' ? o.nonce : undefined, ok, text: clip(text, 200) };
+  if (ok === undefined && result !== undefined) ok = ['ok', 'done', 'success'].includes(result);
+  const parts = ok === false
+    ? [str(o.error) ?? result ?? 'refused', str(o.detail) ?? str(o.reason) ?? str(o.message)]
+    : [result ?? (ok ? 'ok' : undefined)];
+  const state = typeof o.state === 'string' || typeof o.state === 'number' ? String(o.state) : undefined;
+  if (state !== undefined && state !== result) parts.push(`state ${state}`);
+  const text = parts.filter(Boolean).join(', ') || clip(JSON.stringify(o));
+  return { nonce: str(o.nonce), ok, text: clip(text, 200) };
 }
 
 /**

@@ -156,11 +156,11 @@ func TestKeepAliveAndClientTimeout(t *testing.T) {
 func TestClientPingsKeepConnection(t *testing.T) {
 	h := newHarness(t, func(c *Config) {
 		c.KeepAliveInterval = 40 * time.Millisecond
-		c.ClientTimeout = 200 * time.Millisecond
+		c.ClientTimeout = time.Second
 	})
 	c := h.connect(WebSockets, h.mint("user:ann", 0, "h1=admin"))
 	c.handshake()
-	for range 10 {
+	for range 25 {
 		c.send([]byte(`{"type":6}` + "\x1e"))
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -190,11 +190,8 @@ func TestLongPolling(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.PollTimeout = 50 * time.Millisecond })
 		c := h.connect(LongPolling, h.mint("user:ann", 0, "h1=admin"))
 		c.handshake()
-		time.Sleep(300 * time.Millisecond)
+		eventually(t, func() bool { return len(c.pollStatuses()) >= 4 })
 		st := c.pollStatuses()
-		if len(st) < 3 {
-			t.Fatalf("poll statuses %v, want several 200s", st)
-		}
 		for _, s := range st {
 			if s != 200 {
 				t.Fatalf("poll statuses %v, want only 200", st)
@@ -205,7 +202,7 @@ func TestLongPolling(t *testing.T) {
 		h := newHarness(t)
 		tok := h.mint("user:ann", 0, "h1=admin")
 		c := h.connect(LongPolling, tok)
-		time.Sleep(100 * time.Millisecond) // the client's poll is waiting
+		eventually(t, func() bool { return activeRequests(h, c) == 1 }) // the client's poll is waiting
 		done := make(chan int, 1)
 		go func() {
 			resp, _ := h.do("GET", h.hubURL()+"?id="+url.QueryEscape(c.id), tok, nil)
@@ -258,6 +255,14 @@ func TestLongPolling(t *testing.T) {
 			t.Fatalf("poll of a closed connection: %d, want 204 or 404", resp.StatusCode)
 		}
 	})
+}
+
+// activeRequests is how many transport requests of c the server has open.
+func activeRequests(h *harness, c *client) int {
+	sc := h.srv.lookup(c.id, "user:ann")
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.active
 }
 
 func eventually(t *testing.T, cond func() bool) {

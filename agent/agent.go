@@ -1,0 +1,371 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"homemq/topics"
+)
+
+// Options change how an Agent runs; the zero value is what production uses.
+type Options struct {
+	// Logger gets the agent's structured log (default slog.Default()).
+	Logger *slog.Logger
+	// Pins replaces the backend named by the config's gpio (tests pass a
+	// *gpiosim.Bank they can read and drive).
+	Pins Pins
+	// Tokens replaces the token source of the config.
+	Tokens TokenSource
+	// Dial opens TCP connections to the broker and the token API (default:
+	// a net.Dialer). Tests use it to cut the network.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Now is the clock that judges command expiry (default time.Now).
+	Now func() time.Time
+}
+
+// Timeouts of one connection attempt.
+const (
+	connectTimeout = 10 * time.Second
+	ackWait        = 10 * time.Second
+	quiesce        = 500 // ms a graceful disconnect waits for in-flight work
+)
+
+// Agent runs one agent.yaml: its devices, its MQTT session and its tokens.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	pins    Pins
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	tlsConf *tls.Config
+	tokens  *keeper
+	devices []*device
+	cmd     *commander
+	out     *outbox
+}
+
+// New checks cfg and prepares an agent; it touches no pin and opens no
+// connection (Run does).
+func New(cfg Config, opt Options) (*Agent, error) {
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: opt.Logger, pins: opt.Pins, dial: opt.Dial, out: newOutbox()}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.pins == nil {
+		a.pins = backend(&cfg)
+	}
+	if a.dial == nil {
+		a.dial = (&net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
+	var err error
+	if a.tlsConf, err = clientTLS(&cfg); err != nil {
+		return nil, err
+	}
+	src := opt.Tokens
+	if src == nil {
+		src = a.tokenSource()
+	}
+	a.tokens = newKeeper(src, cfg.Reconnect, a.log)
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	byID := map[string]*device{}
+	for _, dc := range cfg.Devices {
+		d := &device{cfg: dc, log: a.log, notify: a.notify}
+		a.devices = append(a.devices, d)
+		byID[dc.ID] = d
+	}
+	a.cmd = newCommander(cfg.Home, cfg.Agent, byID, now, a.log)
+	return a, nil
+}
+
+// clientTLS trusts only the configured CA (or the system roots when asked).
+func clientTLS(cfg *Config) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
+	if cfg.CAFile != "system" {
+		pem, err := os.ReadFile(cfg.path(cfg.CAFile))
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", cfg.CAFile)
+		}
+	}
+	if cfg.CertFile != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.path(cfg.CertFile), cfg.path(cfg.KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("cert_file, key_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return c, nil
+}
+
+func (a *Agent) tokenSource() TokenSource {
+	if a.cfg.TokenFile != "" {
+		return FileToken{Path: a.cfg.path(a.cfg.TokenFile)}
+	}
+	tr := &http.Transport{DialContext: a.dial, TLSClientConfig: a.tlsConf.Clone(), TLSHandshakeTimeout: connectTimeout, MaxIdleConns: 1, IdleConnTimeout: time.Minute}
+	x := &Exchanger{URL: a.cfg.TokenURL, Credential: a.cfg.Credential, Client: &http.Client{Transport: tr, Timeout: 2 * connectTimeout}}
+	if x.Credential == "" {
+		x.CredentialFile = a.cfg.path(a.cfg.CredentialFile)
+	}
+	return x
+}
+
+// Pins returns the GPIO backend in use: with gpio: sim, a *gpiosim.Bank.
+func (a *Agent) Pins() Pins { return a.pins }
+
+// Config returns the agent's configuration, defaults applied.
+func (a *Agent) Config() Config { return a.cfg }
+
+// Run opens the pins at their safe levels, keeps the MQTT session up and
+// handles commands until ctx ends; then it leaves every output at its safe
+// level, publishes the final states and "offline", and disconnects. It
+// returns an error only when the pins cannot be opened.
+func (a *Agent) Run(ctx context.Context) error {
+	now := time.Now()
+	for i, d := range a.devices {
+		pin, err := a.pins.Pin(d.cfg.Pin)
+		if err == nil {
+			d.pin = pin
+			err = d.open(now)
+		}
+		if err != nil {
+			for _, o := range a.devices[:i] {
+				o.close()
+			}
+			return fmt.Errorf("device %s: %w", d.cfg.ID, err)
+		}
+	}
+	work, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, d := range a.devices {
+		if d.cfg.Kind == Input {
+			d.watch(work)
+		}
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); a.tokens.run(work) }()
+	go func() { defer wg.Done(); a.publish(work) }()
+	a.log.Info("agent started", "home", a.cfg.Home, "agent", a.cfg.Agent, "broker", a.cfg.Broker, "devices", len(a.devices), "gpio", a.cfg.GPIO)
+
+	last := a.supervise(ctx)
+
+	for _, d := range a.devices {
+		d.close() // safe levels; their states go to the outbox
+	}
+	stop()
+	wg.Wait()
+	if last != nil {
+		a.farewell(last)
+	}
+	a.log.Info("agent stopped")
+	return nil
+}
+
+// conn is one connection's client and its loss signal.
+type conn struct {
+	client mqtt.Client
+	lost   chan struct{}
+}
+
+// supervise connects, and reconnects after a loss with backoff and jitter
+// or at once when the token was renewed, until ctx ends. It returns the
+// connection that was up at the end, if any.
+func (a *Agent) supervise(ctx context.Context) *conn {
+	failures := 0
+	for {
+		if failures > 0 {
+			t := time.NewTimer(jitter(a.cfg.Reconnect, failures))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if _, err := a.tokens.get(ctx); err != nil {
+			failures++
+			a.log.Warn("no token to connect with; retrying", "error", err, "attempt", failures)
+			continue
+		}
+		select { // this connection starts with the newest token
+		case <-a.tokens.rotated:
+		default:
+		}
+		c, err := a.connect(ctx)
+		if err != nil {
+			failures++
+			a.log.Warn("cannot connect to the broker; retrying", "broker", a.cfg.Broker, "error", err, "attempt", failures)
+			continue
+		}
+		failures = 0
+		a.log.Info("connected", "broker", a.cfg.Broker)
+		select {
+		case <-ctx.Done():
+			return c
+		case <-c.lost:
+			a.out.detach()
+			failures = 1
+		case <-a.tokens.rotated:
+			a.log.Info("token renewed: reconnecting with it before the old one expires")
+			a.out.detach()
+			c.client.Disconnect(quiesce)
+		}
+	}
+}
+
+// connect makes one connection: a fresh paho client on the agent's
+// persistent session, subscribed to its commands, announced online with
+// every device's current state.
+func (a *Agent) connect(ctx context.Context) (*conn, error) {
+	c := &conn{lost: make(chan struct{})}
+	var once sync.Once
+	status := topics.StatusTopic(a.cfg.Home, a.cfg.Agent)
+	sub := "agent:" + a.cfg.Agent
+	o := mqtt.NewClientOptions().AddBroker(a.cfg.Broker).
+		SetClientID(sub).
+		SetCredentialsProvider(func() (string, string) { return sub, a.tokens.password() }).
+		SetProtocolVersion(4).
+		SetCleanSession(false).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetConnectTimeout(connectTimeout).
+		SetWriteTimeout(connectTimeout).
+		SetKeepAlive(a.cfg.KeepAlive).
+		SetPingTimeout(connectTimeout).
+		SetOrderMatters(false).
+		SetWill(status, "offline", 1, true).
+		SetStore(mqtt.NewMemoryStore()).
+		SetDefaultPublishHandler(a.onMessage).
+		SetCustomOpenConnectionFn(a.open).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			a.log.Warn("connection lost", "error", err)
+			once.Do(func() { close(c.lost) })
+		})
+	c.client = mqtt.NewClient(o)
+	t := c.client.Connect()
+	if !t.WaitTimeout(3 * connectTimeout) {
+		c.client.Disconnect(0)
+		return nil, errors.New("connect timed out")
+	}
+	if err := t.Error(); err != nil {
+		return nil, explainConnect(err)
+	}
+	filter := topics.CommandTopic(a.cfg.Home, a.cfg.Agent, "+")
+	st := c.client.Subscribe(filter, 1, a.onMessage)
+	if !st.WaitTimeout(ackWait) || st.Error() != nil {
+		c.client.Disconnect(0)
+		return nil, fmt.Errorf("subscribing to %s: %v", filter, st.Error())
+	}
+	if q := st.(*mqtt.SubscribeToken).Result()[filter]; q > 2 {
+		c.client.Disconnect(0)
+		return nil, fmt.Errorf("the broker refused the subscription to %s (is the token an agent token of home %s?)", filter, a.cfg.Home)
+	}
+	c.client.Publish(status, 1, true, "online")
+	a.out.dropStates()
+	for _, d := range a.devices {
+		c.client.Publish(topics.StateTopic(a.cfg.Home, a.cfg.Agent, d.cfg.ID), 1, true, mustJSON(d.state()))
+	}
+	for _, m := range DiscoveryMessages(&a.cfg) {
+		c.client.Publish(m.Topic, 1, true, m.Payload)
+	}
+	a.out.attach(c.client)
+	return c, nil
+}
+
+// explainConnect turns paho's CONNACK errors into advice.
+func explainConnect(err error) error {
+	switch err.Error() {
+	case "not Authorized", "bad user name or password":
+		return fmt.Errorf("%w: the broker refused the token (expired, revoked, or not an agent token for this agent?)", err)
+	case "identifier rejected":
+		return fmt.Errorf("%w: the client id agent:ID must match the token's sub", err)
+	}
+	return err
+}
+
+// onMessage handles one command delivery; paho acknowledges it when this
+// returns, after the pin was driven and the ack queued.
+func (a *Agent) onMessage(_ mqtt.Client, m mqtt.Message) {
+	topic, ack, ok := a.cmd.handle(m.Topic(), m.Payload())
+	if !ok {
+		return
+	}
+	a.out.push(outMsg{topic: topic, payload: mustJSON(ack)})
+}
+
+// notify is called by a device, under its lock, after every change.
+func (a *Agent) notify(d *device, s State, ev *Event) {
+	a.out.push(outMsg{topic: topics.StateTopic(a.cfg.Home, a.cfg.Agent, d.cfg.ID), payload: mustJSON(s), retain: true, state: d.cfg.ID})
+	if ev != nil {
+		a.out.push(outMsg{topic: topics.EventTopic(a.cfg.Home, a.cfg.Agent, d.cfg.ID), payload: mustJSON(ev)})
+	}
+}
+
+// publish hands queued messages to the connected client until ctx ends.
+func (a *Agent) publish(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.out.wake:
+		}
+		for ctx.Err() == nil {
+			c, m, ok := a.out.next()
+			if !ok {
+				break
+			}
+			t := c.Publish(m.topic, 1, m.retain, m.payload)
+			if !a.out.track(c, m, t) {
+				break
+			}
+		}
+	}
+}
+
+// farewell sends what is still queued, the final states and "offline" on a
+// connection that is still up, then disconnects cleanly.
+func (a *Agent) farewell(c *conn) {
+	owed := a.out.drain()
+	select {
+	case <-c.lost:
+		return
+	default:
+	}
+	for _, m := range owed {
+		c.client.Publish(m.topic, 1, m.retain, m.payload)
+	}
+	last := c.client.Publish(topics.StatusTopic(a.cfg.Home, a.cfg.Agent), 1, true, "offline")
+	last.WaitTimeout(2 * time.Second)
+	c.client.Disconnect(quiesce)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own types are marshalled
+	}
+	return b
+}

@@ -1,0 +1,395 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"homemq/auth"
+	"homemq/topics"
+)
+
+// Kind is what a device does: switch, pulse or input.
+type Kind string
+
+// The device kinds.
+const (
+	// Switch is an output that stays where a command puts it: on, off, toggle.
+	Switch Kind = "switch"
+	// Pulse is an output that a command turns on for a fixed time (a door
+	// strike): pulse, off.
+	Pulse Kind = "pulse"
+	// Input is a button, door contact or motion sensor: its debounced level
+	// is published as state and each change as an event. It takes no commands.
+	Input Kind = "input"
+)
+
+// Backends for Config.GPIO.
+const (
+	GPIOSim    = "sim"    // simulated pins (agent/gpiosim), for tests and laptops
+	GPIOPeriph = "periph" // real pins through periph.io/x/host/v3
+)
+
+// Limits and defaults of the configuration.
+const (
+	MaxDevices          = 64
+	MaxPulse            = 10 * time.Minute
+	MaxDebounce         = 10 * time.Second
+	DefaultDebounce     = 50 * time.Millisecond
+	DefaultReconnectMin = time.Second
+	DefaultReconnectMax = time.Minute
+	DefaultKeepAlive    = 30 * time.Second
+	DefaultHAPrefix     = "homeassistant"
+)
+
+// Config is an agent.yaml: where the broker is, who the agent is, how it
+// gets its tokens and which devices hang off which pins.
+type Config struct {
+	// Broker is mqtts://host:port (MQTT over TLS) or wss://host:port/mqtt
+	// (MQTT over WebSocket on the broker's HTTPS port).
+	Broker string `yaml:"broker"`
+	// CAFile is the PEM CA the broker's certificate must chain to (the
+	// home's CA, e.g. ca.pem from the broker's data folder), or "system"
+	// for the system's roots. Required: there is no insecure mode.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are an optional client certificate (mTLS).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name checked in the broker's certificate.
+	ServerName string `yaml:"server_name"`
+
+	Home  string `yaml:"home"`
+	Agent string `yaml:"agent"`
+
+	// Credential (or CredentialFile holding it) is the agent credential from
+	// 'homemq agent add', exchanged at TokenURL for short-lived tokens.
+	Credential     string `yaml:"credential"`
+	CredentialFile string `yaml:"credential_file"`
+	// TokenURL is the broker's https://host:port/api/token (derived from a
+	// wss:// Broker when empty).
+	TokenURL string `yaml:"token_url"`
+	// TokenFile instead names a file holding a token (a JWT), re-read when
+	// the token nears its expiry: for simple set-ups where something else
+	// keeps the file fresh, and for tests.
+	TokenFile string `yaml:"token_file"`
+
+	// GPIO is the pin backend: "periph" (default) or "sim".
+	GPIO    string         `yaml:"gpio"`
+	Devices []DeviceConfig `yaml:"devices"`
+
+	// HomeAssistant, when present, makes the agent publish MQTT discovery
+	// messages so Home Assistant shows its devices.
+	HomeAssistant *HomeAssistantConfig `yaml:"home_assistant"`
+
+	Reconnect ReconnectConfig `yaml:"reconnect"`
+	// KeepAlive is the MQTT keep-alive (default 30s).
+	KeepAlive time.Duration `yaml:"keepalive"`
+
+	dir string // the config file's folder: relative paths are read from it
+}
+
+// DeviceConfig is one device on one pin.
+type DeviceConfig struct {
+	ID   string `yaml:"id"`
+	Kind Kind   `yaml:"kind"`
+	// Pin is the pin's name for the backend, e.g. GPIO17 (periph) or any
+	// name (sim).
+	Pin string `yaml:"pin"`
+	// ActiveLow means "on" is the low level (most relay boards, buttons to
+	// ground).
+	ActiveLow bool `yaml:"active_low"`
+	// Initial is the level of a switch at start and at shutdown: "off"
+	// (default) or "on". Pulses always rest off.
+	Initial string `yaml:"initial"`
+	// Pulse is how long a pulse device stays on (required for pulse).
+	Pulse time.Duration `yaml:"pulse"`
+	// Debounce is how long an input must be still before its level counts
+	// (default 50ms).
+	Debounce time.Duration `yaml:"debounce"`
+	// Pull is an input's resistor: "up", "down" or "none" (default: up when
+	// active_low, else down).
+	Pull string `yaml:"pull"`
+	// Name and DeviceClass are shown by Home Assistant.
+	Name        string `yaml:"name"`
+	DeviceClass string `yaml:"device_class"`
+}
+
+// HomeAssistantConfig configures MQTT discovery (docs/agent.md).
+type HomeAssistantConfig struct {
+	// DiscoveryPrefix is Home Assistant's discovery prefix (default
+	// "homeassistant"; see docs/agent.md for one the broker's ACL allows).
+	DiscoveryPrefix string `yaml:"discovery_prefix"`
+}
+
+// ReconnectConfig bounds the wait between connection attempts: it starts
+// at Min, doubles per failure up to Max, and each wait is drawn at random
+// from [Min, that bound] so many agents do not return in step.
+type ReconnectConfig struct {
+	Min time.Duration `yaml:"min"`
+	Max time.Duration `yaml:"max"`
+}
+
+// LoadConfig reads and checks an agent.yaml. Relative file names in it are
+// read from the file's folder.
+func LoadConfig(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("agent config: %w", err)
+	}
+	c, err := ParseConfig(b, filepath.Dir(path))
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes YAML into a Config and checks it (Validate); dir is
+// where relative file names are read from. An unknown key is an error that
+// names it.
+func ParseConfig(data []byte, dir string) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return Config{}, errors.New("agent config is empty; see docs/agent.md for an example")
+		}
+		return Config{}, fmt.Errorf("agent config: %w", err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return Config{}, errors.New("agent config: one YAML document expected, found more")
+	}
+	c.dir = dir
+	c.applyDefaults()
+	return c, c.Validate()
+}
+
+func (c *Config) applyDefaults() {
+	if c.GPIO == "" {
+		c.GPIO = GPIOPeriph
+	}
+	if c.Reconnect.Min == 0 {
+		c.Reconnect.Min = DefaultReconnectMin
+	}
+	if c.Reconnect.Max == 0 {
+		c.Reconnect.Max = max(DefaultReconnectMax, c.Reconnect.Min)
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.TokenURL == "" && c.TokenFile == "" {
+		if u, err := url.Parse(c.Broker); err == nil && u.Scheme == "wss" && u.Host != "" {
+			c.TokenURL = "https://" + u.Host + "/api/token"
+		}
+	}
+	if c.HomeAssistant != nil && c.HomeAssistant.DiscoveryPrefix == "" {
+		c.HomeAssistant.DiscoveryPrefix = DefaultHAPrefix
+	}
+	for i := range c.Devices {
+		d := &c.Devices[i]
+		if d.Initial == "" {
+			d.Initial = "off"
+		}
+		if d.Kind == Input {
+			if d.Debounce == 0 {
+				d.Debounce = DefaultDebounce
+			}
+			if d.Pull == "" {
+				d.Pull = "down"
+				if d.ActiveLow {
+					d.Pull = "up"
+				}
+			}
+		}
+	}
+}
+
+// Validate checks every setting and names the first bad one by its key.
+func (c *Config) Validate() error {
+	u, err := url.Parse(c.Broker)
+	switch {
+	case c.Broker == "":
+		return errors.New("broker: missing; e.g. mqtts://hub.local:8883 or wss://hub.local:8443/mqtt")
+	case err != nil || u.Host == "":
+		return fmt.Errorf("broker: %q is not a URL like mqtts://hub.local:8883", c.Broker)
+	case u.Scheme == "mqtt" || u.Scheme == "tcp" || u.Scheme == "ws":
+		return fmt.Errorf("broker: %q is not encrypted; the agent speaks only mqtts:// or wss://", c.Broker)
+	case u.Scheme != "mqtts" && u.Scheme != "ssl" && u.Scheme != "tls" && u.Scheme != "wss":
+		return fmt.Errorf("broker: scheme %q is not supported; use mqtts:// or wss://", u.Scheme)
+	case u.Port() == "":
+		return fmt.Errorf("broker: %q has no port; e.g. mqtts://%s:8883", c.Broker, u.Hostname())
+	}
+	if c.CAFile == "" {
+		return errors.New(`ca_file: missing; name the home's CA certificate (ca.pem from the broker's data folder) or "system"`)
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return errors.New("cert_file, key_file: give both (a client certificate) or neither")
+	}
+	if !topics.ValidID(c.Home) {
+		return fmt.Errorf("home: %q must be 1-64 of a-z 0-9 _ -", c.Home)
+	}
+	if !topics.ValidID(c.Agent) {
+		return fmt.Errorf("agent: %q must be 1-64 of a-z 0-9 _ -", c.Agent)
+	}
+	if err := c.validateTokens(); err != nil {
+		return err
+	}
+	if c.GPIO != GPIOSim && c.GPIO != GPIOPeriph {
+		return fmt.Errorf("gpio: %q must be %q or %q", c.GPIO, GPIOPeriph, GPIOSim)
+	}
+	if c.Reconnect.Min < 10*time.Millisecond || c.Reconnect.Max < c.Reconnect.Min || c.Reconnect.Max > time.Hour {
+		return fmt.Errorf("reconnect: min %v and max %v must satisfy 10ms <= min <= max <= 1h", c.Reconnect.Min, c.Reconnect.Max)
+	}
+	if c.KeepAlive < time.Second || c.KeepAlive > 20*time.Minute {
+		return fmt.Errorf("keepalive: %v must be from 1s to 20m", c.KeepAlive)
+	}
+	if c.HomeAssistant != nil && !validPrefix(c.HomeAssistant.DiscoveryPrefix) {
+		return fmt.Errorf("home_assistant.discovery_prefix: %q must be topic levels without wildcards", c.HomeAssistant.DiscoveryPrefix)
+	}
+	return c.validateDevices()
+}
+
+func (c *Config) validateTokens() error {
+	haveCred := c.Credential != "" || c.CredentialFile != ""
+	switch {
+	case c.Credential != "" && c.CredentialFile != "":
+		return errors.New("credential, credential_file: give one, not both")
+	case haveCred && c.TokenFile != "":
+		return errors.New("token_file: give either a credential (exchanged at token_url) or a token_file, not both")
+	case !haveCred && c.TokenFile == "":
+		return errors.New("credential_file: missing; give the agent credential from 'homemq agent add' (or a token_file)")
+	case c.TokenFile != "":
+		return nil
+	}
+	u, err := url.Parse(c.TokenURL)
+	if c.TokenURL == "" {
+		return errors.New("token_url: missing; e.g. https://hub.local:8443/api/token")
+	}
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("token_url: %q must be an https:// URL like https://hub.local:8443/api/token", c.TokenURL)
+	}
+	if c.Credential != "" {
+		return c.checkCredential(c.Credential, "credential")
+	}
+	return nil
+}
+
+// checkCredential checks a credential's form and that it names this agent.
+func (c *Config) checkCredential(s, key string) error {
+	cred, err := auth.ParseAgentCredential(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%s: %s", key, strings.TrimPrefix(err.Error(), "auth: "))
+	}
+	if cred.Home != c.Home || cred.Agent != c.Agent {
+		return fmt.Errorf("%s: it is the credential of agent %q in home %q, but this config is agent %q in home %q", key, cred.Agent, cred.Home, c.Agent, c.Home)
+	}
+	return nil
+}
+
+func (c *Config) validateDevices() error {
+	if len(c.Devices) == 0 {
+		return errors.New("devices: none configured; an agent needs at least one")
+	}
+	if len(c.Devices) > MaxDevices {
+		return fmt.Errorf("devices: %d configured, at most %d", len(c.Devices), MaxDevices)
+	}
+	ids, pins := map[string]bool{}, map[string]string{}
+	for i, d := range c.Devices {
+		key := fmt.Sprintf("devices[%d]", i)
+		if !topics.ValidID(d.ID) {
+			return fmt.Errorf("%s.id: %q must be 1-64 of a-z 0-9 _ -", key, d.ID)
+		}
+		key = fmt.Sprintf("devices[%d] (%s)", i, d.ID)
+		if ids[d.ID] {
+			return fmt.Errorf("%s.id: %q is used twice", key, d.ID)
+		}
+		ids[d.ID] = true
+		if d.Pin == "" {
+			return fmt.Errorf("%s.pin: missing; e.g. GPIO17", key)
+		}
+		if other, ok := pins[d.Pin]; ok {
+			return fmt.Errorf("%s.pin: %s is already used by device %q", key, d.Pin, other)
+		}
+		pins[d.Pin] = d.ID
+		if err := d.validate(key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d DeviceConfig) validate(key string) error {
+	if d.Initial != "off" && d.Initial != "on" {
+		return fmt.Errorf("%s.initial: %q must be off or on", key, d.Initial)
+	}
+	switch d.Kind {
+	case Switch:
+	case Pulse:
+		if d.Pulse <= 0 || d.Pulse > MaxPulse {
+			return fmt.Errorf("%s.pulse: %v must be more than 0 and at most %v (e.g. 2s)", key, d.Pulse, MaxPulse)
+		}
+		if d.Initial != "off" {
+			return fmt.Errorf("%s.initial: a pulse device always rests off", key)
+		}
+	case Input:
+		if d.Debounce < 0 || d.Debounce > MaxDebounce {
+			return fmt.Errorf("%s.debounce: %v must be from 0 to %v", key, d.Debounce, MaxDebounce)
+		}
+		if d.Pull != "up" && d.Pull != "down" && d.Pull != "none" {
+			return fmt.Errorf("%s.pull: %q must be up, down or none", key, d.Pull)
+		}
+	case "":
+		return fmt.Errorf("%s.kind: missing; switch, pulse or input", key)
+	default:
+		return fmt.Errorf("%s.kind: %q must be switch, pulse or input", key, d.Kind)
+	}
+	if d.Kind != Pulse && d.Pulse != 0 {
+		return fmt.Errorf("%s.pulse: only pulse devices have one", key)
+	}
+	if d.Kind != Input && (d.Debounce != 0 || d.Pull != "") {
+		return fmt.Errorf("%s.debounce, pull: only input devices have them", key)
+	}
+	if d.Kind == Input && d.Initial != "off" {
+		return fmt.Errorf("%s.initial: an input's level comes from the pin", key)
+	}
+	return nil
+}
+
+func validPrefix(p string) bool {
+	if p == "" || strings.ContainsAny(p, "+#\x00") || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.HasPrefix(p, "$") {
+		return false
+	}
+	for _, l := range strings.Split(p, "/") {
+		if l == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// path resolves a file name of the config relative to its folder.
+func (c *Config) path(name string) string {
+	if name == "" || filepath.IsAbs(name) || c.dir == "" {
+		return name
+	}
+	return filepath.Join(c.dir, name)
+}
+
+// Device returns the configured device with that id.
+func (c *Config) Device(id string) (DeviceConfig, bool) {
+	for _, d := range c.Devices {
+		if d.ID == id {
+			return d, true
+		}
+	}
+	return DeviceConfig{}, false
+}

@@ -1,0 +1,296 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+
+	"homemq/agent/gpiosim"
+)
+
+// changes records what a device reports.
+type changes struct {
+	mu     sync.Mutex
+	states []State
+	events []Event
+}
+
+func (c *changes) notify(_ *device, s State, ev *Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.states = append(c.states, s)
+	if ev != nil {
+		c.events = append(c.events, *ev)
+	}
+}
+
+func (c *changes) snapshot() ([]State, []Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]State(nil), c.states...), append([]Event(nil), c.events...)
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func newDevice(t *testing.T, cfg DeviceConfig) (*device, *gpiosim.Pin, *changes) {
+	t.Helper()
+	if cfg.Pin == "" {
+		cfg.Pin = "P1"
+	}
+	c := &Config{Devices: []DeviceConfig{cfg}}
+	c.applyDefaults()
+	ch := &changes{}
+	pin := gpiosim.New().Get(cfg.Pin)
+	d := &device{cfg: c.Devices[0], pin: pin, log: quiet, notify: ch.notify}
+	if err := d.open(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.close)
+	return d, pin, ch
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestSwitchActions(t *testing.T) {
+	tests := []struct {
+		name      string
+		activeLow bool
+		initial   string
+		actions   []string
+		wantState string
+		wantLevel gpio.Level
+		results   []string
+	}{
+		{"on", false, "off", []string{"on"}, "on", gpio.High, []string{"on"}},
+		{"on then off", false, "off", []string{"on", "off"}, "off", gpio.Low, []string{"on", "off"}},
+		{"toggle twice", false, "off", []string{"toggle", "toggle"}, "off", gpio.Low, []string{"on", "off"}},
+		{"active low on", true, "off", []string{"on"}, "on", gpio.Low, []string{"on"}},
+		{"active low starts high", true, "off", nil, "off", gpio.High, nil},
+		{"initial on", false, "on", nil, "on", gpio.High, nil},
+		{"initial on, active low, toggled", true, "on", []string{"toggle"}, "off", gpio.High, []string{"off"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, pin, _ := newDevice(t, DeviceConfig{ID: "lamp", Kind: Switch, ActiveLow: tt.activeLow, Initial: tt.initial})
+			for i, a := range tt.actions {
+				res, err := d.do(a, time.Now())
+				if err != nil || res != tt.results[i] {
+					t.Fatalf("do(%s) = %q, %v; want %q", a, res, err, tt.results[i])
+				}
+			}
+			if s := d.state().State; s != tt.wantState {
+				t.Fatalf("state %q, want %q", s, tt.wantState)
+			}
+			if pin.Level() != tt.wantLevel || !pin.IsOutput() {
+				t.Fatalf("pin %v (output %v), want %v", pin.Level(), pin.IsOutput(), tt.wantLevel)
+			}
+		})
+	}
+}
+
+func TestSwitchReportsOnlyChanges(t *testing.T) {
+	d, _, ch := newDevice(t, DeviceConfig{ID: "lamp", Kind: Switch})
+	for _, a := range []string{"on", "on", "off", "off", "toggle"} {
+		if _, err := d.do(a, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	states, _ := ch.snapshot()
+	var got []string
+	for _, s := range states {
+		got = append(got, s.State)
+	}
+	if want := []string{"on", "off", "on"}; len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("reported states %v, want %v", got, want)
+	}
+}
+
+func TestRefusedActions(t *testing.T) {
+	tests := []struct {
+		kind   Kind
+		action string
+	}{
+		{Switch, "pulse"},
+		{Switch, "dim"},
+		{Pulse, "on"},
+		{Pulse, "toggle"},
+		{Input, "on"},
+		{Input, "off"},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.kind)+" "+tt.action, func(t *testing.T) {
+			cfg := DeviceConfig{ID: "d", Kind: tt.kind, Pulse: time.Second}
+			if tt.kind != Pulse {
+				cfg.Pulse = 0
+			}
+			d, pin, ch := newDevice(t, cfg)
+			before := len(pin.History())
+			_, err := d.do(tt.action, time.Now())
+			var ae *actionError
+			if !errors.As(err, &ae) || ae.Code != ErrUnsupported {
+				t.Fatalf("do(%s) error %v, want %s", tt.action, err, ErrUnsupported)
+			}
+			if len(pin.History()) != before {
+				t.Fatal("a refused action changed the pin")
+			}
+			if s, _ := ch.snapshot(); len(s) != 0 {
+				t.Fatal("a refused action reported a state")
+			}
+		})
+	}
+}
+
+func TestPulseGoesOffByItself(t *testing.T) {
+	d, pin, ch := newDevice(t, DeviceConfig{ID: "door", Kind: Pulse, Pulse: 60 * time.Millisecond})
+	res, err := d.do("pulse", time.Now())
+	if err != nil || res != "pulse" {
+		t.Fatalf("pulse: %q, %v", res, err)
+	}
+	if pin.Level() != gpio.High || d.state().Until == nil {
+		t.Fatalf("pin %v, state %+v right after the pulse command", pin.Level(), d.state())
+	}
+	waitFor(t, "the pulse to end", func() bool { return pin.Level() == gpio.Low })
+	h := pin.History()
+	if len(h) != 3 || h[1].Level != gpio.High || h[2].Level != gpio.Low {
+		t.Fatalf("pin history %v, want initial Low, High, Low", h)
+	}
+	if d := h[2].Time.Sub(h[1].Time); d < 60*time.Millisecond {
+		t.Fatalf("the pulse lasted %v", d)
+	}
+	waitFor(t, "the off state", func() bool { s, _ := ch.snapshot(); return len(s) == 2 })
+	states, _ := ch.snapshot()
+	if states[0].State != "on" || states[1].State != "off" || states[1].Until != nil {
+		t.Fatalf("states %+v, want on then off", states)
+	}
+}
+
+func TestPulseExtendsAndOffEndsIt(t *testing.T) {
+	d, pin, _ := newDevice(t, DeviceConfig{ID: "door", Kind: Pulse, Pulse: 150 * time.Millisecond, ActiveLow: true})
+	if pin.Level() != gpio.High {
+		t.Fatal("an active-low strike must rest high")
+	}
+	start := time.Now()
+	if _, err := d.do("pulse", start); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	second := time.Now()
+	res, err := d.do("pulse", second)
+	if err != nil || res != "extended" {
+		t.Fatalf("second pulse: %q, %v; want extended", res, err)
+	}
+	waitFor(t, "the extended pulse to end", func() bool { return pin.Level() == gpio.High })
+	h := pin.History()
+	if len(h) != 3 {
+		t.Fatalf("history %v: an extension must not switch the pin off and on", h)
+	}
+	if end := h[2].Time; end.Sub(second) < 150*time.Millisecond {
+		t.Fatalf("the extended pulse ended %v after the second command, want >= 150ms", end.Sub(second))
+	}
+	// off ends a pulse at once, and its timer does nothing later.
+	if _, err := d.do("pulse", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.do("off", time.Now()); err != nil || res != "off" || pin.Level() != gpio.High {
+		t.Fatalf("off: %q %v, pin %v", res, err, pin.Level())
+	}
+	n := len(pin.History())
+	time.Sleep(200 * time.Millisecond)
+	if len(pin.History()) != n {
+		t.Fatal("the cancelled pulse's timer drove the pin")
+	}
+}
+
+func TestCloseLeavesSafeLevels(t *testing.T) {
+	door, doorPin, _ := newDevice(t, DeviceConfig{ID: "door", Kind: Pulse, Pulse: time.Hour})
+	lamp, lampPin, _ := newDevice(t, DeviceConfig{ID: "lamp", Kind: Switch, Initial: "off"})
+	heat, heatPin, _ := newDevice(t, DeviceConfig{ID: "heat", Kind: Switch, Initial: "on", ActiveLow: true})
+	_, _ = door.do("pulse", time.Now())
+	_, _ = lamp.do("on", time.Now())
+	_, _ = heat.do("off", time.Now())
+	for _, d := range []*device{door, lamp, heat} {
+		d.close()
+	}
+	if doorPin.Level() != gpio.Low || lampPin.Level() != gpio.Low || heatPin.Level() != gpio.Low {
+		t.Fatalf("after close: door %v lamp %v heat %v; want Low, Low, Low (active-low heat back on)", doorPin.Level(), lampPin.Level(), heatPin.Level())
+	}
+	if _, err := lamp.do("on", time.Now()); err == nil {
+		t.Fatal("a closed device took a command")
+	}
+}
+
+func TestInputDebounce(t *testing.T) {
+	tests := []struct {
+		name       string
+		activeLow  bool
+		drive      []gpio.Level // 2ms apart, within the debounce
+		wantEvents []string
+	}{
+		{"clean press", false, []gpio.Level{gpio.High}, []string{"on"}},
+		{"bouncing press", false, []gpio.Level{gpio.High, gpio.Low, gpio.High, gpio.Low, gpio.High}, []string{"on"}},
+		{"glitch back to rest", false, []gpio.Level{gpio.High, gpio.Low}, nil},
+		{"active low press", true, []gpio.Level{gpio.Low}, []string{"on"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, pin, ch := newDevice(t, DeviceConfig{ID: "btn", Kind: Input, ActiveLow: tt.activeLow, Debounce: 40 * time.Millisecond})
+			if pin.IsOutput() {
+				t.Fatal("an input pin was made an output")
+			}
+			if d.state().State != "off" {
+				t.Fatalf("a resting input reads %q", d.state().State)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			d.watch(ctx)
+			for _, l := range tt.drive {
+				if err := pin.Drive(l); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond)
+			_, events := ch.snapshot()
+			if len(events) != len(tt.wantEvents) {
+				t.Fatalf("events %+v, want %v", events, tt.wantEvents)
+			}
+			for i, e := range events {
+				if e.State != tt.wantEvents[i] {
+					t.Fatalf("event %d = %q, want %q", i, e.State, tt.wantEvents[i])
+				}
+			}
+		})
+	}
+}
+
+func TestInputCloseStopsWatcher(t *testing.T) {
+	d, pin, ch := newDevice(t, DeviceConfig{ID: "btn", Kind: Input, Debounce: time.Millisecond})
+	d.watch(context.Background())
+	done := make(chan struct{})
+	go func() { d.close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("close did not stop the watcher")
+	}
+	_ = pin.Drive(gpio.High)
+	time.Sleep(20 * time.Millisecond)
+	if s, _ := ch.snapshot(); len(s) != 0 {
+		t.Fatal("a closed input still reports")
+	}
+}

@@ -139,9 +139,14 @@ type reauthHandler struct{}
 func (reauthHandler) Authenticate(a *paho.Auth) *paho.Auth { return a }
 func (reauthHandler) Authenticated()                       {}
 
-// subscribe subscribes one filter at QoS 1; a refusal is a *brokerError.
+// subscribe subscribes one filter; a refusal is a *brokerError.
+//
+// Messages are received at QoS 0: the session is in-process and never
+// resumed, so QoS 1 would protect nothing, and a QoS 1 message in flight
+// from mochi holds a packet identifier that mochi then refuses on the
+// client's next SUBSCRIBE (0x91, "packet identifier in use").
 func (s *session) subscribe(ctx context.Context, filter string) error {
-	sa, err := s.client.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}})
+	sa, err := s.client.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 0}}})
 	if sa != nil && len(sa.Reasons) == 1 && sa.Reasons[0] >= 0x80 {
 		reason := ""
 		if sa.Properties != nil {

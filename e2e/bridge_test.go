@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"periph.io/x/conn/v3/gpio"
 
+	"homemq/agent"
 	"homemq/auth"
 	"homemq/broker"
 	"homemq/envelope"
@@ -24,15 +26,22 @@ import (
 
 // TestBridgeSignalR runs e2e/node/bridge.test.mjs, the official
 // @microsoft/signalr client against the broker's /signalr/home hub, once per
-// transport. The device h1/pi/lamp is answered by an agent on MQTT (acks
-// each command and publishes live state); the device h1/sr/door by an
-// agent that is itself a SignalR client in the script.
+// transport. Three devices answer: h1/pi1/lamp is the Pi agent on simulated
+// GPIO (its pin must end up high), h1/pi/lamp a plain MQTT client that acks
+// each command and publishes live state, and h1/sr/door an agent that is
+// itself a SignalR client in the script.
 func TestBridgeSignalR(t *testing.T) {
 	needTool(t, "node")
 	for _, tr := range []string{"WebSockets", "ServerSentEvents", "LongPolling"} {
 		t.Run(tr, func(t *testing.T) {
 			b := startBroker(t)
 			mqttAgent(t, b, "h1", "pi", "lamp")
+			pi := startAgent(t, agentConfig(t, b), agent.Options{})
+			watchHome(t, b).waitOnline(15 * time.Second)
+			lamp := pi.pin(lampPin)
+			if lamp.Level() != gpio.Low {
+				t.Fatal("the lamp's pin is high before any command")
+			}
 
 			ann, annClaims := b.mintSpec(auth.Spec{Sub: "user:ann", Homes: map[string]string{"h1": "admin"}})
 			vic, vicClaims := b.mintSpec(auth.Spec{Sub: "user:vic", Homes: map[string]string{"h1": "viewer"}})
@@ -59,7 +68,11 @@ func TestBridgeSignalR(t *testing.T) {
 				"OPERATOR_TOKEN":      ops,
 				"ADMIN_URL":           "https://" + b.Addrs()["https"] + "/api/admin/revoke",
 			}
+			env["PI_AGENT"] = agentID
 			runNodeTest(t, "bridge.test.mjs", env, 90*time.Second)
+			if lamp.Level() != gpio.High {
+				t.Errorf("the lamp's pin is %v after the SignalR client switched it on", lamp.Level())
+			}
 		})
 	}
 }

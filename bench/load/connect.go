@@ -2,7 +2,9 @@ package load
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,12 +33,15 @@ func identities(t Target, base, n int) ([]Identity, error) {
 
 // runConnect has Workers clients connect (JWT as password), wait for
 // CONNACK, send DISCONNECT and wait for the broker to close, in a loop;
-// it counts the cycles completed within the measured window.
+// it counts the cycles completed within the measured window. Every
+// connect presents a token of its own (minted before the run, Tokens of
+// them, used in turn), so a broker that verifies tokens verifies each one.
 func runConnect(ctx context.Context, t Target, s Spec) (Result, error) {
-	ids, err := identities(t, s.GroupBase, s.Workers)
+	ids, err := tokenPool(t, s)
 	if err != nil {
 		return Result{}, err
 	}
+	var next atomic.Int64
 	var (
 		measuring atomic.Bool
 		stop      atomic.Bool
@@ -48,9 +53,10 @@ func runConnect(ctx context.Context, t Target, s Spec) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id := ids[w]
-			for n := 0; !stop.Load(); n++ {
-				c, err := mqttc.Dial(ctx, mqttc.Options{Addr: t.Addr, TLS: t.TLS, ClientID: id.ClientID("c" + strconv.Itoa(n)),
+			for !stop.Load() {
+				n := next.Add(1)
+				id := ids[int(n)%len(ids)]
+				c, err := mqttc.Dial(ctx, mqttc.Options{Addr: t.Addr, TLS: t.TLS, ClientID: id.ClientID("c" + strconv.FormatInt(n, 10)),
 					Username: id.Sub, Password: id.Password, Keepalive: 60, Timeout: 5 * time.Second, BufferSize: smallBuffers})
 				if err != nil {
 					errs.add(err)
@@ -79,7 +85,7 @@ func runConnect(ctx context.Context, t Target, s Spec) (Result, error) {
 	secs := time.Since(t0).Seconds()
 	stop.Store(true)
 	wg.Wait()
-	r := Result{Seconds: secs, Connects: connects.Load()}
+	r := Result{Seconds: secs, Connects: connects.Load(), TokensReused: max(0, next.Load()-int64(len(ids)))}
 	r.Rate = float64(r.Connects) / secs
 	errs.fill(&r)
 	if !ok {
@@ -165,4 +171,36 @@ func runIdle(ctx context.Context, t Target, s Spec) (Result, error) {
 		return r, fmt.Errorf("load: only %d of %d idle connections opened to %s: %s", open, s.Conns, t.Name, r.FirstError)
 	}
 	return r, nil
+}
+
+// tokenPool mints s.Tokens identities with tokens of their own (over
+// Workers subs of home b{GroupBase}), on every core.
+func tokenPool(t Target, s Spec) ([]Identity, error) {
+	if t.Minter == nil {
+		return identities(t, s.GroupBase, s.Workers)
+	}
+	home := "b" + strconv.Itoa(s.GroupBase)
+	ids := make([]Identity, s.Tokens)
+	var errs errCounter
+	var wg sync.WaitGroup
+	parts := runtime.GOMAXPROCS(0)
+	for p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := p; i < len(ids); i += parts {
+				id, err := t.Minter.Fresh("user:"+home+"-c"+strconv.Itoa(i%s.Workers), home, "viewer")
+				if err != nil {
+					errs.add(err)
+					return
+				}
+				ids[i] = id
+			}
+		}()
+	}
+	wg.Wait()
+	if errs.n > 0 {
+		return nil, errors.New(errs.first)
+	}
+	return ids, nil
 }

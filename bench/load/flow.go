@@ -100,7 +100,7 @@ func runFlow(ctx context.Context, t Target, s Spec) (Result, error) {
 	secs := time.Since(t0).Seconds()
 	close(f.done)
 	writers.Wait()
-	f.drain(time.Second)
+	f.drain(3 * time.Second)
 	f.closeAll()
 	readers.Wait()
 

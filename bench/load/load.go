@@ -44,6 +44,7 @@ type Spec struct {
 	// processes measure the same window).
 	StartAt time.Time
 	Workers int           // connect, idle: concurrent dialers (default 8)
+	Tokens  int           // connect: distinct tokens to connect with (default 30000)
 	Conns   int           // idle: connections to hold
 	Settle  time.Duration // idle: wait before reading memory (default 2s)
 }
@@ -63,6 +64,9 @@ func (s Spec) withDefaults() Spec {
 	}
 	if s.Workers <= 0 {
 		s.Workers = 8
+	}
+	if s.Tokens <= 0 {
+		s.Tokens = 30000
 	}
 	if s.Settle <= 0 {
 		s.Settle = 2 * time.Second
@@ -86,9 +90,10 @@ type Result struct {
 	P999         float64 `json:"p999_us,omitempty"`
 	Samples      uint64  `json:"samples,omitempty"`
 	Refused      int64   `json:"refused,omitempty"` // publishes answered with a negative PUBACK
-	Lost         int64   `json:"lost,omitempty"`    // published, neither refused nor delivered
+	Lost         int64   `json:"lost,omitempty"`    // published, neither refused nor delivered 3 s after the window
 	Stalls       int64   `json:"stalls,omitempty"`  // window waits that timed out
 	Connects     int64   `json:"connects,omitempty"`
+	TokensReused int64   `json:"tokens_reused,omitempty"` // connects that presented a token used before
 	Conns        int     `json:"conns,omitempty"`
 	RSSBefore    int64   `json:"rss_before,omitempty"`
 	RSSAfter     int64   `json:"rss_after,omitempty"`

@@ -122,7 +122,7 @@ func homemqTarget(t *testing.T) Target {
 }
 
 func short(s Spec) Spec {
-	s.Warmup, s.Duration = 50*time.Millisecond, 300*time.Millisecond
+	s.Warmup, s.Duration, s.Window = 50*time.Millisecond, 300*time.Millisecond, 32
 	return s
 }
 
@@ -175,7 +175,7 @@ func TestHomemqRefusesAForeignKey(t *testing.T) {
 func TestConnectAndIdle(t *testing.T) {
 	ctx := context.Background()
 	for _, tg := range []Target{bareTarget(t), homemqTarget(t)} {
-		r, err := Run(ctx, tg, short(Spec{Scenario: Connect, Workers: 2}))
+		r, err := Run(ctx, tg, short(Spec{Scenario: Connect, Workers: 2, Tokens: 50}))
 		if err != nil || r.Connects == 0 || r.Errors != 0 {
 			t.Errorf("connect on %s: %+v, %v", tg.Name, r, err)
 		}

@@ -23,8 +23,10 @@ type Target struct {
 	Addr string
 	// TLS, when set, is used for every connection.
 	TLS *tls.Config
-	// Minter makes tokens and message keys; nil for brokers that check
-	// nothing (they get the same client IDs and payloads, no password).
+	// Minter makes tokens and message keys. A broker that checks nothing
+	// may get them too (it ignores them, and then every broker reads the
+	// same bytes); nil connects without passwords and signs commands with
+	// a random key.
 	Minter *Minter
 	// PID is the broker's process, for memory readings (0: not measured).
 	PID int
@@ -81,13 +83,20 @@ func (m *Minter) identity(sub, home, role string) (Identity, error) {
 	if id, ok := m.cache[k]; ok {
 		return id, nil
 	}
+	id, err := m.Fresh(sub, home, role)
+	if err == nil {
+		m.cache[k] = id
+	}
+	return id, err
+}
+
+// Fresh mints a new token (a new jti) for sub holding role in home.
+func (m *Minter) Fresh(sub, home, role string) (Identity, error) {
 	tok, c, err := m.issuer.Mint(auth.Spec{Sub: sub, Homes: map[string]string{home: role}, TTL: 2 * time.Hour})
 	if err != nil {
 		return Identity{}, fmt.Errorf("load: mint a token for %s: %w", sub, err)
 	}
-	id := Identity{Sub: sub, Password: []byte(tok), JTI: c.ID, Key: envelope.DeriveKey(m.master, c.ID)}
-	m.cache[k] = id
-	return id, nil
+	return Identity{Sub: sub, Password: []byte(tok), JTI: c.ID, Key: envelope.DeriveKey(m.master, c.ID)}, nil
 }
 
 func randomB64(n int) string {

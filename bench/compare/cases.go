@@ -1,0 +1,88 @@
+package compare
+
+import (
+	"fmt"
+	"time"
+
+	"homemq/bench/load"
+)
+
+// Metric is what a table row reads from a result.
+type Metric int
+
+// The metrics of the table.
+const (
+	Throughput   Metric = iota // delivered msgs/s or connects/s: higher is better
+	LatencyP50                 // µs: lower is better
+	LatencyP99                 // µs
+	LatencyP999                // µs
+	BytesPerConn               // broker RSS bytes per idle connection
+)
+
+func (m Metric) value(r load.Result) float64 {
+	switch m {
+	case LatencyP50:
+		return r.P50
+	case LatencyP99:
+		return r.P99
+	case LatencyP999:
+		return r.P999
+	case BytesPerConn:
+		return r.BytesPerConn
+	}
+	return r.Rate
+}
+
+// Row is one line of the table: a metric of a case, with its goal.
+type Row struct {
+	Metric Metric
+	// MinRatio is the least homemq/bare ratio that meets the goal (0: none);
+	// MaxRatio the greatest (0: none); MaxExtra the most bytes per
+	// connection homemq may use beyond bare (0: none).
+	MinRatio, MaxRatio, MaxExtra float64
+	// AtLeastMosquitto: homemq's figure must be at or above Mosquitto's.
+	AtLeastMosquitto bool
+}
+
+// Case is one scenario run against every target.
+type Case struct {
+	Name string
+	Unit string
+	Spec load.Spec
+	TLS  bool
+	Rows []Row
+}
+
+// Cases returns the scenarios of `make bench-compare` (issue 10, a–d):
+// each measured window lasts d after a warmup of w; idle holds conns.
+func Cases(d, w time.Duration, conns int) []Case {
+	sp := func(s load.Spec) load.Spec {
+		s.Duration, s.Warmup = d, w
+		return s
+	}
+	state := func(pubs, subs int, qos byte, size int) load.Spec {
+		return sp(load.Spec{Scenario: load.State, Pubs: pubs, Subs: subs, QoS: qos, Size: size})
+	}
+	stateGoal := []Row{{Metric: Throughput, MinRatio: 0.90, AtLeastMosquitto: true}}
+	latency := []Row{{Metric: LatencyP50}, {Metric: LatencyP99, MaxRatio: 1.2}, {Metric: LatencyP999}}
+	fixed := state(4, 4, 1, 64)
+	fixed.Rate = 500
+	cmdRate := sp(load.Spec{Scenario: load.Command, Pubs: 4, Subs: 1, QoS: 1, Rate: 250})
+	return []Case{
+		{Name: "state, QoS 0, 64 B, 4 → 4", Unit: "msgs/s", Spec: state(4, 4, 0, 64), Rows: stateGoal},
+		{Name: "state, QoS 0, 1 KiB, 4 → 4", Unit: "msgs/s", Spec: state(4, 4, 0, 1024), Rows: stateGoal},
+		{Name: "state, QoS 1, 64 B, 4 → 4", Unit: "msgs/s", Spec: state(4, 4, 1, 64), Rows: stateGoal},
+		{Name: "state, QoS 1, 1 KiB, 4 → 4", Unit: "msgs/s", Spec: state(4, 4, 1, 1024), Rows: stateGoal},
+		{Name: "state fan-in, QoS 1, 64 B, 16 → 1", Unit: "msgs/s", Spec: state(16, 1, 1, 64), Rows: stateGoal},
+		{Name: "state fan-out, QoS 1, 64 B, 1 → 16", Unit: "msgs/s", Spec: state(1, 16, 1, 64), Rows: stateGoal},
+		{Name: "state latency, QoS 1, 64 B, 4 → 4 at 4 × 500 msgs/s", Unit: "µs", Spec: fixed, Rows: latency},
+		{Name: "signed commands, QoS 1, 4 → 1", Unit: "msgs/s", Spec: sp(load.Spec{Scenario: load.Command, Pubs: 4, Subs: 1, QoS: 1}),
+			Rows: []Row{{Metric: Throughput, MinRatio: 0.80, AtLeastMosquitto: true}}},
+		{Name: "signed command latency, QoS 1, 4 → 1 at 4 × 250 msgs/s", Unit: "µs", Spec: cmdRate, Rows: latency},
+		{Name: "JWT connects (CONNECT → CONNACK → DISCONNECT), 8 clients", Unit: "connects/s",
+			Spec: sp(load.Spec{Scenario: load.Connect, Workers: 8}), Rows: []Row{{Metric: Throughput, MinRatio: 0.70, AtLeastMosquitto: true}}},
+		{Name: "state over TLS, QoS 1, 64 B, 4 → 4", Unit: "msgs/s", Spec: state(4, 4, 1, 64), TLS: true, Rows: stateGoal},
+		{Name: fmt.Sprintf("idle connections (%d)", conns), Unit: "B/conn", Spec: load.Spec{Scenario: load.Idle, Conns: conns, Workers: 8},
+			Rows: []Row{{Metric: BytesPerConn, MaxExtra: 2048}}},
+	}
+}

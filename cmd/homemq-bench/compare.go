@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"homemq/bench/compare"
+)
+
+func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg compare.Config
+	fs.StringVar(&cfg.Homemq, "homemq", "bin/homemq", "the homemq program")
+	fs.StringVar(&cfg.Bare, "bare", "bin/homemq-bare", "the bare mochi comparison server")
+	mosquitto := fs.String("mosquitto", "", "the mosquitto program (default: found on PATH or in /usr/sbin; \"none\" skips it)")
+	fs.StringVar(&cfg.Work, "work", "", "scratch folder for configs, data and logs (default: a new temporary folder)")
+	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds per scenario (medians over them)")
+	fs.DurationVar(&cfg.Duration, "duration", 2*time.Second, "measured window per run")
+	fs.DurationVar(&cfg.Warmup, "warmup", 500*time.Millisecond, "load before measuring, per run")
+	fs.IntVar(&cfg.IdleConns, "idle-conns", 10000, "connections of the idle-memory scenario")
+	out := fs.String("out", "", "markdown file whose bench-compare section to replace (default: print the section)")
+	goBench := fs.String("gobench", "", "`go test -bench` output of ./bench to add as a table")
+	rawJSON := fs.String("json", "", "also write every result as JSON to this file")
+	timeout := fs.Duration("timeout", 15*time.Minute, "stop (and report what ran) after this long")
+	noCheck := fs.Bool("no-check", false, "skip the two-generator-process check")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.Mosquitto = findMosquitto(*mosquitto)
+	if !*noCheck {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cfg.Bench = self
+	}
+	for _, p := range []*string{&cfg.Homemq, &cfg.Bare} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("%s: %w (build it first: make bench-compare does)", *p, err)
+		}
+		*p = abs
+	}
+	if cfg.Work == "" {
+		dir, err := os.MkdirTemp("", "homemq-bench-")
+		if err != nil {
+			return err
+		}
+		cfg.Work = dir
+	}
+	fmt.Fprintf(stderr, "homemq-bench compare: work folder %s\n", cfg.Work)
+	cfg.Log = stderr
+	raiseFileLimit()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	rep, err := compare.Run(ctx, cfg)
+	if rep == nil {
+		return err
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "homemq-bench compare: stopped early: %v; reporting what ran\n", err)
+	}
+	if *goBench != "" {
+		f, ferr := os.Open(*goBench)
+		if ferr != nil {
+			return ferr
+		}
+		rep.ExtraTables = "Per-publish hook cost, in-process (Go benchmarks, medians of the `-count` runs):\n\n" + compare.GoBenchTable(f)
+		f.Close()
+	}
+	if *rawJSON != "" {
+		b, jerr := json.MarshalIndent(rep, "", "  ")
+		if jerr != nil {
+			return jerr
+		}
+		if werr := os.WriteFile(*rawJSON, b, 0o644); werr != nil {
+			return werr
+		}
+	}
+	md := rep.Markdown()
+	if *out == "" {
+		fmt.Fprint(stdout, md)
+	} else if werr := compare.WriteBetweenMarkers(*out, md); werr != nil {
+		return werr
+	} else {
+		fmt.Fprintf(stderr, "homemq-bench compare: wrote the table into %s\n", *out)
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// findMosquitto returns the Mosquitto program to use, or "" to skip it.
+func findMosquitto(flagValue string) string {
+	switch flagValue {
+	case "none":
+		return ""
+	case "":
+		if p, err := exec.LookPath("mosquitto"); err == nil {
+			return p
+		}
+		if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
+			return "/usr/sbin/mosquitto"
+		}
+		return ""
+	}
+	return flagValue
+}

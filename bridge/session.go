@@ -93,7 +93,7 @@ func (c *conn) openSession() (*session, error) {
 	})
 	cp := &paho.Connect{
 		ClientID:     c.sub + "/signalr-" + c.id,
-		KeepAlive:    60,
+		KeepAlive:    0, // no pings: paho.golang's pinger writes from its own goroutine and can split another packet; a pipe cannot vanish, and the broker allows keep-alive 0 on its internal listener
 		CleanStart:   true,
 		Username:     c.sub,
 		UsernameFlag: true,

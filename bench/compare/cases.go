@@ -51,6 +51,9 @@ type Case struct {
 	Spec load.Spec
 	TLS  bool
 	Rows []Row
+	// Only, when set, names the one target the case applies to (the
+	// SignalR bridge exists only in homemq); the others show "–".
+	Only string
 }
 
 // Cases returns the scenarios of `make bench-compare` (issue 10, a–d):
@@ -81,6 +84,8 @@ func Cases(d, w time.Duration, conns int) []Case {
 		{Name: "signed command latency, QoS 1, 4 → 1 at 4 × 250 msgs/s", Unit: "µs", Spec: cmdRate, Rows: latency},
 		{Name: "JWT connects (CONNECT → CONNACK → DISCONNECT), 8 clients", Unit: "connects/s",
 			Spec: sp(load.Spec{Scenario: load.Connect, Workers: 8}), Rows: []Row{{Metric: Throughput, MinRatio: 0.70, AtLeastMosquitto: true}}},
+		{Name: "SignalR bridge: SendCommand → agent's ack, 4 callers × 100/s", Unit: "µs", Only: Homemq,
+			Spec: sp(load.Spec{Scenario: load.SignalR, Pubs: 4, Rate: 100}), Rows: []Row{{Metric: LatencyP50}, {Metric: LatencyP99}}},
 		{Name: "state over TLS, QoS 1, 64 B, 4 → 4", Unit: "msgs/s", Spec: state(4, 4, 1, 64), TLS: true, Rows: stateGoal},
 		{Name: fmt.Sprintf("idle connections (%d)", conns), Unit: "B/conn", Spec: load.Spec{Scenario: load.Idle, Conns: conns, Workers: 8},
 			Rows: []Row{{Metric: BytesPerConn, MaxExtra: 2048}}},

@@ -187,16 +187,18 @@ func (rep *Report) Markdown() string {
 					met = "**no**: " + strings.Join(why, ", ")
 				}
 			}
-			mqCell := figure(mq, row.Metric)
+			mqCell, bareCell := figure(mq, row.Metric), figure(bare, row.Metric)
 			if !haveMosq {
 				mqCell = "not measured"
 			}
+			if cr.Case.Only != "" {
+				mqCell, bareCell = "no such feature", "no such feature"
+			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", cr.Case.Name, row.Metric.label(cr.Case.Unit),
-				hb, row.goal(), mb, met, figure(h, row.Metric), figure(bare, row.Metric), mqCell)
+				hb, row.goal(), mb, met, figure(h, row.Metric), bareCell, mqCell)
 		}
 		notes = append(notes, caseNotes(cr)...)
 	}
-	b.WriteString("| SignalR bridge: command round trip to the agent's `ack` | p50, p99 | – | – | – | – | not measured yet | – | – |\n")
 	m := rep.Machine
 	fmt.Fprintf(&b, "\nMachine: %d × %s, %d MiB, Linux %s, %s", m.CPUs, m.CPU, m.MemoryMiB, m.Kernel, m.Go)
 	if m.Mosquitto != "" {

@@ -127,7 +127,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return 0
 	}
 	slices.SortStableFunc(cases, func(a, b Case) int { return cmp.Compare(rank(a), rank(b)) })
-	total, n := len(cases)*cfg.Rounds*len(live), 0
+	total, n := 0, 0
+	for _, c := range cases {
+		if c.Only != "" {
+			total += cfg.Rounds
+		} else {
+			total += cfg.Rounds * len(live)
+		}
+	}
 	for _, c := range cases {
 		if fresh(c) && len(servers) > 0 {
 			for _, s := range servers {
@@ -140,6 +147,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			for _, name := range live {
 				if err := ctx.Err(); err != nil {
 					return rep, err
+				}
+				if c.Only != "" && c.Only != name {
+					continue
 				}
 				n++
 				r, err := e.runOne(ctx, servers, name, c)

@@ -34,6 +34,7 @@ type server struct {
 	cmd   *exec.Cmd
 	plain string // MQTT/TCP address
 	tls   string // MQTT over TLS address
+	https string // homemq's HTTPS address (SignalR bridge)
 	done  chan struct{}
 	err   error
 }
@@ -76,6 +77,9 @@ func (e *env) target(s *server, useTLS bool) load.Target {
 	t := load.Target{Name: s.name, Addr: s.plain, PID: s.cmd.Process.Pid}
 	if useTLS {
 		t.Addr, t.TLS = s.tls, e.tls
+	}
+	if s.https != "" {
+		t.HTTPS, t.HTTPSTLS = s.https, e.tls
 	}
 	// Every target gets the same tokens and signed envelopes; only homemq
 	// checks them.
@@ -196,15 +200,15 @@ func (s *server) stop() {
 // loopback ports (TLS, HTTPS, and plain MQTT for the load), the data
 // folder, and the flood limits raised by bench.ForLoad.
 func (e *env) homemqConfig(s *server) (string, error) {
-	https, err := freePort()
-	if err != nil {
+	var err error
+	if s.https, err = freePort(); err != nil {
 		return "", err
 	}
 	cfg := bench.ForLoad(broker.DefaultConfig())
 	l := cfg.Limits
 	doc := map[string]any{
 		"data":      e.data,
-		"listeners": map[string]string{"mqtt": s.tls, "https": https, "mqtt_plain": s.plain},
+		"listeners": map[string]string{"mqtt": s.tls, "https": s.https, "mqtt_plain": s.plain},
 		"limits": map[string]any{
 			"conns_per_sub": l.ConnsPerSub, "conns_per_addr": l.ConnsPerAddr,
 			"connect_rate": l.ConnectRate, "connect_burst": l.ConnectBurst,

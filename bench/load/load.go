@@ -115,8 +115,10 @@ func Run(ctx context.Context, t Target, s Spec) (Result, error) {
 		r, err = runConnect(ctx, t, s)
 	case Idle:
 		r, err = runIdle(ctx, t, s)
+	case SignalR:
+		r, err = runSignalR(ctx, t, s)
 	default:
-		return r, fmt.Errorf("load: unknown scenario %q (state, command, connect, idle)", s.Scenario)
+		return r, fmt.Errorf("load: unknown scenario %q (state, command, connect, idle, signalr)", s.Scenario)
 	}
 	r.Scenario, r.Target = s.Scenario, t.Name
 	return r, err

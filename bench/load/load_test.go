@@ -2,6 +2,8 @@ package load
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"io"
 	"log/slog"
@@ -118,7 +120,14 @@ func homemqTarget(t *testing.T) Target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Target{Name: "homemq", Addr: b.Addrs()["mqtt"], Minter: m, PID: os.Getpid()}
+	pem, err := os.ReadFile(b.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return Target{Name: "homemq", Addr: b.Addrs()["mqtt"], Minter: m, PID: os.Getpid(),
+		HTTPS: b.Addrs()["https"], HTTPSTLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
 }
 
 func short(s Spec) Spec {
@@ -189,5 +198,20 @@ func TestConnectAndIdle(t *testing.T) {
 	}
 	if _, err := Run(ctx, Target{Name: "x"}, Spec{Scenario: "nope"}); err == nil {
 		t.Error("an unknown scenario ran")
+	}
+}
+
+func TestSignalRRoundTrip(t *testing.T) {
+	hmq := homemqTarget(t)
+	r, err := Run(context.Background(), hmq, short(Spec{Scenario: SignalR, Pubs: 2, Rate: 50}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d round trips, p50 %.0fµs p99 %.0fµs", r.Delivered, r.P50, r.P99)
+	if r.Delivered == 0 || r.P50 <= 0 || r.Errors != 0 {
+		t.Errorf("no round trip measured: %+v", r)
+	}
+	if _, err := Run(context.Background(), bareTarget(t), short(Spec{Scenario: SignalR, Pubs: 1})); err == nil {
+		t.Error("the SignalR scenario ran against a broker without the bridge")
 	}
 }

@@ -30,6 +30,10 @@ type Target struct {
 	Minter *Minter
 	// PID is the broker's process, for memory readings (0: not measured).
 	PID int
+	// HTTPS is homemq's HTTPS address and HTTPSTLS the client TLS for it
+	// (the SignalR scenario).
+	HTTPS    string
+	HTTPSTLS *tls.Config
 }
 
 // Minter mints homemq tokens with the signing key of a data folder, as

@@ -3,6 +3,7 @@
 //
 //	homemq-bench run --addr 127.0.0.1:1883 --scenario state --pubs 4 --subs 4 --qos 1
 //	homemq-bench run --addr 127.0.0.1:1883 --data ./homemq-data --scenario command
+//	homemq-bench run --addr 127.0.0.1:1883 --data ./homemq-data --https 127.0.0.1:8443 --scenario signalr
 //	homemq-bench compare --bin bin --out docs/performance.md
 //
 // run puts one scenario on one broker and prints what it measured (JSON
@@ -24,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -63,7 +65,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	data := fs.String("data", "", "homemq data folder to mint tokens from (empty: no passwords)")
 	caFile := fs.String("ca", "", "connect with TLS, trusting this CA file")
 	pid := fs.Int("pid", 0, "the broker's process id (idle: memory per connection)")
-	scenario := fs.String("scenario", "state", "state, command, connect or idle")
+	https := fs.String("https", "", "homemq's HTTPS address (signalr), trusting --data's dev CA")
+	scenario := fs.String("scenario", "state", "state, command, connect, idle or signalr")
 	qos := fs.Uint("qos", 0, "QoS of publishes and subscriptions (0 or 1)")
 	startAt := fs.Int64("start-at", 0, "Unix nanoseconds at which to start measuring (several processes, one window)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
@@ -103,6 +106,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		t.TLS = conf
+	}
+	if *https != "" {
+		conf, err := clientTLS(filepath.Join(*data, "certs", "ca.pem"))
+		if err != nil {
+			return err
+		}
+		t.HTTPS, t.HTTPSTLS = *https, conf
 	}
 	raiseFileLimit()
 	r, err := load.Run(ctx, t, s)

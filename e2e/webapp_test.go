@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -13,15 +12,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
+	"periph.io/x/conn/v3/gpio"
 
+	"homemq/agent"
+	"homemq/agent/gpiosim"
 	"homemq/auth"
 	"homemq/broker"
 	"homemq/envelope"
+	"homemq/topics"
 	"homemq/webapp"
 )
 
@@ -84,152 +85,33 @@ func TestWebAppServed(t *testing.T) {
 	}
 }
 
-// simAgent stands in for the Pi agent on simulated pins: it takes signed
-// commands for its devices, drives a pin, answers with an ack carrying the
-// command's nonce and publishes the retained state.
-type simAgent struct {
-	t     *testing.T
-	home  string
-	id    string
-	kinds map[string]string // device -> switch | pulse
-	c     *paho.Client
-
-	mu      sync.Mutex
-	pins    map[string]bool
-	history map[string][]bool // every level each pin was driven to
-	kids    []string          // the kid of every command acted on
-}
-
-func startSimAgent(t *testing.T, b *testBroker, home, id string, kinds map[string]string) *simAgent {
+// publishAgentState makes an agent of another home look alive: its
+// retained status and one device's retained state, as the Pi agent
+// publishes them.
+func publishAgentState(t *testing.T, b *testBroker, home, id, device string) {
 	t.Helper()
-	a := &simAgent{t: t, home: home, id: id, kinds: kinds, pins: map[string]bool{}, history: map[string][]bool{}}
-	devices := make([]string, 0, len(kinds))
-	for d := range kinds {
-		devices = append(devices, d)
-		a.pins[d] = false
-		a.history[d] = []bool{false}
-	}
-	tok, _ := b.mintSpec(auth.Spec{Sub: "agent:" + id, Homes: map[string]string{home: "agent"}, Devices: devices, TTL: time.Hour})
-	cmds := make(chan *paho.Publish, 16)
-	a.c = paho.NewClient(paho.ClientConfig{
-		Conn: b.dial(overTLS),
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			cmds <- pr.Packet
-			return true, nil
-		}},
-		PingHandler: quietPinger{},
-	})
-	status := a.topic("status")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := a.c.Connect(ctx, &paho.Connect{ClientID: "agent:" + id, KeepAlive: 30, CleanStart: true,
-		Username: "agent:" + id, UsernameFlag: true, Password: []byte(tok), PasswordFlag: true,
-		WillMessage: &paho.WillMessage{Topic: status, Payload: []byte("offline"), QoS: 1, Retain: true}}); err != nil {
-		t.Fatalf("sim agent connect: %v", err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		_ = a.c.Disconnect(&paho.Disconnect{})
-		<-done
-	})
-	if _, err := a.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: a.topic("devices/+/cmd"), QoS: 1}}}); err != nil {
-		t.Fatalf("sim agent subscribe: %v", err)
-	}
-	a.publish(status, "online", true)
-	for d := range kinds {
-		a.publishState(d)
-	}
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case pk := <-cmds:
-				a.handle(pk)
-			case <-a.c.Done():
-				return
-			}
+	tok, _ := b.mintSpec(auth.Spec{Sub: "agent:" + id, Homes: map[string]string{home: "agent"}, Devices: []string{device}})
+	c := b.mustV5(overTLS, "agent:"+id, tok)
+	for topic, payload := range map[string]string{
+		topics.StatusTopic(home, id):        "online",
+		topics.StateTopic(home, id, device): `{"state":"off","kind":"switch"}`,
+	} {
+		if pr := c.publish(t, topic, []byte(payload), 1, true); pr.ReasonCode != 0 {
+			t.Fatalf("publish %s: 0x%02X", topic, pr.ReasonCode)
 		}
-	}()
-	return a
-}
-
-func (a *simAgent) topic(rest string) string {
-	return fmt.Sprintf("homes/%s/agents/%s/%s", a.home, a.id, rest)
-}
-
-func (a *simAgent) publish(topic, payload string, retain bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := a.c.Publish(ctx, &paho.Publish{Topic: topic, Payload: []byte(payload), QoS: 1, Retain: retain}); err != nil {
-		a.t.Logf("sim agent publish %s: %v", topic, err)
 	}
 }
 
-func (a *simAgent) publishState(device string) {
-	a.mu.Lock()
-	st := map[bool]string{true: "on", false: "off"}[a.pins[device]]
-	a.mu.Unlock()
-	a.publish(a.topic("devices/"+device+"/state"), fmt.Sprintf(`{"state":%q,"kind":%q}`, st, a.kinds[device]), true)
-}
-
-func (a *simAgent) drive(device string, level bool) {
-	a.mu.Lock()
-	a.pins[device] = level
-	a.history[device] = append(a.history[device], level)
-	a.mu.Unlock()
-	a.publishState(device)
-}
-
-func (a *simAgent) handle(pk *paho.Publish) {
-	parts := strings.Split(pk.Topic, "/")
-	device := parts[len(parts)-2]
-	ack := func(nonce string, ok bool, result string) { // as agent.Ack
-		m := map[string]any{"nonce": nonce, "ok": ok}
-		if ok {
-			m["result"] = result
-		} else {
-			m["error"] = result
+// levels lists the levels a simulated pin went through, repeats merged.
+func levels(p *gpiosim.Pin) string {
+	var out []string
+	for _, c := range p.History() {
+		l := map[gpio.Level]string{gpio.High: "high", gpio.Low: "low"}[c.Level]
+		if len(out) == 0 || out[len(out)-1] != l {
+			out = append(out, l)
 		}
-		b, _ := json.Marshal(m)
-		a.publish(a.topic("devices/"+device+"/ack"), string(b), false)
 	}
-	env, err := envelope.Parse(pk.Payload, envelope.DefaultPolicy())
-	if err != nil {
-		a.t.Errorf("sim agent got a command the broker should have refused: %v", err)
-		return
-	}
-	if time.Now().Unix() > env.Exp {
-		ack(env.Nonce, false, "expired")
-		return
-	}
-	var cmd struct{ Action string }
-	_ = json.Unmarshal([]byte(env.Msg), &cmd)
-	a.mu.Lock()
-	a.kids = append(a.kids, env.Kid)
-	level, kind := a.pins[device], a.kinds[device]
-	a.mu.Unlock()
-	switch {
-	case kind == "switch" && (cmd.Action == "on" || cmd.Action == "off" || cmd.Action == "toggle"):
-		a.drive(device, cmd.Action == "on" || (cmd.Action == "toggle" && !level))
-	case kind == "pulse" && cmd.Action == "pulse":
-		a.drive(device, true)
-		time.Sleep(300 * time.Millisecond)
-		a.drive(device, false)
-	default:
-		ack(env.Nonce, false, "unsupported_action")
-		return
-	}
-	ack(env.Nonce, true, cmd.Action)
-}
-
-func (a *simAgent) snapshot() (history map[string][]bool, kids []string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	history = map[string][]bool{}
-	for d, h := range a.history {
-		history[d] = append([]bool(nil), h...)
-	}
-	return history, append([]string(nil), a.kids...)
+	return strings.Join(out, " ")
 }
 
 // spkiHash is the base64 SHA-256 of the broker's certificate key, which
@@ -250,6 +132,7 @@ type browserResult struct {
 	ExpiredError   string
 	BadTokenError  string
 	ExpiryText     string
+	InputButtons   int
 	LampAfterOn    string
 	OnResult       string
 	PulseResult    string
@@ -280,8 +163,9 @@ type publishVerdict struct {
 	Reason string
 }
 
-// TestWebAppInBrowser drives the page in Chromium on a phone-sized screen:
-// an admin signs in with a pasted token, sees the agent and its devices,
+// TestWebAppInBrowser drives the page in Chromium on a phone-sized screen,
+// against the Pi agent on simulated GPIO: an admin signs in with a pasted
+// token, sees the agent and its devices (an input has no buttons),
 // switches the lamp and pulses the door (the pins change, the page shows the
 // acks and new states), a command forged in the console with a wrong key is
 // refused with the broker's reason, the token is refreshed before it
@@ -296,10 +180,10 @@ func TestWebAppInBrowser(t *testing.T) {
 		c.Tokens.UserTTL = ttl
 		c.Tokens.Leeway = time.Second
 	})
+	pi := startAgent(t, agentConfig(t, b), agent.Options{}) // h1/pi1: lamp, door, button, fan
 	for _, err := range []error{
-		must(b.Registry.AddHome("h1")),
-		must(b.Registry.AddMember("h1", "user:ann", "admin")),
-		must(b.Registry.AddMember("h1", "user:vic", "viewer")),
+		must(b.Registry.AddMember(agentHome, "user:ann", "admin")),
+		must(b.Registry.AddMember(agentHome, "user:vic", "viewer")),
 		// ann's pasted token names only h1: the first refresh brings h2
 		must(b.Registry.AddHome("h2")),
 		must(b.Registry.AddMember("h2", "user:ann", "member")),
@@ -308,13 +192,15 @@ func TestWebAppInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	agent := startSimAgent(t, b, "h1", "pi1", map[string]string{"lamp": "switch", "door": "pulse"})
-	startSimAgent(t, b, "h2", "pi2", map[string]string{"fan": "switch"})
+	publishAgentState(t, b, "h2", "pi2", "fan")
+	// an operator watches what reaches the agent's command topics
+	watcher := b.mustV5(overTLS, "service:watch", mustOperator(b))
+	watcher.subscribe(t, topics.CommandTopic(agentHome, agentID, "+"), 1)
 
-	adminTok, admin := b.mintSpec(auth.Spec{Sub: "user:ann", Homes: map[string]string{"h1": "admin"}, TTL: ttl})
+	adminTok, admin := b.mintSpec(auth.Spec{Sub: "user:ann", Homes: map[string]string{agentHome: "admin"}, TTL: ttl})
 	adminJSON, _ := json.Marshal(map[string]any{"token": adminTok, "msg_key": envelope.EncodeKey(envelope.DeriveKey(b.Master, admin.ID)), "exp": admin.ExpiresAtTime().Unix()})
-	viewerTok, _ := b.mintSpec(auth.Spec{Sub: "user:vic", Homes: map[string]string{"h1": "viewer"}})
-	other := b.mint("user:ann", "h1=admin")
+	viewerTok, _ := b.mintSpec(auth.Spec{Sub: "user:vic", Homes: map[string]string{agentHome: "viewer"}})
+	other := b.mint("user:ann", agentHome+"=admin")
 	badTok := adminTok[:strings.LastIndexByte(adminTok, '.')] + other[strings.LastIndexByte(other, '.'):]
 	artifacts := filepath.Join(repoRoot(), "e2e", "artifacts")
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
@@ -333,8 +219,9 @@ func TestWebAppInBrowser(t *testing.T) {
 		"VIEWER_TOKEN": viewerTok,
 		"BAD_TOKEN":    badTok,
 		"PAST":         fmt.Sprint(admin.ExpiresAtTime().Add(time.Second + 500*time.Millisecond).UnixMilli()),
-		"DEVICE":       "h1/pi1/lamp",
-		"PULSE":        "h1/pi1/door",
+		"DEVICE":       agentHome + "/" + agentID + "/lamp",
+		"PULSE":        agentHome + "/" + agentID + "/door",
+		"INPUT":        agentHome + "/" + agentID + "/button",
 		"NEW_HOME":     "h2/pi2/fan",
 	})
 	var res browserResult
@@ -364,6 +251,9 @@ func TestWebAppInBrowser(t *testing.T) {
 	if !strings.HasPrefix(res.ExpiryText, "token expires in 0:") {
 		t.Errorf("expiry shown as %q", res.ExpiryText)
 	}
+	if res.InputButtons != 0 {
+		t.Errorf("the button (an input) has %d command buttons", res.InputButtons)
+	}
 	if res.LampAfterOn != "on" || !strings.Contains(res.OnResult, "on: done") || !strings.Contains(res.PulseResult, "pulse: done") {
 		t.Errorf("commands: lamp %q (%q), door %q", res.LampAfterOn, res.OnResult, res.PulseResult)
 	}
@@ -385,16 +275,29 @@ func TestWebAppInBrowser(t *testing.T) {
 		t.Errorf("after the first token's expiry: %d refreshes, %q, toggle %q, lamp %q", res.Refreshes, res.ConnAfterExp, res.ToggleResult, res.LampAfterOff)
 	}
 
-	history, kids := agent.snapshot()
-	if got := fmt.Sprint(history["lamp"]); got != "[false true false]" {
-		t.Errorf("lamp pin went %s, want [false true false] (on, then toggle)", got)
+	if got := levels(pi.pin(lampPin)); got != "low high low" {
+		t.Errorf("the lamp's pin went %s, want low high low (on, then toggle)", got)
 	}
-	if got := fmt.Sprint(history["door"]); got != "[false true false]" {
-		t.Errorf("door pin went %s, want one pulse", got)
+	if got := levels(pi.pin(doorPin)); got != "low high low" {
+		t.Errorf("the door's pin went %s, want one pulse", got)
+	}
+	var kids []string
+	for _, m := range watcher.received() {
+		e, err := envelope.Parse(m.Payload, envelope.DefaultPolicy())
+		if err != nil {
+			t.Fatalf("a command that is no envelope reached the agent: %q", m.Payload)
+		}
+		kids = append(kids, e.Kid)
 	}
 	if len(kids) != 3 || kids[0] != admin.ID || kids[1] != admin.ID || kids[2] == admin.ID {
-		t.Errorf("the agent acted on commands with kids %q: want on and pulse under %s, toggle under the refreshed token", kids, admin.ID)
+		t.Errorf("commands with kids %q reached the agent: want on and pulse under %s, toggle under the refreshed token, nothing forged", kids, admin.ID)
 	}
+}
+
+// mustOperator mints an operator token for service:watch.
+func mustOperator(b *testBroker) string {
+	tok, _ := b.mintSpec(auth.Spec{Sub: "service:watch", Operator: true, TTL: time.Hour}) // outlives the short user tokens
+	return tok
 }
 
 func must[T any](_ T, err error) error { return err }

@@ -5,7 +5,7 @@
 // env: CHROMIUM, BASE_URL, SPKI (the broker key Chromium trusts), ARTIFACTS
 // (screenshot folder), ADMIN_JSON (token mint --json), BAD_TOKEN (a token
 // with another token's signature), VIEWER_TOKEN, PAST
-// (ms: after the admin's first token expired), DEVICE, PULSE and NEW_HOME
+// (ms: after the admin's first token expired), DEVICE, PULSE, INPUT and NEW_HOME
 // (home/agent/device; NEW_HOME's home comes with the first refresh).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -88,6 +88,8 @@ try {
   const lamp = device(admin, DEVICE);
   await lamp.locator('.state', { hasText: 'off' }).waitFor(T);
   await device(admin, PULSE).locator('button[data-action="pulse"]').waitFor(T);
+  await device(admin, env('INPUT')).locator('.state').waitFor(T);
+  out.InputButtons = await device(admin, env('INPUT')).locator('button').count();
   out.ExpiryText = await admin.textContent('#expiry');
   const homeIds = (page) => page.locator('[data-home]').evaluateAll((els) => els.map((e) => e.dataset.home));
   out.HomesBefore = await homeIds(admin);

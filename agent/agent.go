@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -181,10 +182,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// conn is one connection's client and its loss signal.
+// conn is one connection's client, its network connection and its loss
+// signal.
 type conn struct {
 	client mqtt.Client
 	lost   chan struct{}
+
+	mu  sync.Mutex
+	net *graceConn
+}
+
+// disconnect ends the connection cleanly: DISCONNECT (so no will), then
+// wait for the broker to close its side before anything reconnects.
+func (c *conn) disconnect() {
+	c.mu.Lock()
+	if c.net != nil {
+		c.net.leaving.Store(true)
+	}
+	c.mu.Unlock()
+	c.client.Disconnect(quiesce)
 }
 
 // supervise connects, and reconnects after a loss with backoff and jitter
@@ -231,7 +247,7 @@ func (a *Agent) supervise(ctx context.Context) *conn {
 		case <-a.tokens.rotated:
 			a.log.Info("token renewed: reconnecting with it before the old one expires")
 			a.out.detach()
-			c.client.Disconnect(quiesce)
+			c.disconnect()
 		}
 	}
 }
@@ -259,7 +275,16 @@ func (a *Agent) connect(ctx context.Context) (*conn, error) {
 		SetWill(status, "offline", 1, true).
 		SetStore(mqtt.NewMemoryStore()).
 		SetDefaultPublishHandler(a.onMessage).
-		SetCustomOpenConnectionFn(a.open).
+		SetCustomOpenConnectionFn(func(u *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
+			nc, err := a.open(u)
+			if err != nil {
+				return nil, err
+			}
+			c.mu.Lock()
+			c.net = nc
+			c.mu.Unlock()
+			return nc, nil
+		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			a.log.Warn("connection lost", "error", err)
 			once.Do(func() { close(c.lost) })
@@ -267,21 +292,26 @@ func (a *Agent) connect(ctx context.Context) (*conn, error) {
 	c.client = mqtt.NewClient(o)
 	t := c.client.Connect()
 	if !t.WaitTimeout(3 * connectTimeout) {
-		c.client.Disconnect(0)
+		c.disconnect()
 		return nil, errors.New("connect timed out")
 	}
 	if err := t.Error(); err != nil {
 		return nil, explainConnect(err)
 	}
-	filter := topics.CommandTopic(a.cfg.Home, a.cfg.Agent, "+")
-	st := c.client.Subscribe(filter, 1, a.onMessage)
-	if !st.WaitTimeout(ackWait) || st.Error() != nil {
-		c.client.Disconnect(0)
-		return nil, fmt.Errorf("subscribing to %s: %v", filter, st.Error())
-	}
-	if q := st.(*mqtt.SubscribeToken).Result()[filter]; q > 2 {
-		c.client.Disconnect(0)
-		return nil, fmt.Errorf("the broker refused the subscription to %s (is the token an agent token of home %s?)", filter, a.cfg.Home)
+	if !t.(*mqtt.ConnectToken).SessionPresent() {
+		// A new session: subscribe. A resumed one has the subscription
+		// already, and its queued commands may be in flight under packet
+		// ids that a SUBSCRIBE from this fresh client could collide with.
+		filter := topics.CommandTopic(a.cfg.Home, a.cfg.Agent, "+")
+		st := c.client.Subscribe(filter, 1, a.onMessage)
+		if !st.WaitTimeout(ackWait) || st.Error() != nil {
+			c.disconnect()
+			return nil, fmt.Errorf("subscribing to %s: %v", filter, st.Error())
+		}
+		if q := st.(*mqtt.SubscribeToken).Result()[filter]; q > 2 {
+			c.disconnect()
+			return nil, fmt.Errorf("the broker refused the subscription to %s (is the token an agent token of home %s?)", filter, a.cfg.Home)
+		}
 	}
 	c.client.Publish(status, 1, true, "online")
 	a.out.dropStates()
@@ -359,7 +389,7 @@ func (a *Agent) farewell(c *conn) {
 	}
 	last := c.client.Publish(topics.StatusTopic(a.cfg.Home, a.cfg.Agent), 1, true, "offline")
 	last.WaitTimeout(2 * time.Second)
-	c.client.Disconnect(quiesce)
+	c.disconnect()
 }
 
 func mustJSON(v any) []byte {

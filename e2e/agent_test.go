@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +56,20 @@ type netConn struct {
 	n      *testNet
 	closed chan struct{}
 	once   sync.Once
+	cut    atomic.Bool
+}
+
+// errCut is what the agent reads and writes on a cut connection: a reset,
+// as a dead network gives, not the "use of closed network connection" of
+// a socket the agent closed itself.
+var errCut = errors.New("connection reset (the test cut the network)")
+
+func (c *netConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && c.cut.Load() {
+		err = errCut
+	}
+	return n, err
 }
 
 func (n *testNet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -83,9 +97,13 @@ func (c *netConn) Write(b []byte) (int, error) {
 	c.n.mu.Unlock()
 	if frozen {
 		<-c.closed
-		return 0, net.ErrClosed
+		return 0, errCut
 	}
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	if err != nil && c.cut.Load() {
+		err = errCut
+	}
+	return n, err
 }
 
 func (c *netConn) Close() error {
@@ -101,6 +119,7 @@ func (n *testNet) cut() {
 	n.conns = nil
 	n.mu.Unlock()
 	for _, c := range conns {
+		c.cut.Store(true)
 		_ = c.Close()
 	}
 }
@@ -122,8 +141,49 @@ type testAgent struct {
 	*agent.Agent
 	bank *gpiosim.Bank
 	net  *testNet
+	logs *logTap
 	stop context.CancelFunc
 	done chan error
+}
+
+// logTap counts the agent's log messages (and prints them when
+// HOMEMQ_E2E_LOG is set), so a test can tell what the agent saw.
+type logTap struct {
+	mu     sync.Mutex
+	counts map[string]int
+	next   slog.Handler
+}
+
+func newLogTap() *logTap {
+	l := &logTap{counts: map[string]int{}}
+	if lvl := os.Getenv("HOMEMQ_E2E_LOG"); lvl != "" {
+		var v slog.Level
+		_ = v.UnmarshalText([]byte(lvl))
+		l.next = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: v}).WithAttrs([]slog.Attr{slog.String("side", "agent")})
+	}
+	return l
+}
+
+func (l *logTap) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *logTap) Handle(ctx context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.counts[r.Message]++
+	l.mu.Unlock()
+	if l.next != nil && l.next.Enabled(ctx, r.Level) {
+		return l.next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (l *logTap) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logTap) WithGroup(string) slog.Handler      { return l }
+
+// count returns how often the agent logged msg.
+func (l *logTap) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.counts[msg]
 }
 
 func (a *testAgent) pin(name string) *gpiosim.Pin { return a.bank.Get(name) }
@@ -158,24 +218,15 @@ func agentConfig(t *testing.T, b *testBroker) agent.Config {
 	}
 }
 
-func agentLogger() *slog.Logger {
-	if lvl := os.Getenv("HOMEMQ_E2E_LOG"); lvl != "" {
-		var l slog.Level
-		_ = l.UnmarshalText([]byte(lvl))
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})).With("side", "agent")
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 // startAgent runs an agent with cfg on simulated pins until the test ends.
 func startAgent(t *testing.T, cfg agent.Config, opt agent.Options) *testAgent {
 	t.Helper()
-	ta := &testAgent{bank: gpiosim.New(), net: &testNet{}, done: make(chan error, 1)}
+	ta := &testAgent{bank: gpiosim.New(), net: &testNet{}, logs: newLogTap(), done: make(chan error, 1)}
 	if opt.Pins == nil {
 		opt.Pins = ta.bank
 	}
 	opt.Dial = ta.net.dial
-	opt.Logger = agentLogger()
+	opt.Logger = slog.New(ta.logs)
 	a, err := agent.New(cfg, opt)
 	if err != nil {
 		t.Fatalf("agent.New: %v", err)
@@ -445,4 +496,37 @@ func TestAgentSwitchPulseInput(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAgentDuplicateDeliveryActsOnce: the agent gets a toggle but its
+// PUBACK never reaches the broker (its writes are frozen, then its
+// connection dies), so the broker delivers the command again on the next
+// connection: the pin toggles once and the command gets one ack.
+func TestAgentDuplicateDeliveryActsOnce(t *testing.T) {
+	b := startBroker(t)
+	h := watchHome(t, b)
+	a := startAgent(t, agentConfig(t, b), agent.Options{})
+	h.waitOnline(10 * time.Second)
+	before := len(a.pin(lampPin).History())
+
+	a.net.freeze()
+	n := h.send("lamp", `{"action":"toggle"}`, 30*time.Second)
+	eventually(t, 5*time.Second, "the toggle to drive the lamp pin", func() bool { return a.pin(lampPin).Level() == gpio.High })
+	if len(h.acks("lamp", n)) != 0 {
+		t.Fatal("an ack got out through a frozen connection")
+	}
+	a.net.cut()
+	a.net.restore()
+
+	ack := h.ack("lamp", n, 20*time.Second)
+	if !ack.OK || ack.State != "on" {
+		t.Fatalf("ack %+v, want ok with state on", ack)
+	}
+	eventually(t, 10*time.Second, "the broker's redelivery to reach the agent", func() bool {
+		return a.logs.count("duplicate delivery of a command already handled; not acted on again") > 0
+	})
+	never(t, time.Second, "a second ack", func() bool { return len(h.acks("lamp", n)) > 1 })
+	if got := a.pin(lampPin).History()[before:]; len(got) != 1 || got[0].Level != gpio.High {
+		t.Fatalf("lamp pin changes %v, want one change to High", got)
+	}
 }

@@ -134,7 +134,7 @@ func TestTokenExpiry(t *testing.T) {
 	exp := time.Unix(2_000_000_000, 0)
 	tests := []struct {
 		name, token, err string
-		want            time.Time
+		want             time.Time
 	}{
 		{name: "jwt", token: jwtWithExp(t, exp), want: exp},
 		{name: "empty", token: "", err: "no token"},

@@ -46,6 +46,8 @@ type Broker struct {
 
 	tokenAPI *auth.Exchange
 
+	observability // Audit, Metrics and the store (observe.go, storage.go)
+
 	tlsConf   *tls.Config
 	mqttTLS   *TCPListener
 	mqttPlain *TCPListener
@@ -88,7 +90,13 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 	if err := b.loadTLS(); err != nil {
 		return nil, err
 	}
+	if err := b.openObservability(); err != nil {
+		return nil, err
+	}
 	b.assemble()
+	if err := b.attachObservability(); err != nil {
+		return nil, err
+	}
 	if err := b.openTokenService(); err != nil {
 		return nil, err
 	}
@@ -305,6 +313,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		}
 		err = b.Server.Close()
 		b.closeTokenService()
+		b.closeObservability()
 	})
 	return err
 }

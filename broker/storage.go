@@ -1,0 +1,369 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// StoreFile is the MQTT state in the data folder: sessions, subscriptions,
+// retained messages and QoS 1/2 messages in flight or queued for offline
+// sessions (docs/operations.md says what is in it).
+const StoreFile = "store.db"
+
+// walPrefix marks the records of acknowledged publishes not yet handed to
+// every subscriber: they are stored as in-flight messages of a pseudo
+// client "$wal/{publisher}", a client id no token can have.
+const walPrefix = "$wal/"
+
+// Store is mochi's bbolt storage hook with what homemq needs on top:
+//   - no secret reaches the disk: a client record is written without its
+//     user name and MQTT 5 authentication data (a token when a client
+//     authenticates with method homemq-jwt);
+//   - no acknowledged QoS 1/2 message is lost by a crash: mochi sends the
+//     PUBACK before it queues the message for subscribers, so the message
+//     is written first (a write-ahead record) and replayed at start if the
+//     crash came in between; the transient record mochi writes and deletes
+//     for each inbound QoS 1 PUBACK is skipped instead;
+//   - what mochi's bolt hook loses is restored: packet ids of in-flight
+//     messages (so queued messages do not collapse into one) and message
+//     expiry, so a command whose envelope expired while the broker was down
+//     is dropped, never delivered;
+//   - nothing is written while idle ($SYS info is not stored), and expired
+//     sessions take their subscriptions and queued messages with them.
+//
+// Add it to the server after the Guard and before Serve, which reads it.
+type Store struct {
+	*bolt.Hook
+	server  *mqtt.Server
+	pending []storage.Message // write-ahead records found at start
+	skipped sync.Map          // inbound QoS 1 acks not stored, by storeKey
+	logged  sync.Map          // write-ahead records written, by storeKey
+}
+
+// NewStore returns the storage hook for server.
+func NewStore(server *mqtt.Server) *Store {
+	return &Store{Hook: new(bolt.Hook), server: server}
+}
+
+// StoreOptions returns the hook options for the store in the data folder.
+func StoreOptions(data string) *bolt.Options {
+	return &bolt.Options{
+		Path:    filepath.Join(data, StoreFile),
+		Options: &bbolt.Options{Timeout: 2 * time.Second, FreelistType: bbolt.FreelistMapType},
+	}
+}
+
+// ID names the hook.
+func (s *Store) ID() string { return "homemq-store" }
+
+// Provides lists the hook methods of mochi's bolt hook, without the $SYS
+// info writes, plus the write-ahead records around a publish.
+func (s *Store) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnSysInfoTick:
+		return false
+	case mqtt.OnPublish, mqtt.OnPublished:
+		return true
+	}
+	return s.Hook.Provides(b)
+}
+
+// Stop waits (up to a few seconds) for the connections mochi is closing to
+// finish their last writes, then closes the file.
+func (s *Store) Stop() error {
+	done := make(chan struct{})
+	go func() { s.server.Listeners.ClientsWg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	return s.Hook.Stop()
+}
+
+func storeKey(clientID string, id uint16) string {
+	return clientID + ":" + strconv.Itoa(int(id))
+}
+
+// storable is the part of a client that is written to disk: no user name
+// and no authentication data.
+func storable(cl *mqtt.Client) *mqtt.Client {
+	p := cl.Properties.Props.Copy(false)
+	p.AuthenticationData = nil
+	w := &cl.Properties.Will
+	return &mqtt.Client{
+		ID:  cl.ID,
+		Net: mqtt.ClientConnection{Remote: cl.Net.Remote, Listener: cl.Net.Listener},
+		Properties: mqtt.ClientProperties{
+			Props:           p,
+			ProtocolVersion: cl.Properties.ProtocolVersion,
+			Clean:           cl.Properties.Clean,
+			Will: mqtt.Will{Payload: w.Payload, User: w.User, TopicName: w.TopicName, Flag: atomic.LoadUint32(&w.Flag),
+				WillDelayInterval: w.WillDelayInterval, Qos: w.Qos, Retain: w.Retain},
+		},
+	}
+}
+
+// OnSessionEstablished stores the client without its secrets.
+func (s *Store) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	s.Hook.OnSessionEstablished(storable(cl), pk)
+}
+
+// OnWillSent stores the client, now without its will, without its secrets.
+func (s *Store) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	s.Hook.OnWillSent(storable(cl), pk)
+}
+
+// OnQosPublish stores an in-flight message, except the PUBACK mochi holds
+// for a moment while it answers an inbound QoS 1 publish: the write-ahead
+// record covers that message.
+func (s *Store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
+	if pk.FixedHeader.Type == packets.Puback {
+		s.skipped.Store(storeKey(cl.ID, pk.PacketID), struct{}{})
+		return
+	}
+	s.Hook.OnQosPublish(cl, pk, sent, resends)
+}
+
+// OnQosComplete deletes a completed in-flight message.
+func (s *Store) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if _, ok := s.skipped.LoadAndDelete(storeKey(cl.ID, pk.PacketID)); ok {
+		return
+	}
+	s.Hook.OnQosComplete(cl, pk)
+}
+
+// OnPublish writes a QoS 1/2 publish that the Guard accepted, before mochi
+// acknowledges it, when a session that outlives the connection is waiting
+// for it. It runs after the Guard, so refused publishes never get here.
+func (s *Store) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Qos == 0 || cl.Net.Inline || !s.persistentSubscriber(pk.TopicName) {
+		return pk, nil
+	}
+	s.Hook.OnQosPublish(&mqtt.Client{ID: walPrefix + cl.ID}, pk, pk.Created, 0)
+	s.logged.Store(storeKey(cl.ID, pk.PacketID), struct{}{})
+	return pk, nil
+}
+
+// OnPublished deletes the write-ahead record once mochi has queued the
+// message for every subscriber (and stored it for the offline ones).
+func (s *Store) OnPublished(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
+		return
+	}
+	if _, ok := s.logged.LoadAndDelete(storeKey(cl.ID, pk.PacketID)); ok {
+		s.Hook.OnQosComplete(&mqtt.Client{ID: walPrefix + cl.ID}, pk)
+	}
+}
+
+// persistentSubscriber reports whether a QoS 1/2 subscription of a session
+// that survives its connection matches topic: only such a session can
+// lose the message in a crash.
+func (s *Store) persistentSubscriber(topic string) bool {
+	subs := s.server.Topics.Subscribers(topic)
+	for id, sub := range subs.Subscriptions {
+		if sub.Qos > 0 && s.persistent(id) {
+			return true
+		}
+	}
+	for _, group := range subs.Shared {
+		for id, sub := range group {
+			if sub.Qos > 0 && s.persistent(id) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *Store) persistent(clientID string) bool {
+	cl, ok := s.server.Clients.Get(clientID)
+	if !ok {
+		return false
+	}
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval > 0
+	}
+	return !cl.Properties.Clean
+}
+
+// OnClientExpired deletes an expired session with its subscriptions and
+// queued messages (mochi forgets only the session itself).
+func (s *Store) OnClientExpired(cl *mqtt.Client) {
+	s.Hook.OnClientExpired(cl)
+	s.server.UnsubscribeClient(cl)
+	cl.ClearInflights()
+}
+
+// expiry returns when a stored message expires (0: never), as mochi
+// computes it at publish time.
+func (s *Store) expiry(m storage.Message) int64 {
+	limit := s.server.Options.Capabilities.MaximumMessageExpiryInterval
+	iv := int64(m.Properties.MessageExpiryInterval)
+	if limit > 0 && (iv == 0 || iv > limit) {
+		iv = limit
+	}
+	if iv == 0 {
+		return 0
+	}
+	return m.Created + iv
+}
+
+// packetIDOf reads the packet id from a stored in-flight message's key,
+// "IFM_{client}:{packet id}"; mochi's bolt hook does not store it.
+func packetIDOf(key string) (uint16, bool) {
+	i := strings.LastIndexByte(key, ':')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(key[i+1:], 10, 16)
+	if err != nil || n == 0 {
+		return 0, false
+	}
+	return uint16(n), true
+}
+
+// StoredInflightMessages returns the stored in-flight messages with their
+// packet ids, minus those that expired while the broker was down (deleted)
+// and minus the write-ahead records (kept for replay).
+func (s *Store) StoredInflightMessages() ([]storage.Message, error) {
+	all, err := s.Hook.StoredInflightMessages()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().Unix()
+	keep := all[:0]
+	for _, m := range all {
+		id, ok := packetIDOf(m.ID)
+		if !ok {
+			s.Log.Warn("store: skipping an in-flight record without a packet id", "key", m.ID)
+			continue
+		}
+		m.PacketID = id
+		if strings.HasPrefix(m.Client, walPrefix) {
+			s.pending = append(s.pending, m)
+			continue
+		}
+		if exp := s.expiry(m); m.FixedHeader.Type == packets.Publish && exp > 0 && exp <= now {
+			s.Hook.OnQosDropped(&mqtt.Client{ID: m.Client}, packets.Packet{PacketID: id})
+			continue
+		}
+		keep = append(keep, m)
+	}
+	return keep, nil
+}
+
+// StoredRetainedMessages returns the stored retained messages minus those
+// that expired while the broker was down (deleted).
+func (s *Store) StoredRetainedMessages() ([]storage.Message, error) {
+	all, err := s.Hook.StoredRetainedMessages()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().Unix()
+	keep := all[:0]
+	for _, m := range all {
+		if exp := s.expiry(m); exp > 0 && exp <= now {
+			s.Hook.OnRetainedExpired(m.TopicName)
+			continue
+		}
+		keep = append(keep, m)
+	}
+	return keep, nil
+}
+
+// StoredSysInfo finishes loading, after mochi has loaded sessions,
+// subscriptions, in-flight and retained messages and before it starts the
+// listeners: it replays the write-ahead records, gives the loaded messages
+// back the expiry mochi's storage format drops, and returns the counts of
+// what was loaded (no $SYS info is stored).
+func (s *Store) StoredSysInfo() (storage.SystemInfo, error) {
+	s.replay()
+	s.restoreExpiry()
+	var info storage.SystemInfo
+	info.Retained = int64(s.server.Topics.Retained.Len())
+	for _, cl := range s.server.Clients.GetAll() {
+		info.Inflight += int64(cl.State.Inflight.Len())
+		info.Subscriptions += int64(cl.State.Subscriptions.Len())
+	}
+	return info, nil
+}
+
+// replay publishes again, as the original publisher, each acknowledged
+// message that may not have reached every subscriber before a crash (a
+// subscriber may get it twice, as QoS 1 allows) unless it has expired,
+// and deletes its record.
+func (s *Store) replay() {
+	now := time.Now().Unix()
+	for _, m := range s.pending {
+		origin := strings.TrimPrefix(m.Client, walPrefix)
+		if exp := s.expiry(m); exp == 0 || exp > now {
+			pk := m.ToPacket()
+			if exp > 0 {
+				pk.Properties.MessageExpiryInterval = uint32(exp - now)
+			}
+			cl := s.server.NewClient(nil, "internal", origin, true)
+			cl.Properties.ProtocolVersion = 5
+			if err := s.server.InjectPacket(cl, pk); err != nil {
+				s.Log.Error("store: replaying an acknowledged publish failed", "topic", pk.TopicName, "error", err)
+			}
+		}
+		s.Hook.OnQosComplete(&mqtt.Client{ID: m.Client}, packets.Packet{PacketID: m.PacketID})
+	}
+	s.pending = nil
+}
+
+// restoreExpiry sets the expiry of loaded in-flight and retained messages
+// from their creation time and message expiry interval, which is what
+// mochi's expiry sweep looks at.
+func (s *Store) restoreExpiry() {
+	restore := func(pk *packets.Packet) bool {
+		if pk.Expiry != 0 || pk.FixedHeader.Type != packets.Publish {
+			return false
+		}
+		m := storage.Message{Created: pk.Created, Properties: storage.MessageProperties{MessageExpiryInterval: pk.Properties.MessageExpiryInterval}}
+		if pk.Expiry = s.expiry(m); pk.Expiry == 0 {
+			return false
+		}
+		pk.ProtocolVersion = 5 // mochi honours message expiry only on MQTT 5 packets
+		return true
+	}
+	for _, cl := range s.server.Clients.GetAll() {
+		for _, pk := range cl.State.Inflight.GetAll(false) {
+			if restore(&pk) {
+				cl.State.Inflight.Set(pk)
+			}
+		}
+	}
+	for topic, pk := range s.server.Topics.Retained.GetAll() {
+		if restore(&pk) {
+			s.server.Topics.Retained.Add(topic, pk)
+		}
+	}
+}
+
+// openStore adds the storage hook to the server: after the Guard, before
+// Serve (which reads the store).
+func (b *Broker) openStore() error {
+	b.store = NewStore(b.Server)
+	err := b.Server.AddHook(b.store, StoreOptions(b.cfg.Data))
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("broker: %s is locked; is another homemq serve running on data folder %s?", StoreFile, b.cfg.Data)
+	}
+	if err != nil {
+		return fmt.Errorf("broker: %s: %w", StoreFile, err)
+	}
+	return nil
+}

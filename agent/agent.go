@@ -84,7 +84,8 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	a.tokens = newKeeper(src, cfg.Reconnect, a.log)
 	now := opt.Now
 	if now == nil {
-		now = time.Now
+		// Command expiry is judged by the broker's clock when ours is off.
+		now = func() time.Time { return time.Now().Add(a.tokens.clockSkew()) }
 	}
 	byID := map[string]*device{}
 	for _, dc := range cfg.Devices {
@@ -298,7 +299,8 @@ func (a *Agent) connect(ctx context.Context) (*conn, error) {
 	if err := t.Error(); err != nil {
 		return nil, explainConnect(err)
 	}
-	if !t.(*mqtt.ConnectToken).SessionPresent() {
+	resumed := t.(*mqtt.ConnectToken).SessionPresent()
+	if !resumed {
 		// A new session: subscribe. A resumed one has the subscription
 		// already, and its queued commands may be in flight under packet
 		// ids that a SUBSCRIBE from this fresh client could collide with.
@@ -318,8 +320,12 @@ func (a *Agent) connect(ctx context.Context) (*conn, error) {
 	for _, d := range a.devices {
 		c.client.Publish(topics.StateTopic(a.cfg.Home, a.cfg.Agent, d.cfg.ID), 1, true, mustJSON(d.state()))
 	}
-	for _, m := range DiscoveryMessages(&a.cfg) {
-		c.client.Publish(m.Topic, 1, true, m.Payload)
+	if !resumed {
+		// Retained, so once per session is enough; a broker that lost the
+		// session may have lost them too.
+		for _, m := range DiscoveryMessages(&a.cfg) {
+			c.client.Publish(m.Topic, 1, true, m.Payload)
+		}
 	}
 	a.out.attach(c.client)
 	return c, nil

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -227,5 +228,68 @@ func TestLenientNonce(t *testing.T) {
 		if got := lenientNonce([]byte(in)); got != want {
 			t.Errorf("lenientNonce(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// skewedSource hands out tokens from a broker whose clock runs skew ahead
+// of the agent's.
+type skewedSource struct{ skew time.Duration }
+
+func (s skewedSource) Token(context.Context) (Token, error) {
+	return Token{Access: "t", Expiry: time.Now().Add(time.Hour), Skew: s.skew}, nil
+}
+
+// TestExpiryByTheBrokersClock: an agent whose clock is an hour behind (a Pi
+// booted without network time) judges expiry by the broker's clock, learnt
+// at the token exchange, and so refuses a command that expired 30 s ago by
+// it; an offset within the tolerance is ignored, and with none known the
+// agent's own clock rules.
+func TestExpiryByTheBrokersClock(t *testing.T) {
+	tests := []struct {
+		name     string
+		reported time.Duration // the skew the token exchange measured
+		want     time.Duration // what the agent applies
+		wantErr  string
+	}{
+		{"an hour behind", time.Hour, time.Hour, ErrExpired},
+		{"unknown offset", 0, 0, ""},
+		{"within tolerance", time.Second, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Broker: "mqtts://hub:8883", CAFile: "system", Home: "h1", Agent: "pi1", TokenFile: "unused",
+				Devices: []DeviceConfig{{ID: "lamp", Kind: Switch, Pin: "L"}}}
+			bank := gpiosim.New()
+			a, err := New(cfg, Options{Pins: bank, Tokens: skewedSource{tt.reported}, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range a.devices {
+				d.pin = bank.Get(d.cfg.Pin)
+				if err := d.open(time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := a.tokens.get(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if a.tokens.clockSkew() != tt.want {
+				t.Fatalf("applied skew %v, want %v", a.tokens.clockSkew(), tt.want)
+			}
+			// Sealed on a clock an hour ahead of the agent's, 60 s ago with a
+			// 30 s lifetime: expired there, still good by the agent's clock.
+			key := []byte("0123456789abcdef0123456789abcdef")
+			p, err := envelope.Seal(key, topics.CommandTopic("h1", "pi1", "lamp"), "jti", `{"action":"on"}`, time.Now().Add(time.Hour-60*time.Second), 30*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, ack, _ := a.cmd.handle(topics.CommandTopic("h1", "pi1", "lamp"), p)
+			if ack.Error != tt.wantErr {
+				t.Fatalf("ack %+v, want error %q", ack, tt.wantErr)
+			}
+			if high := bank.Get("L").Level() == gpio.High; high != (tt.wantErr == "") {
+				t.Fatalf("lamp high = %v with ack %+v", high, ack)
+			}
+		})
 	}
 }

@@ -47,7 +47,6 @@ const (
 	DefaultReconnectMin = time.Second
 	DefaultReconnectMax = time.Minute
 	DefaultKeepAlive    = 30 * time.Second
-	DefaultHAPrefix     = "homeassistant"
 )
 
 // Config is an agent.yaml: where the broker is, who the agent is, how it
@@ -124,8 +123,9 @@ type DeviceConfig struct {
 
 // HomeAssistantConfig configures MQTT discovery (docs/agent.md).
 type HomeAssistantConfig struct {
-	// DiscoveryPrefix is Home Assistant's discovery prefix (default
-	// "homeassistant"; see docs/agent.md for one the broker's ACL allows).
+	// DiscoveryPrefix is the discovery prefix Home Assistant is set to
+	// (default homes/{home}/discovery: inside the home's namespace, where
+	// the broker's rules decide who may publish and read; docs/agent.md).
 	DiscoveryPrefix string `yaml:"discovery_prefix"`
 }
 
@@ -136,6 +136,9 @@ type ReconnectConfig struct {
 	Min time.Duration `yaml:"min"`
 	Max time.Duration `yaml:"max"`
 }
+
+// DefaultHAPrefix is the default Home Assistant discovery prefix of a home.
+func DefaultHAPrefix(home string) string { return "homes/" + home + "/discovery" }
 
 // LoadConfig reads and checks an agent.yaml. Relative file names in it are
 // read from the file's folder.
@@ -192,7 +195,7 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	if c.HomeAssistant != nil && c.HomeAssistant.DiscoveryPrefix == "" {
-		c.HomeAssistant.DiscoveryPrefix = DefaultHAPrefix
+		c.HomeAssistant.DiscoveryPrefix = DefaultHAPrefix(c.Home)
 	}
 	for i := range c.Devices {
 		d := &c.Devices[i]

@@ -35,7 +35,7 @@ home_assistant: {}
 	if c.GPIO != GPIOPeriph || c.KeepAlive != DefaultKeepAlive || c.Reconnect.Min != DefaultReconnectMin || c.Reconnect.Max != DefaultReconnectMax {
 		t.Errorf("defaults: gpio %q keepalive %v reconnect %+v", c.GPIO, c.KeepAlive, c.Reconnect)
 	}
-	if c.HomeAssistant.DiscoveryPrefix != DefaultHAPrefix {
+	if c.HomeAssistant.DiscoveryPrefix != "homes/h1/discovery" {
 		t.Errorf("discovery prefix %q", c.HomeAssistant.DiscoveryPrefix)
 	}
 	if d, _ := c.Device("lamp"); d.Initial != "off" {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -26,6 +27,9 @@ import (
 type Token struct {
 	Access string
 	Expiry time.Time
+	// Skew is the broker's clock minus the agent's, as measured from the
+	// token API's Date header (0 when unknown).
+	Skew time.Duration
 }
 
 // TokenSource gets a token: a fresh one on every call where it can.
@@ -89,6 +93,12 @@ func (x *Exchanger) Token(ctx context.Context) (Token, error) {
 		return Token{}, fmt.Errorf("token exchange at %s: %w", x.URL, err)
 	}
 	defer res.Body.Close()
+	var skew time.Duration
+	if d, err := http.ParseTime(res.Header.Get("Date")); err == nil {
+		// Date has whole seconds: the server's clock read d + [0, 1s).
+		mid := start.Add(time.Since(start) / 2)
+		skew = d.Add(500 * time.Millisecond).Sub(mid)
+	}
 	raw, err := io.ReadAll(io.LimitReader(res.Body, maxTokenAnswer))
 	if err != nil {
 		return Token{}, fmt.Errorf("token exchange at %s: reading the answer: %w", x.URL, err)
@@ -114,7 +124,7 @@ func (x *Exchanger) Token(ctx context.Context) (Token, error) {
 	if err := json.Unmarshal(raw, &ans); err != nil || ans.AccessToken == "" || ans.ExpiresIn <= 0 {
 		return Token{}, fmt.Errorf("token exchange at %s: the answer is not a token (is token_url the broker's /api/token?)", x.URL)
 	}
-	return Token{Access: ans.AccessToken, Expiry: start.Add(time.Duration(ans.ExpiresIn) * time.Second)}, nil
+	return Token{Access: ans.AccessToken, Expiry: start.Add(time.Duration(ans.ExpiresIn) * time.Second), Skew: skew}, nil
 }
 
 // FileToken reads a token (a JWT) from a file on every call; its expiry is
@@ -162,6 +172,8 @@ type keeper struct {
 	log     *slog.Logger
 	backoff ReconnectConfig
 	fetchMu sync.Mutex // one fetch at a time
+
+	skew atomic.Int64 // the broker's clock minus ours, when it matters (ns)
 
 	mu      sync.Mutex
 	cur     Token
@@ -222,6 +234,7 @@ func (k *keeper) fetch(ctx context.Context, background bool) (Token, error) {
 	if !t.Expiry.After(now) {
 		return Token{}, fmt.Errorf("the token source gave a token that expired at %s", t.Expiry.Format(time.RFC3339))
 	}
+	k.noteSkew(t.Skew)
 	k.mu.Lock()
 	same := t.Access == k.cur.Access
 	if !same {
@@ -242,6 +255,26 @@ func (k *keeper) fetch(ctx context.Context, background bool) (Token, error) {
 	}
 	return t, nil
 }
+
+// maxSkew is the clock difference the agent tolerates before it judges
+// command expiry by the broker's clock: beyond the Date header's
+// resolution and a round trip.
+const maxSkew = 2 * time.Second
+
+// noteSkew remembers how far the agent's clock is off the broker's. A Pi
+// has no battery clock: booted without network time it may run hours
+// behind, and would then take a long-expired command for a fresh one.
+func (k *keeper) noteSkew(d time.Duration) {
+	if d > -maxSkew && d < maxSkew {
+		d = 0
+	}
+	if old := time.Duration(k.skew.Swap(int64(d))); d != 0 && (old-d > time.Second || d-old > time.Second) {
+		k.log.Warn("the agent's clock is off the broker's; judging command expiry by the broker's clock (is NTP running?)", "offset", d.Round(time.Second).String())
+	}
+}
+
+// clockSkew is what to add to the agent's clock to get the broker's.
+func (k *keeper) clockSkew() time.Duration { return time.Duration(k.skew.Load()) }
 
 var errSameToken = errors.New("the token source still gives the same token")
 

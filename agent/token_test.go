@@ -307,3 +307,19 @@ func TestJitter(t *testing.T) {
 		}
 	}
 }
+
+func TestExchangerMeasuresTheBrokersClock(t *testing.T) {
+	for _, off := range []time.Duration{-10 * time.Minute, 0, 3 * time.Hour} {
+		x := tokenServer(t, func(_ auth.ExchangeRequest, w http.ResponseWriter) {
+			w.Header().Set("Date", time.Now().Add(off).UTC().Format(http.TimeFormat))
+			_, _ = w.Write([]byte(`{"access_token":"t","expires_in":60}`))
+		})
+		tok, err := x.Token(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := tok.Skew - off; d < -1500*time.Millisecond || d > 1500*time.Millisecond {
+			t.Fatalf("broker clock %v off: measured skew %v", off, tok.Skew)
+		}
+	}
+}

@@ -246,7 +246,11 @@ func (k *keeper) fetch(ctx context.Context, background bool) (Token, error) {
 	if same {
 		return t, errSameToken
 	}
-	k.log.Info("token renewed", "expires", t.Expiry.Format(time.RFC3339), "background", background)
+	msg := "token obtained"
+	if background {
+		msg = "token renewed"
+	}
+	k.log.Info(msg, "expires", t.Expiry.Format(time.RFC3339))
 	if background {
 		select {
 		case k.rotated <- struct{}{}:

@@ -29,6 +29,10 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./topics ./envelope ./hooks ./auth
 
+## bench-compare: homemq vs bare mochi vs Mosquitto under load (about 10 minutes, not part of test); writes docs/performance.md
+bench-compare:
+	GO=$(GO) bench/compare.sh
+
 ## fuzz: every fuzz target for FUZZTIME each (corpus in testdata/fuzz)
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# bench/compare.sh runs `make bench-compare`: homemq with every check on,
+# the bare mochi server and Mosquitto under the same load, on loopback,
+# targets taking turns in every round, and writes the table of medians and
+# ratios into docs/performance.md. About ten minutes on two cores; it is not
+# part of `make test`.
+#
+# Settings (environment): ROUNDS (3), DURATION (2s per run), WARMUP (500ms),
+# IDLE_CONNS (10000), OUT (docs/performance.md), BENCHTIME (300ms for the Go
+# benchmarks), KEEP=1 keeps the work folder (configs, logs, results.json).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-2s}
+WARMUP=${WARMUP:-500ms}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+OUT=${OUT:-docs/performance.md}
+BENCHTIME=${BENCHTIME:-300ms}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/homemq-bench-compare.XXXXXX")
+pid=""
+cleanup() {
+	# Stop the comparison (it stops the brokers it started), then tidy up.
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+	if [ "${KEEP:-0}" = 1 ]; then
+		echo "bench-compare: work folder kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Ten thousand connections need as many descriptors on each side.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+MOSQ=$(command -v mosquitto || true)
+[ -z "$MOSQ" ] && [ -x /usr/sbin/mosquitto ] && MOSQ=/usr/sbin/mosquitto
+if [ -z "$MOSQ" ]; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "bench-compare: Mosquitto is not installed; installing Debian's mosquitto package"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto >/dev/null
+		MOSQ=/usr/sbin/mosquitto
+	else
+		echo "bench-compare: Mosquitto is not installed (apt-get install mosquitto as root); its column is skipped"
+		MOSQ=none
+	fi
+fi
+
+echo "bench-compare: building homemq, homemq-bare and homemq-bench"
+mkdir -p "$WORK/bin"
+"$GO" build -o "$WORK/bin/homemq" ./cmd/homemq
+"$GO" build -o "$WORK/bin/homemq-bare" ./bench/cmd/homemq-bare
+"$GO" build -o "$WORK/bin/homemq-bench" ./cmd/homemq-bench
+
+echo "bench-compare: Go benchmarks of the per-publish hook cost (go test -bench . ./bench)"
+"$GO" test -run '^$' -bench . -benchmem -count 3 -benchtime "$BENCHTIME" -timeout 5m ./bench | tee "$WORK/gobench.txt" | grep '^Benchmark' || true
+
+echo "bench-compare: load runs (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+"$WORK/bin/homemq-bench" compare \
+	--homemq "$WORK/bin/homemq" --bare "$WORK/bin/homemq-bare" --mosquitto "$MOSQ" \
+	--rounds "$ROUNDS" --duration "$DURATION" --warmup "$WARMUP" --idle-conns "$IDLE_CONNS" \
+	--gobench "$WORK/gobench.txt" --work "$WORK" --json "$WORK/results.json" \
+	--out "$OUT" --timeout 13m &
+pid=$!
+wait "$pid"
+pid=""
+echo "bench-compare: done; see $OUT"

@@ -34,11 +34,14 @@ const (
 const (
 	lampPin   = "GPIO17" // switch
 	doorPin   = "GPIO27" // pulse, 400ms
-	buttonPin = "GPIO22" // input, active low, 50ms debounce
+	buttonPin = "GPIO22" // input, active low, 150ms debounce
 	fanPin    = "GPIO23" // switch, active low
 )
 
-const doorPulse = 400 * time.Millisecond
+const (
+	doorPulse      = 400 * time.Millisecond
+	buttonDebounce = 150 * time.Millisecond
+)
 
 // testNet is the agent's network: the test can cut it (close every
 // connection without a DISCONNECT, refuse new ones), restore it, and freeze
@@ -211,7 +214,7 @@ func agentConfig(t *testing.T, b *testBroker) agent.Config {
 		Devices: []agent.DeviceConfig{
 			{ID: "lamp", Kind: agent.Switch, Pin: lampPin},
 			{ID: "door", Kind: agent.Pulse, Pin: doorPin, Pulse: doorPulse},
-			{ID: "button", Kind: agent.Input, Pin: buttonPin, ActiveLow: true, Debounce: 50 * time.Millisecond},
+			{ID: "button", Kind: agent.Input, Pin: buttonPin, ActiveLow: true, Debounce: buttonDebounce},
 			{ID: "fan", Kind: agent.Switch, Pin: fanPin, ActiveLow: true},
 		},
 		Reconnect: agent.ReconnectConfig{Min: 100 * time.Millisecond, Max: 500 * time.Millisecond},
@@ -452,26 +455,31 @@ func TestAgentSwitchPulseInput(t *testing.T) {
 		events := topics.EventTopic(agentHome, agentID, "button")
 		before := len(h.on(events))
 		// A bouncing press: low, high, low within the debounce time.
+		var lastEdge time.Time
 		for _, l := range []gpio.Level{gpio.Low, gpio.High, gpio.Low} {
 			if err := btn.Drive(l); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(5 * time.Millisecond)
+			lastEdge = time.Now()
+			time.Sleep(2 * time.Millisecond)
 		}
 		eventually(t, 5*time.Second, "a button event", func() bool { return len(h.on(events)) > before })
-		never(t, 300*time.Millisecond, "a second event for one bouncing press", func() bool { return len(h.on(events)) > before+1 })
+		never(t, 500*time.Millisecond, "a second event for one bouncing press", func() bool { return len(h.on(events)) > before+1 })
 		var ev agent.Event
 		if err := json.Unmarshal([]byte(h.on(events)[before]), &ev); err != nil || ev.State != "on" {
 			t.Fatalf("event %q, want state on (active-low button pressed)", h.on(events)[before])
+		}
+		if d := ev.Time.Sub(lastEdge); d < buttonDebounce {
+			t.Fatalf("the event came %v after the last bounce, before the %v debounce", d, buttonDebounce)
 		}
 		if s := stateOf(retained(t, b, topics.StateTopic(agentHome, agentID, "button"))); s != "on" {
 			t.Fatalf("retained button state %q, want on", s)
 		}
 		// A glitch that returns to the pressed level within the debounce is no event.
 		_ = btn.Drive(gpio.High)
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 		_ = btn.Drive(gpio.Low)
-		never(t, 300*time.Millisecond, "an event for a glitch", func() bool { return len(h.on(events)) > before+1 })
+		never(t, 500*time.Millisecond, "an event for a glitch", func() bool { return len(h.on(events)) > before+1 })
 	})
 
 	t.Run("refusals", func(t *testing.T) {

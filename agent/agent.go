@@ -16,6 +16,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"homemq/topics"
 )
@@ -233,6 +234,9 @@ func (a *Agent) supervise(ctx context.Context) *conn {
 		}
 		c, err := a.connect(ctx)
 		if err != nil {
+			if errors.Is(err, errTokenRefused) {
+				a.tokens.invalidate()
+			}
 			failures++
 			a.log.Warn("cannot connect to the broker; retrying", "broker", a.cfg.Broker, "error", err, "attempt", failures)
 			continue
@@ -331,12 +335,15 @@ func (a *Agent) connect(ctx context.Context) (*conn, error) {
 	return c, nil
 }
 
+// errTokenRefused marks a CONNACK that refused the token.
+var errTokenRefused = errors.New("the broker refused the token")
+
 // explainConnect turns paho's CONNACK errors into advice.
 func explainConnect(err error) error {
-	switch err.Error() {
-	case "not Authorized", "bad user name or password":
-		return fmt.Errorf("%w: the broker refused the token (expired, revoked, or not an agent token for this agent?)", err)
-	case "identifier rejected":
+	switch {
+	case errors.Is(err, packets.ErrorRefusedNotAuthorised), errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword):
+		return fmt.Errorf("%w (%v): expired, revoked, or not an agent token for this home and agent? a fresh one is fetched", errTokenRefused, err)
+	case errors.Is(err, packets.ErrorRefusedIDRejected):
 		return fmt.Errorf("%w: the client id agent:ID must match the token's sub", err)
 	}
 	return err

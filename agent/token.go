@@ -197,6 +197,16 @@ func usable(t Token, got, now time.Time) bool {
 	return t.Access != "" && now.Before(t.Expiry.Add(-t.Expiry.Sub(got)/6))
 }
 
+// invalidate forgets the current token (the broker refused it), so the
+// next connection attempt fetches a new one.
+func (k *keeper) invalidate() {
+	k.mu.Lock()
+	k.cur = Token{}
+	close(k.changed)
+	k.changed = make(chan struct{})
+	k.mu.Unlock()
+}
+
 // password is the current token, for paho's credentials provider.
 func (k *keeper) password() string {
 	k.mu.Lock()

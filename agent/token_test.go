@@ -323,3 +323,17 @@ func TestExchangerMeasuresTheBrokersClock(t *testing.T) {
 		}
 	}
 }
+
+func TestKeeperInvalidateFetchesAnew(t *testing.T) {
+	src := &seqSource{life: time.Hour}
+	k := newKeeper(src, ReconnectConfig{Min: time.Millisecond, Max: time.Millisecond}, quiet)
+	first, _ := k.get(context.Background())
+	k.invalidate() // the broker refused it
+	if k.password() != "" {
+		t.Fatal("a refused token is still offered")
+	}
+	second, err := k.get(context.Background())
+	if err != nil || second.Access == first.Access || src.calls.Load() != 2 {
+		t.Fatalf("after invalidate: %+v %v (%d calls)", second, err, src.calls.Load())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"homemq/agent"
 	"homemq/agent/gpiosim"
 	"homemq/auth"
+	"homemq/broker"
 	"homemq/envelope"
 	"homemq/topics"
 )
@@ -536,5 +538,29 @@ func TestAgentDuplicateDeliveryActsOnce(t *testing.T) {
 	never(t, time.Second, "a second ack", func() bool { return len(h.acks("lamp", n)) > 1 })
 	if got := a.pin(lampPin).History()[before:]; len(got) != 1 || got[0].Level != gpio.High {
 		t.Fatalf("lamp pin changes %v, want one change to High", got)
+	}
+}
+
+// TestAgentComesBackAfterRevocation: revoking the agent's sub cuts its
+// connection and refuses its token; the agent drops the refused token,
+// exchanges its credential for a fresh one and is back in service.
+func TestAgentComesBackAfterRevocation(t *testing.T) {
+	b := startBroker(t)
+	h := watchHome(t, b)
+	a := startAgent(t, agentConfig(t, b), agent.Options{})
+	h.waitOnline(10 * time.Second)
+	onlines := func() int { return len(slices.DeleteFunc(h.on(statusTopic()), func(s string) bool { return s != "online" })) }
+	before := onlines()
+
+	if _, err := b.Revoke(broker.RevokeRequest{Sub: "agent:" + agentID}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the agent back online", func() bool { return onlines() > before })
+	if n := a.logs.count("token obtained"); n < 2 {
+		t.Fatalf("%d token exchanges: the agent must have fetched a new token after the revocation", n)
+	}
+	n := h.send("lamp", `{"action":"on"}`, 30*time.Second)
+	if ack := h.ack("lamp", n, 5*time.Second); !ack.OK {
+		t.Fatalf("after the revocation: ack %+v", ack)
 	}
 }

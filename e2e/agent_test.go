@@ -549,7 +549,9 @@ func TestAgentComesBackAfterRevocation(t *testing.T) {
 	h := watchHome(t, b)
 	a := startAgent(t, agentConfig(t, b), agent.Options{})
 	h.waitOnline(10 * time.Second)
-	onlines := func() int { return len(slices.DeleteFunc(h.on(statusTopic()), func(s string) bool { return s != "online" })) }
+	onlines := func() int {
+		return len(slices.DeleteFunc(h.on(statusTopic()), func(s string) bool { return s != "online" }))
+	}
 	before := onlines()
 
 	if _, err := b.Revoke(broker.RevokeRequest{Sub: "agent:" + agentID}); err != nil {

@@ -566,3 +566,18 @@ func TestAgentComesBackAfterRevocation(t *testing.T) {
 		t.Fatalf("after the revocation: ack %+v", ack)
 	}
 }
+
+// TestAgentOverWebSocket: with broker wss://host/mqtt the agent speaks MQTT
+// over a WebSocket on the broker's HTTPS port and finds /api/token there.
+func TestAgentOverWebSocket(t *testing.T) {
+	b := startBroker(t)
+	h := watchHome(t, b)
+	cfg := agentConfig(t, b)
+	cfg.Broker, cfg.TokenURL = "wss://"+b.Addrs()["https"]+"/mqtt", ""
+	a := startAgent(t, cfg, agent.Options{})
+	h.waitOnline(10 * time.Second)
+	n := h.send("lamp", `{"action":"on"}`, 30*time.Second)
+	if ack := h.ack("lamp", n, 5*time.Second); !ack.OK || a.pin(lampPin).Level() != gpio.High {
+		t.Fatalf("ack %+v, lamp %v", ack, a.pin(lampPin).Level())
+	}
+}

@@ -40,6 +40,8 @@ type Broker struct {
 	Master   []byte
 	// CAFile is the CA clients must trust ("" when none is known).
 	CAFile string
+	// Bridge is the SignalR hub served at /signalr/.
+	Bridge *bridge.Server
 	// Mux is the HTTPS server's router: other parts mount their handlers here
 	// before Start.
 	Mux *http.ServeMux
@@ -217,7 +219,8 @@ func (b *Broker) assemble() {
 		_, _ = w.Write(b.Keys.JWKS())
 	})
 	b.Mux.Handle("POST /api/admin/revoke", b.requireOperator(http.HandlerFunc(b.handleRevoke)))
-	b.Mux.Handle("/signalr/", bridge.New(bridge.DefaultConfig(), b.Verifier, b.DialInternal)) // the SignalR bridge (docs/bridge.md)
+	b.Bridge = bridge.New(bridge.DefaultConfig(), b.Verifier, b.DialInternal)
+	b.Mux.Handle("/signalr/", b.Bridge) // the SignalR bridge (docs/bridge.md)
 	// the web app (GET/HEAD) at "/": every more specific pattern above wins over it
 	b.Mux.Handle("/", webapp.Handler())
 }
@@ -306,6 +309,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	var err error
 	b.stopOnce.Do(func() {
 		close(b.stop)
+		if b.Bridge != nil {
+			b.Bridge.Close() // ends SSE streams and long polls, which would hold the HTTPS shutdown
+		}
 		if b.https != nil {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_ = b.https.Shutdown(sctx)

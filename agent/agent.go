@@ -296,8 +296,15 @@ func (a *Agent) connect(ctx context.Context) (*conn, error) {
 		})
 	c.client = mqtt.NewClient(o)
 	t := c.client.Connect()
-	if !t.WaitTimeout(3 * connectTimeout) {
-		c.disconnect()
+	timeout := time.NewTimer(3 * connectTimeout)
+	defer timeout.Stop()
+	select {
+	case <-t.Done():
+	case <-ctx.Done():
+		go func() { t.Wait(); c.disconnect() }() // let the attempt end cleanly
+		return nil, ctx.Err()
+	case <-timeout.C:
+		go func() { t.Wait(); c.disconnect() }()
 		return nil, errors.New("connect timed out")
 	}
 	if err := t.Error(); err != nil {

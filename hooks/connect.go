@@ -52,6 +52,7 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		cl.State.Keepalive = g.cfg.MaxKeepalive
 		cl.State.ServerKeepalive = true
 	}
+	g.offline.Delete(cl.ID) // a live connection takes over any offline session of this ID
 	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject, addr: addr}
 	gr := g.newGrant(c)
 	s.grant.Store(gr)
@@ -207,10 +208,13 @@ func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packe
 }
 
 // OnDisconnect forgets the connection's session.
-func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	s := g.session(cl)
 	if s == nil {
 		return
+	}
+	if !expire && !s.closed.Load() {
+		g.keepOffline(cl, s.grant.Load()) // mochi keeps the session and queues for it
 	}
 	s.mu.Lock()
 	if s.timer != nil {
@@ -229,6 +233,7 @@ func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 // Revoked closes every connection whose token r revokes. Register it with
 // auth.Revocations.OnRevoke.
 func (g *Guard) Revoked(r auth.Revocation) {
+	g.revokeOffline(r)
 	g.sessions.Range(func(k, v any) bool {
 		s := v.(*session)
 		if gr := s.grant.Load(); gr != nil && r.Matches(gr.claims) {

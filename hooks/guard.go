@@ -62,6 +62,7 @@ type Guard struct {
 	replay    *envelope.ReplayCache
 	observers []Observer
 	sessions  sync.Map // *mqtt.Client -> *session
+	offline   sync.Map // client ID -> *grant of a persistent session whose connection ended
 	counts    *counters
 	started   int64 // unix seconds: commands issued before are refused (the replay cache is in memory)
 	now       func() time.Time
@@ -115,7 +116,7 @@ func (g *Guard) ID() string { return "homemq-guard" }
 // Provides lists the hook methods the Guard implements.
 func (g *Guard) Provides(b byte) bool {
 	return bytes.Contains([]byte{
-		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPublish, mqtt.OnAuthPacket,
 	}, []byte{b})
 }

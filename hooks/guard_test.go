@@ -199,3 +199,38 @@ func TestCommandIssuedBeforeStartIsRefused(t *testing.T) {
 		t.Fatalf("command issued after start: %v", err)
 	}
 }
+
+// TestOfflineSessionKeepsItsRights: deliveries to a persistent session
+// whose connection ended are judged by its last token's rights, and a
+// revocation ends them.
+func TestOfflineSessionKeepsItsRights(t *testing.T) {
+	g, srv, is := testGuard(t)
+	tok, c, _ := is.Mint(auth.Spec{Sub: "agent:pi", Homes: map[string]string{"h1": "agent"}})
+	cl, err := connect(t, g, srv, "agent:pi", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, other := "homes/h1/agents/pi/devices/lamp/cmd", "homes/h1/agents/pi2/devices/lamp/cmd"
+	g.OnDisconnect(cl, nil, false)
+	if !g.OnACLCheck(cl, own, false) || g.OnACLCheck(cl, other, false) {
+		t.Fatal("offline session: own cmd must be queued, another agent's not")
+	}
+	g.Revoked(auth.Revocation{JTI: c.ID})
+	if g.OnACLCheck(cl, own, false) {
+		t.Fatal("revoked offline session still gets deliveries")
+	}
+	cl2, _ := connect(t, g, srv, "agent:pi2", mustMint(t, is, "agent:pi2"))
+	g.OnDisconnect(cl2, nil, true)
+	if g.OnACLCheck(cl2, "homes/h1/agents/pi2/devices/lamp/cmd", false) {
+		t.Fatal("a session that ended with its connection still gets deliveries")
+	}
+}
+
+func mustMint(t *testing.T, is *auth.Issuer, sub string) string {
+	t.Helper()
+	tok, _, err := is.Mint(auth.Spec{Sub: sub, Homes: map[string]string{"h1": "agent"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}

@@ -38,7 +38,8 @@ func (g *Guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	s := g.session(cl)
 	if s == nil {
-		return false
+		id, ok := g.offlineIdentity(cl)
+		return ok && topics.Authorize(id, topics.Subscribe, topic, false).Allow
 	}
 	gr, ok := s.alive(g.now().UnixNano())
 	if !ok {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"homemq/certs"
 )
 
 // servedBinary is `homemq serve` running as a process.
@@ -245,4 +248,46 @@ func hostPortOf(t *testing.T, addr string) (string, string) {
 	t.Helper()
 	i := strings.LastIndex(addr, ":")
 	return addr[:i], addr[i+1:]
+}
+
+// TestRevokeCLIClosesTheConnection: `homemq revoke --jti` against a running
+// broker closes the token's connection at once and refuses it afterwards.
+func TestRevokeCLIClosesTheConnection(t *testing.T) {
+	data := t.TempDir()
+	s := serveBinary(t, data)
+	bin := homemqBinary(t)
+	out, err := exec.Command(bin, "token", "mint", "--data", data, "--sub", "user:lost", "--home", "h1=admin", "--json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct{ Token, JTI string }
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	b := &testBroker{t: t, Data: data}
+	b.pool, err = certs.CertPool(filepath.Join(data, "certs", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", s.addrs["mqtts"], b.tlsConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := b.v5conn(conn, "user:lost", m.Token)
+	out, err = exec.Command(bin, "revoke", "--data", data, "--server", s.addrs["https"], "--jti", m.JTI).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "matching connections were closed") {
+		t.Fatalf("homemq revoke: %v %s", err, out)
+	}
+	select {
+	case d := <-c.disconnect:
+		if d.ReasonCode != 0x87 {
+			t.Fatalf("DISCONNECT 0x%02X", d.ReasonCode)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the revoked token's connection is still open")
+	}
+	out, err = exec.Command(bin, "revoke", "--data", data, "--server", s.addrs["https"]).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "exactly one of --jti") {
+		t.Fatalf("revoke without a target: %v %s", err, out)
+	}
 }

@@ -189,7 +189,13 @@ type v5client struct {
 // v5 connects a paho.golang MQTT 5 client; connect may change the CONNECT.
 func (b *testBroker) v5(tr transport, clientID, token string, connect ...func(*paho.Connect)) (*v5client, *paho.Connack, error) {
 	b.t.Helper()
-	vc := &v5client{disconnect: make(chan *paho.Disconnect, 1), clientError: make(chan error, 1), conn: b.dial(tr)}
+	return b.v5over(b.dial(tr), clientID, token, connect...)
+}
+
+// v5over is v5 on an already open connection.
+func (b *testBroker) v5over(conn net.Conn, clientID, token string, connect ...func(*paho.Connect)) (*v5client, *paho.Connack, error) {
+	b.t.Helper()
+	vc := &v5client{disconnect: make(chan *paho.Disconnect, 1), clientError: make(chan error, 1), conn: conn}
 	vc.Client = paho.NewClient(paho.ClientConfig{
 		Conn: vc.conn,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
@@ -363,4 +369,14 @@ func needTool(t *testing.T, name string) string {
 		t.Skipf("%s is not installed (apt-get install it, or run .ci/run)", name)
 	}
 	return p
+}
+
+// v5conn connects an MQTT 5 client on conn and fails the test on error.
+func (b *testBroker) v5conn(conn net.Conn, clientID, token string) *v5client {
+	b.t.Helper()
+	c, ca, err := b.v5over(conn, clientID, token)
+	if err != nil {
+		b.t.Fatalf("connect %s: %v %+v", clientID, err, ca)
+	}
+	return c
 }

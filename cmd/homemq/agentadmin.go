@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,7 +17,6 @@ import (
 
 	"homemq/auth"
 	"homemq/broker"
-	"homemq/certs"
 	"homemq/registry"
 )
 
@@ -85,25 +83,10 @@ func (af *adminFlags) connect() (*adminTarget, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("%v, and no HTTPS address is known to reach it: pass --server HOST:PORT", err)
 	}
-	keys, err := auth.LoadOrCreateKeys(cfg.Data)
-	if err != nil {
+	if t.token, t.client, err = operatorClient(cfg); err != nil {
 		return nil, err
-	}
-	if t.token, _, err = auth.NewIssuer(cfg.Tokens, keys).Mint(auth.Spec{Sub: "service:homemq-cli", Operator: true, TTL: time.Minute}); err != nil {
-		return nil, err
-	}
-	caFile := cfg.TLS.CA
-	if cfg.DevMode() {
-		caFile = filepath.Join(cfg.Data, "certs", certs.CAFile)
-	}
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		if tlsConf.RootCAs, err = certs.CertPool(caFile); err != nil {
-			return nil, err
-		}
 	}
 	t.base = "https://" + addr
-	t.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
 	return t, nil
 }
 

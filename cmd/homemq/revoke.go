@@ -2,18 +2,15 @@ package main
 
 import (
 	"bytes"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"time"
 
 	"homemq/auth"
 	"homemq/broker"
-	"homemq/certs"
 )
 
 func init() {
@@ -70,23 +67,9 @@ func revokeOnline(cfg broker.Config, addr string, req broker.RevokeRequest) (rea
 	if addr == "" {
 		return false, errors.New("no HTTPS listener configured")
 	}
-	keys, err := auth.LoadOrCreateKeys(cfg.Data)
+	tok, cl, err := operatorClient(cfg)
 	if err != nil {
 		return false, err
-	}
-	tok, _, err := auth.NewIssuer(cfg.Tokens, keys).Mint(auth.Spec{Sub: "service:homemq-cli", Operator: true, TTL: time.Minute})
-	if err != nil {
-		return false, err
-	}
-	caFile := cfg.TLS.CA
-	if cfg.DevMode() {
-		caFile = filepath.Join(cfg.Data, "certs", certs.CAFile)
-	}
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		if tlsConf.RootCAs, err = certs.CertPool(caFile); err != nil {
-			return false, err
-		}
 	}
 	body, _ := json.Marshal(req)
 	hreq, err := http.NewRequest(http.MethodPost, "https://"+addr+"/api/admin/revoke", bytes.NewReader(body))
@@ -95,7 +78,6 @@ func revokeOnline(cfg broker.Config, addr string, req broker.RevokeRequest) (rea
 	}
 	hreq.Header.Set("Authorization", "Bearer "+tok)
 	hreq.Header.Set("Content-Type", "application/json")
-	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
 	resp, err := cl.Do(hreq)
 	if err != nil {
 		return false, err

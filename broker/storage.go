@@ -82,13 +82,11 @@ func (s *Store) Provides(b byte) bool {
 }
 
 // Stop waits (up to a few seconds) for the connections mochi is closing to
-// finish their last writes, then closes the file.
+// finish their last writes (mochi counts a connection out after its
+// OnDisconnect hooks ran), then closes the file.
 func (s *Store) Stop() error {
-	done := make(chan struct{})
-	go func() { s.server.Listeners.ClientsWg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
+	for deadline := time.Now().Add(5 * time.Second); atomic.LoadInt64(&s.server.Info.ClientsConnected) > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	return s.Hook.Stop()
 }
@@ -301,28 +299,56 @@ func (s *Store) StoredSysInfo() (storage.SystemInfo, error) {
 	return info, nil
 }
 
-// replay publishes again, as the original publisher, each acknowledged
-// message that may not have reached every subscriber before a crash (a
-// subscriber may get it twice, as QoS 1 allows) unless it has expired,
-// and deletes its record.
+// replay queues again each acknowledged message that may not have reached
+// every subscriber before a crash (a subscriber may get it twice, as QoS 1
+// allows) unless it has expired, and deletes its record. It runs before
+// the listeners start, so every session is a restored, offline one; the
+// message goes straight into their queues, as mochi would have queued it,
+// for the subscriptions (authorized when they were made) that match it.
+// The Guard does not judge restored sessions, whose owners' rights it only
+// learns at their next CONNECT; an acknowledged message must not be lost.
 func (s *Store) replay() {
 	now := time.Now().Unix()
 	for _, m := range s.pending {
-		origin := strings.TrimPrefix(m.Client, walPrefix)
 		if exp := s.expiry(m); exp == 0 || exp > now {
 			pk := m.ToPacket()
-			if exp > 0 {
-				pk.Properties.MessageExpiryInterval = uint32(exp - now)
-			}
-			cl := s.server.NewClient(nil, "internal", origin, true)
-			cl.Properties.ProtocolVersion = 5
-			if err := s.server.InjectPacket(cl, pk); err != nil {
-				s.Log.Error("store: replaying an acknowledged publish failed", "topic", pk.TopicName, "error", err)
-			}
+			pk.Origin = strings.TrimPrefix(m.Client, walPrefix)
+			pk.Expiry = exp
+			pk.ProtocolVersion = 5 // mochi honours message expiry only on MQTT 5 packets
+			s.requeue(pk)
 		}
 		s.Hook.OnQosComplete(&mqtt.Client{ID: m.Client}, packets.Packet{PacketID: m.PacketID})
 	}
 	s.pending = nil
+}
+
+// requeue adds pk to the queue of every session with a QoS 1/2
+// subscription that matches it (one member per shared group), and stores it.
+func (s *Store) requeue(pk packets.Packet) {
+	subs := s.server.Topics.Subscribers(pk.TopicName)
+	subs.SelectShared()
+	subs.MergeSharedSelected()
+	for id, sub := range subs.Subscriptions {
+		cl, ok := s.server.Clients.Get(id)
+		if !ok || sub.Qos == 0 || sub.NoLocal && pk.Origin == id {
+			continue
+		}
+		out := pk.Copy(false)
+		out.FixedHeader.Qos = min(pk.FixedHeader.Qos, sub.Qos)
+		out.FixedHeader.Retain = pk.FixedHeader.Retain && sub.RetainAsPublished && cl.Properties.ProtocolVersion == 5
+		out.FixedHeader.Dup = false
+		for _, n := range sub.Identifiers {
+			out.Properties.SubscriptionIdentifier = append(out.Properties.SubscriptionIdentifier, n)
+		}
+		n, err := cl.NextPacketID()
+		if err != nil {
+			s.Log.Warn("store: no packet id left to requeue an acknowledged publish", "client", id, "topic", pk.TopicName)
+			continue
+		}
+		out.PacketID = uint16(n)
+		cl.State.Inflight.Set(out)
+		s.Hook.OnQosPublish(cl, out, out.Created, 0)
+	}
 }
 
 // restoreExpiry sets the expiry of loaded in-flight and retained messages

@@ -91,9 +91,9 @@ const (
 	whyServicePub   = "service may publish only cmd"
 	whyServiceSub   = "service may not subscribe to cmd"
 	whyViewerPub    = "viewer may not publish"
-	whyViewerSub    = "viewer may subscribe only to state, event and status"
-	whyAgentOther   = "agent may use only its own agent's topics"
-	whyAgentPub     = "agent may publish only its own status, state, event and ack"
+	whyViewerSub    = "viewer may subscribe only to state, event, status and discovery"
+	whyAgentOther   = "agent may use only its own agent's topics (its own id as the discovery node id)"
+	whyAgentPub     = "agent may publish only its own status, state, event, ack and discovery config"
 	whyAgentSubOnly = "agent may subscribe only to its own cmd"
 
 	okOperator = "allowed: operator"
@@ -236,6 +236,9 @@ func authorizeSubscribe(id *Identity, filter string) Decision {
 	if isWild(lv[1]) {
 		return deny(whyCrossHomes)
 	}
+	// The agent level of the device and status topics the filter can
+	// match. Discovery topics name their node elsewhere, but no role that
+	// depends on the agent level may read them (decideHome).
 	agentWild := len(lv) < 4 || isWild(lv[3])
 	agent := ""
 	if !agentWild {
@@ -250,20 +253,23 @@ func isWild(level string) bool { return level == "+" || level == "#" }
 func kindBit(k Kind) uint8 { return 1 << k }
 
 const (
-	bitStatus  = 1 << KindStatus
-	bitCmd     = 1 << KindCmd
-	bitAck     = 1 << KindAck
-	bitState   = 1 << KindState
-	bitEvent   = 1 << KindEvent
-	bitDevices = bitCmd | bitAck | bitState | bitEvent
-	bitsAll    = bitStatus | bitDevices
+	bitStatus    = 1 << KindStatus
+	bitCmd       = 1 << KindCmd
+	bitAck       = 1 << KindAck
+	bitState     = 1 << KindState
+	bitEvent     = 1 << KindEvent
+	bitDiscovery = 1 << KindDiscovery
+	bitDevices   = bitCmd | bitAck | bitState | bitEvent
+	bitAgents    = bitStatus | bitDevices // the kinds under homes/{home}/agents/
+	bitsAll      = bitAgents | bitDiscovery
 )
 
 // matchKinds returns the set of kinds of the valid namespace topics that the
 // filter lv (lv[0] == "homes", wildcards well placed, no empty level) can
 // match, by MQTT's rules: + matches one level, # any number of levels
 // including none (so "a/#" matches "a"). It walks the levels once, keeping
-// the kinds still possible: status topics have 5 levels, device topics 7.
+// the kinds still possible: status topics have 5 levels, device and
+// discovery topics 7.
 func matchKinds(lv []string) uint8 {
 	alive := uint8(bitsAll)
 	for j := 1; j < len(lv); j++ {
@@ -271,34 +277,51 @@ func matchKinds(lv []string) uint8 {
 		if f == "#" {
 			return alive
 		}
-		plus := f == "+"
+		if f == "+" {
+			if j == 5 {
+				alive &= bitDevices | bitDiscovery // a status topic ends before this level
+			} else if j > 6 {
+				return 0
+			}
+			continue
+		}
 		switch j {
-		case 1, 3:
-			if !plus && !ValidID(f) {
+		case 1, 3: // home; agent or discovery component
+			if !ValidID(f) {
 				return 0
 			}
 		case 2:
-			if !plus && f != "agents" {
+			switch f {
+			case "agents":
+				alive &= bitAgents
+			case "discovery":
+				alive &= bitDiscovery
+			default:
 				return 0
 			}
-		case 4:
-			switch {
-			case f == "status":
-				alive &= bitStatus
-			case f == "devices":
-				alive &= bitDevices
-			case !plus:
+		case 4: // status or devices; discovery node
+			keep := uint8(0)
+			switch f {
+			case "status":
+				keep = bitStatus
+			case "devices":
+				keep = bitDevices
+			}
+			if ValidID(f) {
+				keep |= bitDiscovery
+			}
+			alive &= keep
+		case 5: // device; discovery object
+			if !ValidID(f) {
 				return 0
 			}
-		case 5:
-			alive &= bitDevices // a status topic ends before this level
-			if !plus && !ValidID(f) {
-				return 0
+			alive &= bitDevices | bitDiscovery
+		case 6: // device kind; config
+			keep := kindBit(deviceKind(f)) & bitDevices
+			if f == "config" {
+				keep |= bitDiscovery
 			}
-		case 6:
-			if !plus {
-				alive &= kindBit(deviceKind(f))
-			}
+			alive &= keep
 		default:
 			return 0 // a level past every topic of the namespace
 		}
@@ -307,7 +330,7 @@ func matchKinds(lv []string) uint8 {
 	case 5:
 		return alive & bitStatus
 	case 7:
-		return alive & bitDevices
+		return alive & (bitDevices | bitDiscovery)
 	}
 	return 0
 }
@@ -317,6 +340,25 @@ func matchKinds(lv []string) uint8 {
 func diagnose(lv []string) string {
 	n := len(lv)
 	lit := func(i int) bool { return i < n && !isWild(lv[i]) }
+	if lit(2) && lv[2] == "discovery" {
+		switch {
+		case lit(1) && !ValidID(lv[1]):
+			return whyHomeID
+		case lit(3) && !ValidID(lv[3]):
+			return whyComponent
+		case lit(4) && !ValidID(lv[4]):
+			return whyNodeID
+		case lit(5) && !ValidID(lv[5]):
+			return whyObjectID
+		case lit(6) && lv[6] != "config":
+			return whyConfig
+		case n < 7:
+			return whyTooFew
+		case n > 7:
+			return whyTooMany
+		}
+		return whyNoMatch
+	}
 	switch {
 	case lit(1) && !ValidID(lv[1]):
 		return whyHomeID
@@ -344,7 +386,8 @@ func diagnose(lv []string) string {
 
 // decideHome applies the role table for one named home. kinds is the set of
 // kinds the topic or filter can reach; agent is the agent level when it is
-// fixed (agentWild false). Every kind in the set must be allowed.
+// fixed (agentWild false), the node level for a discovery topic. Every kind
+// in the set must be allowed.
 func decideHome(id *Identity, action Action, home, agent string, agentWild bool, kinds uint8) Decision {
 	role, ok := id.Homes[home]
 	if !ok {
@@ -370,7 +413,7 @@ func decideHome(id *Identity, action Action, home, agent string, agentWild bool,
 			allowed, no = bitCmd, whyServicePub
 		}
 	case Viewer:
-		allowed, ok1, no = bitState|bitEvent|bitStatus, okViewer, whyViewerSub
+		allowed, ok1, no = bitState|bitEvent|bitStatus|bitDiscovery, okViewer, whyViewerSub
 		if pub {
 			allowed, no = 0, whyViewerPub
 		}
@@ -382,9 +425,10 @@ func decideHome(id *Identity, action Action, home, agent string, agentWild bool,
 		if agentWild || agent != self {
 			return deny(whyAgentOther)
 		}
+		// An agent reads no discovery config, not even its own (it wrote it).
 		allowed, ok1, no = bitCmd, okAgent, whyAgentSubOnly
 		if pub {
-			allowed, no = bitStatus|bitState|bitEvent|bitAck, whyAgentPub
+			allowed, no = bitStatus|bitState|bitEvent|bitAck|bitDiscovery, whyAgentPub
 		}
 	default:
 		return deny(whyUnknownRole)

@@ -37,6 +37,11 @@ const (
 
 	tH2State = "homes/h2/agents/pi1/devices/door/state"
 	tH2Cmd   = "homes/h2/agents/pi1/devices/door/cmd"
+
+	tDisc    = "homes/h1/discovery/binary_sensor/pi1/door/config" // pi1's discovery config of its device door
+	tPi2Disc = "homes/h1/discovery/binary_sensor/pi2/door/config"
+	tH2Disc  = "homes/h2/discovery/binary_sensor/pi1/door/config"
+	fDisc    = "homes/h1/discovery/#" // what Home Assistant subscribes to
 )
 
 type aclCase struct {
@@ -62,7 +67,7 @@ func sub(name string, id *Identity, filter string, want bool, why string) aclCas
 }
 
 // roleTable has one row for every cell of design.md's role table
-// (role × publish/subscribe × status/cmd/ack/state/event) and the corners of issue 3.
+// (role × publish/subscribe × status/cmd/ack/state/event/discovery config) and the corners of issue 3.
 var roleTable = []aclCase{
 	// admin: publish cmd of any device; subscribe everything in the home.
 	pub("admin pub cmd", admin, tCmd, true, "admin"),
@@ -77,6 +82,10 @@ var roleTable = []aclCase{
 	sub("admin sub state", admin, tState, true, "admin"),
 	sub("admin sub event", admin, tEvent, true, "admin"),
 	sub("admin sub home #", admin, "homes/h1/#", true, "admin"),
+	pub("admin pub discovery", admin, tDisc, false, "admin may publish only cmd"),
+	pubRetained("admin pub retained discovery", admin, tDisc, false, "admin may publish only cmd"),
+	sub("admin sub discovery", admin, tDisc, true, "admin"),
+	sub("admin sub discovery #", admin, fDisc, true, "admin"),
 
 	// member: publish cmd; subscribe everything but cmd.
 	pub("member pub cmd", member, tCmd, true, "member"),
@@ -92,6 +101,10 @@ var roleTable = []aclCase{
 	sub("member sub home # covers cmd", member, "homes/h1/#", false, "member may not subscribe to cmd"),
 	sub("member sub all states", member, "homes/h1/agents/+/devices/+/state", true, ""),
 	sub("member sub any device kind covers cmd", member, "homes/h1/agents/+/devices/+/+", false, "cmd"),
+	pub("member pub discovery", member, tDisc, false, "member may publish only cmd"),
+	pubRetained("member pub retained discovery", member, tDisc, false, "member may publish only cmd"),
+	sub("member sub discovery", member, tDisc, true, "member"),
+	sub("member sub discovery #", member, fDisc, true, "member"),
 
 	// service: as member.
 	pub("service pub cmd", service, tCmd, true, "service"),
@@ -105,6 +118,10 @@ var roleTable = []aclCase{
 	sub("service sub state", service, tState, true, "service"),
 	sub("service sub event", service, tEvent, true, "service"),
 	sub("service sub home #", service, "homes/h1/#", false, "cmd"),
+	pub("service pub discovery", service, tDisc, false, "service may publish only cmd"),
+	pubRetained("service pub retained discovery", service, tDisc, false, "service may publish only cmd"),
+	sub("service sub discovery", service, tDisc, true, "service"),
+	sub("service sub discovery #", service, fDisc, true, "service"),
 
 	// viewer: publish nothing; subscribe state, event, status.
 	pub("viewer pub cmd", viewer, tCmd, false, "viewer may not publish"),
@@ -119,10 +136,20 @@ var roleTable = []aclCase{
 	sub("viewer sub event", viewer, tEvent, true, "viewer"),
 	sub("viewer sub all states", viewer, "homes/h1/agents/+/devices/+/state", true, ""),
 	sub("viewer sub home #", viewer, "homes/h1/#", false, "viewer may subscribe only"),
+	pub("viewer pub discovery", viewer, tDisc, false, "viewer may not publish"),
+	pubRetained("viewer pub retained discovery", viewer, tDisc, false, "viewer may not publish"),
+	sub("viewer sub discovery", viewer, tDisc, true, "viewer"),
+	sub("viewer sub discovery #", viewer, fDisc, true, "viewer"),
+	sub("viewer sub discovery of one component", viewer, "homes/h1/discovery/binary_sensor/#", true, "viewer"),
+	sub("viewer sub discovery of one node", viewer, "homes/h1/discovery/+/pi1/+/config", true, "viewer"),
+	sub("viewer sub discovery config/#", viewer, tDisc+"/#", true, "viewer"),
+	sub("viewer sub + at third level, 7 levels, covers cmd", viewer, "homes/h1/+/+/+/+/+", false, "viewer may subscribe only"),
+	sub("viewer sub + at third level, ends in config", viewer, "homes/h1/+/+/+/+/config", true, "viewer"),
+	sub("viewer sub + at third level, ends in state", viewer, "homes/h1/+/+/+/+/state", true, "viewer"),
 
 	// agent pi1: publish its own status, state, event, ack; subscribe its own cmd.
 	pub("agent pub own status", pi1, tStatus, true, "own"),
-	pub("agent pub own cmd", pi1, tCmd, false, "agent may publish only its own status, state, event and ack"),
+	pub("agent pub own cmd", pi1, tCmd, false, "agent may publish only its own status, state, event, ack and discovery config"),
 	pub("agent pub own ack", pi1, tAck, true, "own"),
 	pub("agent pub own state", pi1, tState, true, "own"),
 	pub("agent pub own event", pi1, tEvent, true, "own"),
@@ -143,6 +170,24 @@ var roleTable = []aclCase{
 	sub("agent sub own #", pi1, "homes/h1/agents/pi1/#", false, "agent may subscribe only to its own cmd"),
 	sub("agent sub own devices/+/+", pi1, "homes/h1/agents/pi1/devices/+/+", false, "agent may subscribe only"),
 	pub("agent pub in a home it has no role", pi1, tH2State, false, "no role"),
+	pub("agent pub own discovery", pi1, tDisc, true, "own"),
+	pubRetained("agent pub own retained discovery", pi1, tDisc, true, "own"),
+	pubRetained("agent pub own discovery, another component", pi1, "homes/h1/discovery/switch/pi1/lamp/config", true, "own"),
+	pubRetained("agent pub other agent's discovery", pi1, tPi2Disc, false, "own agent"),
+	pubRetained("agent pub discovery with its id as the component", pi1, "homes/h1/discovery/pi1/pi2/door/config", false, "own agent"),
+	pubRetained("agent pub discovery with its id as the object", pi1, "homes/h1/discovery/switch/pi2/pi1/config", false, "own agent"),
+	pubRetained("agent pub discovery in a home it has no role", pi1, tH2Disc, false, "no role"),
+	pubRetained("agent pub discovery without node id", pi1, "homes/h1/discovery/binary_sensor/pi1/config", false, "ends too early"),
+	sub("agent sub own discovery", pi1, tDisc, false, "agent may subscribe only to its own cmd"),
+	sub("agent sub other agent's discovery", pi1, tPi2Disc, false, "own agent"),
+	sub("agent sub discovery #", pi1, fDisc, false, "agent"),
+	sub("agent sub own node's discovery", pi1, "homes/h1/discovery/+/pi1/+/config", false, "agent"),
+	sub("agent sub +/pi1 reaching discovery", pi1, "homes/h1/+/pi1/devices/door/+", false, "agent"),
+	pubRetained("role agent, user sub, pub discovery", fakeAg, "homes/h1/discovery/switch/mallory/door/config", false, "agent:{id}"),
+	pubRetained("unknown role pub discovery", owner, tDisc, false, "unknown role"),
+	sub("member sub discovery of other home", member, "homes/h2/discovery/#", false, "no role"),
+	sub("member sub discovery across homes", twoHomes, "homes/+/discovery/#", false, "crosses homes"),
+	pubRetained("operator pub retained discovery", operator, tH2Disc, true, "operator"),
 
 	// Role agent needs an agent:{a} subject; unknown roles get nothing.
 	pub("role agent, user sub, pub state", fakeAg, tState, false, "agent:{id}"),
@@ -206,6 +251,13 @@ var roleTable = []aclCase{
 	sub("admin: + past the kind", admin, "homes/h1/+/+/+/+/+/+", false, "too many"),
 	sub("admin: ten levels", admin, "homes/h1/+/+/+/+/+/+/+/+", false, "too many"),
 	sub("admin: unknown kind", admin, "homes/h1/agents/+/devices/+/config", false, "last level"),
+	sub("admin: discovery without config", admin, "homes/h1/discovery/+/+/+/state", false, `must be "config"`),
+	sub("admin: discovery without node id", admin, "homes/h1/discovery/+/+/config", false, "ends too early"),
+	sub("admin: discovery, one level too many", admin, "homes/h1/discovery/+/+/+/config/x", false, "too many"),
+	sub("admin: discovery, invalid component", admin, "homes/h1/discovery/Switch/#", false, "invalid discovery component"),
+	sub("admin: discovery, invalid node", admin, "homes/h1/discovery/+/pi.1/+/config", false, "invalid discovery node id"),
+	sub("admin: discovery, invalid object", admin, "homes/h1/discovery/+/pi1/D/#", false, "invalid discovery object id"),
+	sub("admin: discovery alone", admin, "homes/h1/discovery", false, "ends too early"),
 	sub("admin: wrong third level", admin, "homes/h1/agent/+/status", false, "agents"),
 	sub("admin: wrong fifth level", admin, "homes/h1/agents/+/device/+/state", false, "status"),
 	sub("admin: devices without device", admin, "homes/h1/agents/+/devices", false, "ends too early"),
@@ -286,6 +338,7 @@ var roleTable = []aclCase{
 	pub("space in device", admin, "homes/h1/agents/pi1/devices/front door/cmd", false, "invalid device id"),
 	pub("operator malformed homes/", operator, "homes/h1/foo", false, "agents"),
 	pub("operator unknown kind", operator, "homes/h1/agents/pi1/devices/door/config", false, "last level"),
+	pub("operator discovery with extra level", operator, tDisc+"/x", false, "too many"),
 	pub("operator homes alone", operator, "homes", false, "ends too early"),
 	pub("operator status with extra level", operator, tStatus+"/x", false, "too many"),
 	pub("operator cmd with extra level", operator, tCmd+"/x", false, "too many"),
@@ -299,6 +352,8 @@ var roleTable = []aclCase{
 	sub("deliver state to viewer", viewer, tState, true, ""),
 	sub("deliver cmd to viewer", viewer, tCmd, false, ""),
 	sub("deliver other home's state to member", member, tH2State, false, "no role"),
+	sub("deliver discovery to viewer", viewer, tDisc, true, ""),
+	sub("deliver other home's discovery to viewer", viewer, tH2Disc, false, "no role"),
 }
 
 func TestAuthorizeRoleTable(t *testing.T) {

@@ -16,13 +16,15 @@ import (
 // matcher (itself checked against mochi's topic index) and brute force over
 // every topic a filter can match.
 
-// refTable is design.md's role table: the kinds each role may publish and subscribe.
+// refTable is design.md's role table: the kinds each role may publish and
+// subscribe ("config" is a Home Assistant discovery config, whose node id
+// is the agent's for role agent).
 var refTable = map[Role][2][]string{
-	Admin:   {{"cmd"}, {"status", "cmd", "ack", "state", "event"}},
-	Member:  {{"cmd"}, {"status", "ack", "state", "event"}},
-	Service: {{"cmd"}, {"status", "ack", "state", "event"}},
-	Viewer:  {{}, {"state", "event", "status"}},
-	Agent:   {{"status", "state", "event", "ack"}, {"cmd"}},
+	Admin:   {{"cmd"}, {"status", "cmd", "ack", "state", "event", "config"}},
+	Member:  {{"cmd"}, {"status", "ack", "state", "event", "config"}},
+	Service: {{"cmd"}, {"status", "ack", "state", "event", "config"}},
+	Viewer:  {{}, {"state", "event", "status", "config"}},
+	Agent:   {{"status", "state", "event", "ack", "config"}, {"cmd"}},
 }
 
 var refOperator = &Identity{Operator: true}
@@ -123,8 +125,9 @@ func mochiMatch(filter, topic string) bool {
 }
 
 // universe returns concrete topics that filter can match: every namespace
-// topic over the filter's own ids and one fresh id (in no home of id, not the
-// agent's own), and the filter with its wildcards filled with the fresh id.
+// topic (discovery configs included) over the filter's own ids and one fresh
+// id (in no home of id, not the agent's own), and the filter with its
+// wildcards filled with the fresh id.
 func universe(id *Identity, filter string) []string {
 	levels := strings.Split(filter, "/")
 	fresh := "zz"
@@ -136,7 +139,7 @@ func universe(id *Identity, filter string) []string {
 		fresh += "z"
 	}
 	ids := []string{fresh}
-	for _, i := range []int{1, 3, 5} {
+	for _, i := range []int{1, 3, 4, 5} {
 		if i < len(levels) && ValidID(levels[i]) && !slices.Contains(ids, levels[i]) {
 			ids = append(ids, levels[i])
 		}
@@ -147,6 +150,9 @@ func universe(id *Identity, filter string) []string {
 			u = append(u, StatusTopic(h, a))
 			for _, d := range ids {
 				u = append(u, CommandTopic(h, a, d), AckTopic(h, a, d), StateTopic(h, a, d), EventTopic(h, a, d))
+				for _, c := range ids {
+					u = append(u, DiscoveryTopic(h, c, a, d))
+				}
 			}
 		}
 	}
@@ -174,13 +180,16 @@ func identityString(id *Identity) string {
 }
 
 // parseIdentity builds the identity; so that the fuzzer need not guess ids twice,
-// the home "@" stands for the topic's home level and the subject "agent:@" for
-// its agent level.
+// the home "@" stands for the topic's home level, the subject "agent:@" for
+// its agent level and "agent:@node" for its discovery node level.
 func parseIdentity(sub, homes string, op bool, topic string) *Identity {
 	inner, _ := refUnshare(topic)
 	levels := append(strings.Split(inner, "/"), "", "", "", "")
-	if sub == "agent:@" {
+	switch sub {
+	case "agent:@":
 		sub = "agent:" + levels[3]
+	case "agent:@node":
+		sub = "agent:" + levels[4]
 	}
 	id := &Identity{Sub: sub, Operator: op}
 	if homes != "" {
@@ -206,6 +215,9 @@ func FuzzAuthorize(f *testing.F) {
 		f.Add("homes/h1/agents/pi1/devices/door/cmd", "agent:@", "@="+r, false, false)
 		f.Add("homes/+/agents/+/devices/+/state", "user:u", "@="+r+",h2=admin", false, false)
 		f.Add("$share/g/homes/h1/agents/pi1/#", "agent:@", "@="+r, false, true)
+		f.Add("homes/h1/discovery/binary_sensor/pi1/door/config", "agent:@node", "@="+r, false, true)
+		f.Add("homes/h1/discovery/+/pi1/#", "agent:@node", "@="+r, false, false)
+		f.Add("homes/h1/+/pi1/+/door/+", "agent:@", "@="+r, false, false)
 	}
 	f.Fuzz(func(t *testing.T, topic, sub, homes string, op, retain bool) {
 		id := parseIdentity(sub, homes, op, topic)
@@ -289,6 +301,9 @@ func TestTinyMatchAgreesWithMochi(t *testing.T) {
 		{"homes/h1/agents/pi1/+", tState, false},
 		{"#", tCmd, true},
 		{"homes/h1/agents/+/devices/+/state", tCmd, false},
+		{"homes/h1/discovery/#", tDisc, true},
+		{"homes/h1/+/+/+/+/config", tDisc, true},
+		{"homes/h1/discovery/+/+/config", tDisc, false},
 	}
 	for _, c := range cases {
 		if got := tinyMatch(c.filter, c.topic); got != c.want {
@@ -310,16 +325,16 @@ func TestTinyMatchAgreesWithMochi(t *testing.T) {
 // Authorize with brute force over a fixed universe of topics, for every role.
 func TestAuthorizeEveryFilterShape(t *testing.T) {
 	if testing.Short() {
-		t.Skip("enumerates ~30k filters")
+		t.Skip("enumerates ~60k filters")
 	}
 	alphabet := [][]string{
 		{"homes", "x"},
 		{"h1", "h2", "H1"},
-		{"agents", "devices"},
+		{"agents", "devices", "discovery"},
 		{"pi1", "pi2"},
-		{"status", "devices", "cmd"},
+		{"status", "devices", "cmd", "pi1"},
 		{"door"},
-		{"cmd", "ack", "state", "event", "status"},
+		{"cmd", "ack", "state", "event", "status", "config"},
 		{"x"},
 	}
 	var filters []string
@@ -348,6 +363,15 @@ func TestAuthorizeEveryFilterShape(t *testing.T) {
 			u = append(u, StatusTopic(h, a))
 			for _, d := range []string{"door", "zz"} {
 				u = append(u, CommandTopic(h, a, d), AckTopic(h, a, d), StateTopic(h, a, d), EventTopic(h, a, d))
+			}
+		}
+		// Discovery configs over every id the alphabet has at their levels:
+		// component, node (an agent's id, or a word of the namespace), object.
+		for _, c := range []string{"pi1", "pi2", "zz"} {
+			for _, n := range []string{"pi1", "pi2", "status", "devices", "cmd", "zz"} {
+				for _, o := range []string{"door", "zz"} {
+					u = append(u, DiscoveryTopic(h, c, n, o))
+				}
 			}
 		}
 	}

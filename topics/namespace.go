@@ -1,5 +1,5 @@
-// Package topics owns homemq's topic namespace (homes/{home}/agents/{agent}/…)
-// and the per-home role rules over it: Parse and the topic builders for the
+// Package topics owns homemq's topic namespace (homes/{home}/agents/{agent}/…
+// and homes/{home}/discovery/…) and the per-home role rules over it: Parse and the topic builders for the
 // names, and Authorize, one pure allocation-free function that says allow or deny.
 package topics
 
@@ -14,11 +14,12 @@ type Kind uint8
 
 // The kinds of topic in the namespace.
 const (
-	KindStatus Kind = iota + 1 // homes/{home}/agents/{agent}/status: "online"/"offline", retained
-	KindCmd                    // homes/{home}/agents/{agent}/devices/{device}/cmd: signed commands, never retained
-	KindAck                    // homes/{home}/agents/{agent}/devices/{device}/ack: the agent's answer to a command
-	KindState                  // homes/{home}/agents/{agent}/devices/{device}/state: current state, retained
-	KindEvent                  // homes/{home}/agents/{agent}/devices/{device}/event: events
+	KindStatus    Kind = iota + 1 // homes/{home}/agents/{agent}/status: "online"/"offline", retained
+	KindCmd                       // homes/{home}/agents/{agent}/devices/{device}/cmd: signed commands, never retained
+	KindAck                       // homes/{home}/agents/{agent}/devices/{device}/ack: the agent's answer to a command
+	KindState                     // homes/{home}/agents/{agent}/devices/{device}/state: current state, retained
+	KindEvent                     // homes/{home}/agents/{agent}/devices/{device}/event: events
+	KindDiscovery                 // homes/{home}/discovery/{component}/{node}/{object}/config: Home Assistant discovery, retained
 )
 
 // String returns the topic level of the kind ("status", "cmd", …), or "Kind(n)" for an unknown one.
@@ -34,6 +35,8 @@ func (k Kind) String() string {
 		return "state"
 	case KindEvent:
 		return "event"
+	case KindDiscovery:
+		return "config"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -54,9 +57,15 @@ func deviceKind(s string) Kind {
 }
 
 // Path is a parsed concrete topic of the homes/ namespace. Device is empty for KindStatus.
+//
+// For KindDiscovery, Agent is the node id, Device the object id and
+// Component the Home Assistant component (empty for every other kind): the
+// agent's own discovery configs have its id as the node id, and homemq's
+// agent uses the device id as the object id.
 type Path struct {
 	Home, Agent, Device string
 	Kind                Kind
+	Component           string
 }
 
 // String builds the topic name back, e.g. "homes/h1/agents/pi1/devices/door/cmd".
@@ -67,11 +76,14 @@ func (p Path) String() string {
 		return StatusTopic(p.Home, p.Agent)
 	case KindCmd, KindAck, KindState, KindEvent:
 		return deviceTopic(p.Home, p.Agent, p.Device, p.Kind.String())
+	case KindDiscovery:
+		return DiscoveryTopic(p.Home, p.Component, p.Agent, p.Device)
 	}
 	return ""
 }
 
-// ValidID reports whether s is a valid home, agent or device id: 1–64 bytes of [a-z0-9_-].
+// ValidID reports whether s is a valid home, agent or device id (or discovery
+// component, node or object id): 1–64 bytes of [a-z0-9_-].
 func ValidID(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
 		return false
@@ -110,6 +122,13 @@ func EventTopic(home, agent, device string) string {
 	return deviceTopic(home, agent, device, "event")
 }
 
+// DiscoveryTopic returns homes/{home}/discovery/{component}/{node}/{object}/config, where
+// Home Assistant with the discovery prefix homes/{home}/discovery reads the
+// config of one entity. Ids are not validated (see ValidID).
+func DiscoveryTopic(home, component, node, object string) string {
+	return "homes/" + home + "/discovery/" + component + "/" + node + "/" + object + "/config"
+}
+
 func deviceTopic(home, agent, device, kind string) string {
 	return "homes/" + home + "/agents/" + agent + "/devices/" + device + "/" + kind
 }
@@ -133,11 +152,12 @@ func (e *Error) Error() string {
 		t = t[:80] + "…"
 	}
 	return "topics: " + strconv.Quote(t) + ": " + e.Reason +
-		" (want homes/{home}/agents/{agent}/status or homes/{home}/agents/{agent}/devices/{device}/{cmd|ack|state|event}, ids 1-64 of a-z 0-9 _ -)"
+		" (want homes/{home}/agents/{agent}/status, homes/{home}/agents/{agent}/devices/{device}/{cmd|ack|state|event}" +
+		" or homes/{home}/discovery/{component}/{node}/{object}/config, ids 1-64 of a-z 0-9 _ -)"
 }
 
 // Parse parses a concrete topic name of the homes/ namespace. Filters (+, #) and
-// anything that is not exactly one of the five topic shapes are refused with an *Error.
+// anything that is not exactly one of the six topic shapes are refused with an *Error.
 // It does not allocate unless it fails.
 func Parse(topic string) (Path, error) {
 	p, why := parse(topic)
@@ -210,11 +230,15 @@ const (
 	whyTooFew       = "topic ends too early"
 	whyTooMany      = "too many levels"
 	whyHomeID       = "invalid home id"
-	whyAgents       = `third level must be "agents"`
+	whyAgents       = `third level must be "agents" or "discovery"`
 	whyAgentID      = "invalid agent id"
 	whyStatusDevice = `fifth level must be "status" or "devices"`
 	whyDeviceID     = "invalid device id"
 	whyKind         = "last level must be cmd, ack, state or event"
+	whyComponent    = "invalid discovery component"
+	whyNodeID       = "invalid discovery node id"
+	whyObjectID     = "invalid discovery object id"
+	whyConfig       = `last level of a discovery topic must be "config"`
 )
 
 // parse is Parse without the error allocation: it returns a reason when topic is malformed.
@@ -245,6 +269,8 @@ func (l *levels) path() (Path, string) {
 		return Path{}, whyHomeID
 	case n < 3:
 		return Path{}, whyTooFew
+	case lv[2] == "discovery":
+		return l.discoveryPath()
 	case lv[2] != "agents":
 		return Path{}, whyAgents
 	case n < 4:
@@ -275,4 +301,30 @@ func (l *levels) path() (Path, string) {
 		return Path{}, whyTooMany
 	}
 	return Path{Home: lv[1], Agent: lv[3], Device: lv[5], Kind: k}, ""
+}
+
+// discoveryPath reads the levels of homes/{home}/discovery/… as a discovery topic.
+func (l *levels) discoveryPath() (Path, string) {
+	lv, n := &l.lv, l.n
+	switch {
+	case n < 4:
+		return Path{}, whyTooFew
+	case !ValidID(lv[3]):
+		return Path{}, whyComponent
+	case n < 5:
+		return Path{}, whyTooFew
+	case !ValidID(lv[4]):
+		return Path{}, whyNodeID
+	case n < 6:
+		return Path{}, whyTooFew
+	case !ValidID(lv[5]):
+		return Path{}, whyObjectID
+	case n < 7:
+		return Path{}, whyTooFew
+	case lv[6] != "config":
+		return Path{}, whyConfig
+	case n > 7:
+		return Path{}, whyTooMany
+	}
+	return Path{Home: lv[1], Agent: lv[4], Device: lv[5], Kind: KindDiscovery, Component: lv[3]}, ""
 }

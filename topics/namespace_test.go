@@ -13,14 +13,19 @@ func TestParse(t *testing.T) {
 		want  Path
 	}{
 		{"homes/h1/agents/pi1/status", Path{Home: "h1", Agent: "pi1", Kind: KindStatus}},
-		{"homes/h1/agents/pi1/devices/door/cmd", Path{"h1", "pi1", "door", KindCmd}},
-		{"homes/h1/agents/pi1/devices/door/ack", Path{"h1", "pi1", "door", KindAck}},
-		{"homes/h1/agents/pi1/devices/door/state", Path{"h1", "pi1", "door", KindState}},
-		{"homes/h1/agents/pi1/devices/door/event", Path{"h1", "pi1", "door", KindEvent}},
-		{"homes/my-home_2/agents/0/devices/front-door_1/state", Path{"my-home_2", "0", "front-door_1", KindState}},
+		{"homes/h1/agents/pi1/devices/door/cmd", Path{Home: "h1", Agent: "pi1", Device: "door", Kind: KindCmd}},
+		{"homes/h1/agents/pi1/devices/door/ack", Path{Home: "h1", Agent: "pi1", Device: "door", Kind: KindAck}},
+		{"homes/h1/agents/pi1/devices/door/state", Path{Home: "h1", Agent: "pi1", Device: "door", Kind: KindState}},
+		{"homes/h1/agents/pi1/devices/door/event", Path{Home: "h1", Agent: "pi1", Device: "door", Kind: KindEvent}},
+		{"homes/my-home_2/agents/0/devices/front-door_1/state", Path{Home: "my-home_2", Agent: "0", Device: "front-door_1", Kind: KindState}},
 		// Ids may spell a namespace word.
-		{"homes/homes/agents/agents/devices/status/cmd", Path{"homes", "agents", "status", KindCmd}},
+		{"homes/homes/agents/agents/devices/status/cmd", Path{Home: "homes", Agent: "agents", Device: "status", Kind: KindCmd}},
 		{"homes/" + strings.Repeat("z", 64) + "/agents/a/status", Path{Home: strings.Repeat("z", 64), Agent: "a", Kind: KindStatus}},
+		// Home Assistant discovery: the node is the agent, the object the device.
+		{"homes/h1/discovery/binary_sensor/pi1/door/config",
+			Path{Home: "h1", Agent: "pi1", Device: "door", Kind: KindDiscovery, Component: "binary_sensor"}},
+		{"homes/h1/discovery/switch/pi1/lamp/config", Path{Home: "h1", Agent: "pi1", Device: "lamp", Kind: KindDiscovery, Component: "switch"}},
+		{"homes/h1/discovery/agents/status/devices/config", Path{Home: "h1", Agent: "status", Device: "devices", Kind: KindDiscovery, Component: "agents"}},
 	}
 	for _, c := range valid {
 		got, err := Parse(c.topic)
@@ -53,7 +58,21 @@ func TestParse(t *testing.T) {
 		{"homes/" + strings.Repeat("z", 65) + "/agents/a/status", "invalid home id"},
 		{"homes/h.1/agents/pi1/status", "invalid home id"},
 		{"homes/hé/agents/pi1/status", "invalid home id"},
-		{"homes/h1/agent/pi1/status", `"agents"`},
+		{"homes/h1/agent/pi1/status", `"agents" or "discovery"`},
+		{"homes/h1/Discovery/switch/pi1/door/config", `"agents" or "discovery"`},
+		{"homes/h1/discovery", "ends too early"},
+		{"homes/h1/discovery/switch", "ends too early"},
+		{"homes/h1/discovery/switch/pi1", "ends too early"},
+		{"homes/h1/discovery/switch/door/config", "ends too early"}, // Home Assistant's form without a node id
+		{"homes/h1/discovery/switch/pi1/door", "ends too early"},
+		{"homes/h1/discovery/switch/pi1/door/config/x", "too many levels"},
+		{"homes/h1/discovery/switch/pi1/door/config/", "too many levels"},
+		{"homes/h1/discovery//pi1/door/config", "empty level"},
+		{"homes/h1/discovery/Switch/pi1/door/config", "invalid discovery component"},
+		{"homes/h1/discovery/switch/pi.1/door/config", "invalid discovery node id"},
+		{"homes/h1/discovery/switch/pi1/" + strings.Repeat("d", 65) + "/config", "invalid discovery object id"},
+		{"homes/h1/discovery/switch/pi1/door/state", `must be "config"`},
+		{"homes/h1/discovery/switch/pi1/door/+", "wildcard"},
 		{"homes/h1/agents/pi 1/status", "invalid agent id"},
 		{"homes/h1/agents/pi1/state", `"status" or "devices"`},
 		{"homes/h1/agents/pi1/devices/DOOR/cmd", "invalid device id"},
@@ -72,7 +91,7 @@ func TestParse(t *testing.T) {
 		if pe.Topic != c.topic || !strings.Contains(pe.Reason, c.why) || !strings.Contains(err.Error(), c.why) {
 			t.Errorf("Parse(%q) error = %q (reason %q); want it to say %q", c.topic, err, pe.Reason, c.why)
 		}
-		if !strings.Contains(err.Error(), "want homes/{home}/agents/{agent}/status") {
+		if !strings.Contains(err.Error(), "want homes/{home}/agents/{agent}/status") || !strings.Contains(err.Error(), "/discovery/{component}/{node}/{object}/config") {
 			t.Errorf("Parse(%q) error = %q; want it to say what a valid topic looks like", c.topic, err)
 		}
 	}
@@ -92,6 +111,7 @@ func TestBuilders(t *testing.T) {
 		{AckTopic("h1", "pi1", "door"), "homes/h1/agents/pi1/devices/door/ack"},
 		{StateTopic("h1", "pi1", "door"), "homes/h1/agents/pi1/devices/door/state"},
 		{EventTopic("h1", "pi1", "door"), "homes/h1/agents/pi1/devices/door/event"},
+		{DiscoveryTopic("h1", "binary_sensor", "pi1", "door"), "homes/h1/discovery/binary_sensor/pi1/door/config"},
 		{Path{}.String(), ""},
 		{Path{Home: "h", Agent: "a", Device: "d", Kind: 9}.String(), ""},
 	}
@@ -104,14 +124,16 @@ func TestBuilders(t *testing.T) {
 
 func TestIsCommand(t *testing.T) {
 	for topic, want := range map[string]bool{
-		"homes/h1/agents/pi1/devices/door/cmd":   true,
-		"homes/h1/agents/pi1/devices/door/state": false,
-		"homes/h1/agents/pi1/status":             false,
-		"homes/h1/agents/pi1/devices/+/cmd":      false,
-		"homes/H1/agents/pi1/devices/door/cmd":   false,
-		"homes/h1/agents/pi1/devices/door/cmd/x": false,
-		"cmd":                                    false,
-		"":                                       false,
+		"homes/h1/agents/pi1/devices/door/cmd":      true,
+		"homes/h1/agents/pi1/devices/door/state":    false,
+		"homes/h1/agents/pi1/status":                false,
+		"homes/h1/agents/pi1/devices/+/cmd":         false,
+		"homes/H1/agents/pi1/devices/door/cmd":      false,
+		"homes/h1/agents/pi1/devices/door/cmd/x":    false,
+		"homes/h1/discovery/switch/pi1/door/config": false,
+		"homes/h1/discovery/switch/pi1/cmd/config":  false,
+		"cmd": false,
+		"":    false,
 	} {
 		if got := IsCommand(topic); got != want {
 			t.Errorf("IsCommand(%q) = %v; want %v", topic, got, want)
@@ -133,7 +155,7 @@ func TestValidID(t *testing.T) {
 
 func TestKindString(t *testing.T) {
 	for k, want := range map[Kind]string{KindStatus: "status", KindCmd: "cmd", KindAck: "ack",
-		KindState: "state", KindEvent: "event", 0: "Kind(0)", 42: "Kind(42)"} {
+		KindState: "state", KindEvent: "event", KindDiscovery: "config", 0: "Kind(0)", 42: "Kind(42)"} {
 		if got := k.String(); got != want {
 			t.Errorf("Kind(%d).String() = %q; want %q", k, got, want)
 		}
@@ -141,7 +163,7 @@ func TestKindString(t *testing.T) {
 }
 
 func TestParseDoesNotAllocate(t *testing.T) {
-	for _, topic := range []string{tStatus, tCmd, tState} {
+	for _, topic := range []string{tStatus, tCmd, tState, tDisc} {
 		if n := testing.AllocsPerRun(20, func() { _, _ = Parse(topic); IsCommand(topic) }); n != 0 {
 			t.Errorf("Parse(%q) allocates %v times; want 0", topic, n)
 		}
@@ -152,8 +174,14 @@ func TestParseDoesNotAllocate(t *testing.T) {
 // check Parse against something written differently.
 var refTopic = regexp.MustCompile(`^homes/([a-z0-9_-]{1,64})/agents/([a-z0-9_-]{1,64})/(?:(status)|devices/([a-z0-9_-]{1,64})/(cmd|ack|state|event))$`)
 
+// refDiscovery is the Home Assistant discovery topic of a home.
+var refDiscovery = regexp.MustCompile(`^homes/([a-z0-9_-]{1,64})/discovery/([a-z0-9_-]{1,64})/([a-z0-9_-]{1,64})/([a-z0-9_-]{1,64})/config$`)
+
 // refParse parses topic with refTopic.
 func refParse(topic string) (Path, bool) {
+	if m := refDiscovery.FindStringSubmatch(topic); m != nil {
+		return Path{Home: m[1], Component: m[2], Agent: m[3], Device: m[4], Kind: KindDiscovery}, true
+	}
 	m := refTopic.FindStringSubmatch(topic)
 	if m == nil {
 		return Path{}, false
@@ -167,7 +195,8 @@ func refParse(topic string) (Path, bool) {
 
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{tStatus, tCmd, tAck, tState, tEvent, "homes/h1/agents/pi1/devices/door/cmd/x",
-		"homes//agents/a/status", "homes/h1/+/pi1/status", "foo", "", "homes", "homes/a/agents/b/devices/c/state/"} {
+		"homes//agents/a/status", "homes/h1/+/pi1/status", "foo", "", "homes", "homes/a/agents/b/devices/c/state/",
+		tDisc, "homes/h1/discovery/switch/door/config", "homes/h1/discovery/a/b/c/config/d"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, topic string) {

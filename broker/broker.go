@@ -80,6 +80,7 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{cfg: cfg, log: slog.Default(), Mux: http.NewServeMux(), stop: make(chan struct{})}
+	b.observeCfg = cfg.Observe
 	for _, o := range opts {
 		o(b)
 	}
@@ -168,7 +169,7 @@ func (b *Broker) assemble() {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = l.MaxPacketSize
 	caps.MaximumSessionExpiryInterval = uint32(l.MaxSessionExpiry / time.Second)
-	caps.MaximumMessageExpiryInterval = 24 * 60 * 60
+	caps.MaximumMessageExpiryInterval = 0 // no cap: retained state stays; commands carry their own expiry (the Guard sets it)
 	caps.ReceiveMaximum = l.MaxInflight
 	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
 	caps.MaximumClientWritesPending = int32(l.MaxQueued)
@@ -177,7 +178,7 @@ func (b *Broker) assemble() {
 		Capabilities:           caps,
 		Logger:                 slog.New(Redact(b.log.Handler())),
 		SysTopicResendInterval: 10,
-		InlineClient:           false,
+		InlineClient:           true, // only the broker itself publishes through it: acks for commands that expired in a queue
 	})
 	gcfg := hooks.Config{
 		Envelope:        envelope.Policy{Skew: noSkewIfZero(b.cfg.Envelope.Skew), MaxLifetime: b.cfg.Envelope.MaxLifetime, MaxSize: b.cfg.Envelope.MaxSize},
@@ -221,6 +222,9 @@ func (b *Broker) assemble() {
 	b.Mux.Handle("POST /api/admin/revoke", b.requireOperator(http.HandlerFunc(b.handleRevoke)))
 	b.Bridge = bridge.New(bridge.DefaultConfig(), b.Verifier, b.DialInternal)
 	b.Mux.Handle("/signalr/", b.Bridge) // the SignalR bridge (docs/bridge.md)
+	if b.Metrics != nil {
+		b.Metrics.WatchBridge(b.Bridge.Connections)
+	}
 	// the web app (GET/HEAD) at "/": every more specific pattern above wins over it
 	b.Mux.Handle("/", webapp.Handler())
 }

@@ -23,6 +23,7 @@ type Config struct {
 	Envelope  EnvelopeConfig  `yaml:"envelope"`
 	Limits    LimitsConfig    `yaml:"limits"`
 	Log       LogConfig       `yaml:"log"`
+	Observe   ObserveConfig   `yaml:"observe"`
 
 	// TokenAPI configures POST /api/token: identity providers, rate limits.
 	TokenAPI auth.TokenAPIConfig `yaml:"token_api"`
@@ -177,6 +178,9 @@ func (c Config) Validate() error {
 		return errors.New("config: limits.conns_per_sub, conns_per_addr, connect_rate, connect_burst and max_subscriptions must not be negative (0 switches one off)")
 	case l.MaxInflight == 0 || l.MaxQueued <= 0:
 		return errors.New("config: limits.max_inflight and limits.max_queued must be positive")
+	}
+	if c.Observe.AuditMaxSize < 0 || c.Observe.AuditKeep < 0 {
+		return errors.New("config: observe.audit_max_size and observe.audit_keep must not be negative")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -51,6 +51,7 @@ type Store struct {
 	pending []storage.Message // write-ahead records found at start
 	skipped sync.Map          // inbound QoS 1 acks not stored, by storeKey
 	logged  sync.Map          // write-ahead records written, by storeKey
+	stored  sync.Map          // client ids with a session record on disk
 }
 
 // NewStore returns the storage hook for server.
@@ -115,19 +116,66 @@ func storable(cl *mqtt.Client) *mqtt.Client {
 }
 
 // OnSessionEstablished stores the client without its secrets.
+// A session that ends with its connection (MQTT 5 session expiry 0, or
+// clean session in 3.1.1) is not written at all: nothing of it could be
+// restored, and each write is an fsync. A stale record of an earlier
+// persistent session with the same client id is deleted instead.
 func (s *Store) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	if !persistentClient(cl) {
+		if _, ok := s.stored.LoadAndDelete(cl.ID); ok {
+			s.Hook.OnDisconnect(storable(cl), nil, true)
+		}
+		return
+	}
+	s.stored.Store(cl.ID, struct{}{})
 	s.Hook.OnSessionEstablished(storable(cl), pk)
 }
 
 // OnWillSent stores the client, now without its will, without its secrets.
 func (s *Store) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
-	s.Hook.OnWillSent(storable(cl), pk)
+	if persistentClient(cl) {
+		s.Hook.OnWillSent(storable(cl), pk)
+	}
+}
+
+// OnDisconnect forgets a stored session that ends now.
+func (s *Store) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if _, ok := s.stored.Load(cl.ID); ok && expire && cl.StopCause() != packets.ErrSessionTakenOver {
+		s.stored.Delete(cl.ID)
+		s.Hook.OnDisconnect(cl, err, expire)
+	}
+}
+
+// OnSubscribed stores the subscriptions of a persistent session.
+func (s *Store) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	if persistentClient(cl) {
+		s.Hook.OnSubscribed(cl, pk, reasonCodes)
+	}
+}
+
+// OnUnsubscribed deletes stored subscriptions.
+func (s *Store) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if _, ok := s.stored.Load(cl.ID); ok {
+		s.Hook.OnUnsubscribed(cl, pk)
+	}
+}
+
+// StoredClients reads the stored sessions and remembers their ids.
+func (s *Store) StoredClients() ([]storage.Client, error) {
+	v, err := s.Hook.StoredClients()
+	for _, c := range v {
+		s.stored.Store(c.ID, struct{}{})
+	}
+	return v, err
 }
 
 // OnQosPublish stores an in-flight message, except the PUBACK mochi holds
 // for a moment while it answers an inbound QoS 1 publish: the write-ahead
 // record covers that message.
 func (s *Store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
+	if !persistentClient(cl) {
+		return // nothing of a session that ends with its connection is restored
+	}
 	if pk.FixedHeader.Type == packets.Puback {
 		s.skipped.Store(storeKey(cl.ID, pk.PacketID), struct{}{})
 		return
@@ -137,10 +185,20 @@ func (s *Store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, res
 
 // OnQosComplete deletes a completed in-flight message.
 func (s *Store) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if !persistentClient(cl) {
+		return
+	}
 	if _, ok := s.skipped.LoadAndDelete(storeKey(cl.ID, pk.PacketID)); ok {
 		return
 	}
 	s.Hook.OnQosComplete(cl, pk)
+}
+
+// OnQosDropped deletes a dropped in-flight message of a persistent session.
+func (s *Store) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if persistentClient(cl) {
+		s.Hook.OnQosDropped(cl, pk)
+	}
 }
 
 // OnPublish writes a QoS 1/2 publish that the Guard accepted, before mochi
@@ -188,9 +246,11 @@ func (s *Store) persistentSubscriber(topic string) bool {
 
 func (s *Store) persistent(clientID string) bool {
 	cl, ok := s.server.Clients.Get(clientID)
-	if !ok {
-		return false
-	}
+	return ok && persistentClient(cl)
+}
+
+// persistentClient reports whether cl's session outlives its connection.
+func persistentClient(cl *mqtt.Client) bool {
 	if cl.Properties.ProtocolVersion == 5 {
 		return cl.Properties.Props.SessionExpiryInterval > 0
 	}

@@ -139,17 +139,18 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 		err = g.replay.Record(env.Kid, env.Nonce, time.Unix(env.Exp, 0), now)
 	}
 	if err != nil {
-		return g.refuseCommand(cl, s, gr, pk, err)
+		return g.refuseCommand(cl, s, gr, pk, env.Nonce, err)
 	}
 	pk.Expiry = env.Exp
 	pk.Properties.MessageExpiryInterval = uint32(max(1, env.Exp-now.Unix()))
+	pk.ProtocolVersion = 5 // mochi only honours Expiry on MQTT 5 packets, also when a 3.1.1 client sent it
 	e := g.event(cl, gr, EventCommand, true, "", "", pk.TopicName)
 	e.Nonce = env.Nonce
 	g.emit(e)
 	return pk, nil
 }
 
-func (g *Guard) refuseCommand(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, err error) (packets.Packet, error) {
+func (g *Guard) refuseCommand(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, nonce string, err error) (packets.Packet, error) {
 	r := envelope.ReasonOf(err)
 	code := byte(0x87)
 	switch r {
@@ -160,14 +161,22 @@ func (g *Guard) refuseCommand(cl *mqtt.Client, s *session, gr *grant, pk packets
 	case "":
 		r = "envelope"
 	}
-	return g.refusePublish(cl, s, gr, pk, EventCommand, code, string(r), "command refused: "+err.Error())
+	return g.refusePublishNonce(cl, s, gr, pk, EventCommand, code, string(r), "command refused: "+err.Error(), nonce)
 }
 
 // refusePublish answers a refused publish: QoS 0 is dropped, QoS 1 and 2 get
 // PUBACK or PUBREC with the reason code and string (MQTT 5) or a plain ack
 // (MQTT 3.1.1 has no negative ack; the message is dropped all the same).
 func (g *Guard) refusePublish(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, kind string, code byte, why, detail string) (packets.Packet, error) {
-	g.emit(g.event(cl, gr, kind, false, why, detail, pk.TopicName))
+	return g.refusePublishNonce(cl, s, gr, pk, kind, code, why, detail, "")
+}
+
+// refusePublishNonce is refusePublish for a command whose nonce is known
+// (parsed before it was refused), so the audit log can match a replay.
+func (g *Guard) refusePublishNonce(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, kind string, code byte, why, detail, nonce string) (packets.Packet, error) {
+	e := g.event(cl, gr, kind, false, why, detail, pk.TopicName)
+	e.Nonce = nonce
+	g.emit(e)
 	if q := pk.FixedHeader.Qos; q > 0 {
 		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
 		if q == 2 {

@@ -194,3 +194,27 @@ func (m *Metrics) WatchAudit(dropped, written func() uint64) {
 			Help: "Audit entries written to the audit log."}, func() float64 { return float64(written()) }),
 	)
 }
+
+// WatchBridge keeps homemq_bridge_connections in step with conns, the
+// bridge's live connections by transport, read at each scrape.
+func (m *Metrics) WatchBridge(conns func() map[string]int) {
+	m.reg.Unregister(m.BridgeConnections)
+	m.reg.MustRegister(bridgeCollector{m.BridgeConnections, conns})
+}
+
+// bridgeCollector refreshes the bridge gauge from the bridge before it is
+// collected.
+type bridgeCollector struct {
+	gauge *prometheus.GaugeVec
+	conns func() map[string]int
+}
+
+func (c bridgeCollector) Describe(ch chan<- *prometheus.Desc) { c.gauge.Describe(ch) }
+
+func (c bridgeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.gauge.Reset()
+	for transport, n := range c.conns() {
+		c.gauge.WithLabelValues(transport).Set(float64(n))
+	}
+	c.gauge.Collect(ch)
+}

@@ -173,3 +173,25 @@ func TestLabel(t *testing.T) {
 		}
 	}
 }
+
+func TestWatchBridgeReadsTheBridgeAtScrape(t *testing.T) {
+	m := New()
+	live := map[string]int{"WebSockets": 2, "LongPolling": 1}
+	m.WatchBridge(func() map[string]int { return live })
+	got := map[string]float64{}
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "homemq_bridge_connections" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			got[mt.GetLabel()[0].GetValue()] = mt.GetGauge().GetValue()
+		}
+	}
+	if got["WebSockets"] != 2 || got["LongPolling"] != 1 || len(got) != 2 {
+		t.Fatalf("bridge gauge %v", got)
+	}
+}

@@ -1,0 +1,59 @@
+package broker
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestDocumentedConfigLoads: the full example in docs/configuration.md is
+// a valid configuration, so the page cannot drift from the code.
+func TestDocumentedConfigLoads(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("docs/configuration.md has no yaml block")
+	}
+	f := filepath.Join(t.TempDir(), "homemq.yaml")
+	if err := os.WriteFile(f, m[1], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(f)
+	if err != nil {
+		t.Fatalf("the documented config does not load: %v", err)
+	}
+	if cfg.Limits.ConnsPerSub != 32 || cfg.Envelope.MaxLifetime.String() != "1m0s" || cfg.Observe.AuditKeep != 5 {
+		t.Fatalf("documented values not read: %+v", cfg)
+	}
+}
+
+func TestConfigErrorsNameTheirKey(t *testing.T) {
+	tests := []struct{ yaml, key string }{
+		{"bogus: 1\n", "bogus"},
+		{"limits:\n  max_packet_size: 10\n", "limits.max_packet_size"},
+		{"limits:\n  max_keepalive: 0\n", "limits.max_keepalive"},
+		{"limits:\n  conns_per_sub: -1\n", "limits.conns_per_sub"},
+		{"envelope:\n  skew: 5m\n", "envelope.skew"},
+		{"envelope:\n  replay_cache: 10\n", "envelope.replay_cache"},
+		{"tokens:\n  leeway: 1h\n", "tokens.leeway"},
+		{"tokens:\n  algorithms: [HS512]\n", "tokens.algorithms"},
+		{"listeners:\n  mqtt: \"\"\n  https: \"\"\n", "listeners"},
+		{"data: \"\"\n", "data"},
+		{"observe:\n  audit_keep: -2\n", "observe.audit_keep"},
+	}
+	for _, tc := range tests {
+		f := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(f, []byte(tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadConfig(f)
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %v does not name %s", tc.yaml, err, tc.key)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"homemq/auth"
 	"homemq/bridge"
@@ -197,18 +198,22 @@ func (b *Broker) assemble() {
 
 	if a := b.cfg.Listeners.MQTT; a != "" {
 		b.mqttTLS = NewTCPListener("mqtts", a, b.tlsConf, l.ConnectTimeout)
+		b.mqttTLS.closer = b.closeClientsOf
 		_ = b.Server.AddListener(b.mqttTLS)
 	}
 	if a := b.cfg.Listeners.MQTTPlain; a != "" {
 		b.mqttPlain = NewTCPListener("mqtt", a, nil, l.ConnectTimeout)
+		b.mqttPlain.closer = b.closeClientsOf
 		_ = b.Server.AddListener(b.mqttPlain)
 	}
 	if b.cfg.Listeners.HTTPS != "" {
 		b.ws = NewWebSocketListener("wss", l.WebSocketOrigins, l.WebSocketReadLimit, l.ConnectTimeout)
+		b.ws.closer = b.closeClientsOf
 		_ = b.Server.AddListener(b.ws)
 		b.Mux.Handle("/mqtt", b.ws)
 	}
 	b.pipe = NewPipeListener("internal", l.ConnectTimeout)
+	b.pipe.closer = b.closeClientsOf
 	_ = b.Server.AddListener(b.pipe)
 	b.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -227,6 +232,17 @@ func (b *Broker) assemble() {
 	}
 	// the web app (GET/HEAD) at "/": every more specific pattern above wins over it
 	b.Mux.Handle("/", webapp.Handler())
+}
+
+// closeClientsOf disconnects the clients of one listener at shutdown. It
+// stands in for mochi's closeListenerClients, whose Clients.GetByListener
+// takes the read lock twice and deadlocks against a concurrent Delete.
+func (b *Broker) closeClientsOf(listener string) {
+	for _, cl := range b.Server.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = b.Server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // noSkewIfZero maps a configured skew of 0 to the envelope package's "no

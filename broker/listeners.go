@@ -21,6 +21,7 @@ type TCPListener struct {
 	tls            *tls.Config
 	connectTimeout time.Duration
 	ln             net.Listener
+	closer         listeners.CloseFn
 	wg             sync.WaitGroup
 	once           sync.Once
 }
@@ -84,7 +85,7 @@ func (l *TCPListener) Close(closeClients listeners.CloseFn) {
 		if l.ln != nil {
 			_ = l.ln.Close()
 		}
-		closeClients(l.id)
+		closeWith(l.closer, closeClients, l.id)
 	})
 }
 
@@ -96,6 +97,7 @@ type WebSocketListener struct {
 	origins        []string
 	readLimit      int64
 	connectTimeout time.Duration
+	closer         listeners.CloseFn
 	mu             sync.RWMutex
 	establish      listeners.EstablishFn
 	ctx            context.Context
@@ -133,7 +135,7 @@ func (l *WebSocketListener) Serve(establish listeners.EstablishFn) {
 // Close refuses new connections and closes this listener's clients.
 func (l *WebSocketListener) Close(closeClients listeners.CloseFn) {
 	l.cancel()
-	closeClients(l.id)
+	closeWith(l.closer, closeClients, l.id)
 }
 
 // ServeHTTP upgrades to a WebSocket and hands the connection to the broker
@@ -158,4 +160,15 @@ func (l *WebSocketListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(l.readLimit) // after NetConn, which switches the limit off
 	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
 	_ = establish(l.id, conn)
+}
+
+// closeWith closes a listener's clients with the broker's own closer when
+// it has one: mochi's (closeListenerClients) takes the clients' read lock
+// twice and deadlocks when a client is being removed at the same moment.
+func closeWith(own, mochis listeners.CloseFn, id string) {
+	if own != nil {
+		own(id)
+		return
+	}
+	mochis(id)
 }

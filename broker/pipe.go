@@ -16,6 +16,7 @@ import (
 type PipeListener struct {
 	id             string
 	connectTimeout time.Duration
+	closer         listeners.CloseFn
 	mu             sync.RWMutex
 	establish      listeners.EstablishFn
 	closed         bool
@@ -50,7 +51,7 @@ func (l *PipeListener) Close(closeClients listeners.CloseFn) {
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
-	closeClients(l.id)
+	closeWith(l.closer, closeClients, l.id)
 }
 
 // ErrNotServing is returned by Dial before Start or after Shutdown.

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"log/slog"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -12,24 +11,9 @@ import (
 )
 
 // ServerOptions returns the mochi options homemq's broker runs with for
-// limits l (capabilities, no inline client, $SYS interval), so that a bare
-// server differs from homemq only by its hooks. Keep it in step with
-// broker's assemble.
+// limits l, so that a bare server differs from homemq only by its hooks.
 func ServerOptions(l broker.LimitsConfig, log *slog.Logger) *mqtt.Options {
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumPacketSize = l.MaxPacketSize
-	caps.MaximumSessionExpiryInterval = uint32(l.MaxSessionExpiry / time.Second)
-	caps.MaximumMessageExpiryInterval = 24 * 60 * 60
-	caps.ReceiveMaximum = l.MaxInflight
-	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
-	caps.MaximumClientWritesPending = int32(l.MaxQueued)
-	caps.TopicAliasMaximum = 32
-	return &mqtt.Options{
-		Capabilities:           caps,
-		Logger:                 log,
-		SysTopicResendInterval: 10,
-		InlineClient:           false,
-	}
+	return broker.ServerOptions(l, log)
 }
 
 // NewBare returns a mochi server with homemq's options for l and mochi's

@@ -167,20 +167,7 @@ func ServerTLS(pair tls.Certificate) *tls.Config {
 // assemble builds the mochi server with safe capabilities and the Guard.
 func (b *Broker) assemble() {
 	l := b.cfg.Limits
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumPacketSize = l.MaxPacketSize
-	caps.MaximumSessionExpiryInterval = uint32(l.MaxSessionExpiry / time.Second)
-	caps.MaximumMessageExpiryInterval = 0 // no cap: retained state stays; commands carry their own expiry (the Guard sets it)
-	caps.ReceiveMaximum = l.MaxInflight
-	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
-	caps.MaximumClientWritesPending = int32(l.MaxQueued)
-	caps.TopicAliasMaximum = 32
-	b.Server = mqtt.New(&mqtt.Options{
-		Capabilities:           caps,
-		Logger:                 slog.New(Redact(b.log.Handler())),
-		SysTopicResendInterval: 10,
-		InlineClient:           true, // only the broker itself publishes through it: acks for commands that expired in a queue
-	})
+	b.Server = mqtt.New(ServerOptions(l, slog.New(Redact(b.log.Handler()))))
 	gcfg := hooks.Config{
 		Envelope:        envelope.Policy{Skew: noSkewIfZero(b.cfg.Envelope.Skew), MaxLifetime: b.cfg.Envelope.MaxLifetime, MaxSize: b.cfg.Envelope.MaxSize},
 		ReplayCacheSize: b.cfg.Envelope.ReplayCache,
@@ -232,6 +219,26 @@ func (b *Broker) assemble() {
 	}
 	// the web app (GET/HEAD) at "/": every more specific pattern above wins over it
 	b.Mux.Handle("/", webapp.Handler())
+}
+
+// ServerOptions are the mochi options homemq runs with for limits l: safe
+// capabilities (docs/security.md) and the logger. A bare comparison server
+// uses the same, so that it differs from homemq only by its hooks.
+func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = l.MaxPacketSize
+	caps.MaximumSessionExpiryInterval = uint32(l.MaxSessionExpiry / time.Second)
+	caps.MaximumMessageExpiryInterval = 0 // no cap: retained state stays; commands carry their own expiry (the Guard sets it)
+	caps.ReceiveMaximum = l.MaxInflight
+	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
+	caps.MaximumClientWritesPending = int32(l.MaxQueued)
+	caps.TopicAliasMaximum = 32
+	return &mqtt.Options{
+		Capabilities:           caps,
+		Logger:                 log,
+		SysTopicResendInterval: 10,
+		InlineClient:           true, // only the broker itself publishes through it: acks for commands that expired in a queue
+	}
 }
 
 // closeClientsOf disconnects the clients of one listener at shutdown. It

@@ -22,7 +22,7 @@ type TCPListener struct {
 	connectTimeout time.Duration
 	ln             net.Listener
 	closer         listeners.CloseFn
-	wg             sync.WaitGroup
+	conns          connTracker
 	once           sync.Once
 }
 
@@ -70,9 +70,11 @@ func (l *TCPListener) Serve(establish listeners.EstablishFn) {
 		if err != nil {
 			return
 		}
-		l.wg.Add(1)
+		if !l.conns.add(conn) {
+			return
+		}
 		go func() {
-			defer l.wg.Done()
+			defer l.conns.done(conn)
 			_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
 			_ = establish(l.id, conn)
 		}()
@@ -86,6 +88,7 @@ func (l *TCPListener) Close(closeClients listeners.CloseFn) {
 			_ = l.ln.Close()
 		}
 		closeWith(l.closer, closeClients, l.id)
+		l.conns.closeAll(shutdownWait)
 	})
 }
 
@@ -98,6 +101,7 @@ type WebSocketListener struct {
 	readLimit      int64
 	connectTimeout time.Duration
 	closer         listeners.CloseFn
+	conns          connTracker
 	mu             sync.RWMutex
 	establish      listeners.EstablishFn
 	ctx            context.Context
@@ -136,6 +140,7 @@ func (l *WebSocketListener) Serve(establish listeners.EstablishFn) {
 func (l *WebSocketListener) Close(closeClients listeners.CloseFn) {
 	l.cancel()
 	closeWith(l.closer, closeClients, l.id)
+	l.conns.closeAll(shutdownWait)
 }
 
 // ServeHTTP upgrades to a WebSocket and hands the connection to the broker
@@ -158,6 +163,10 @@ func (l *WebSocketListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	conn := websocket.NetConn(l.ctx, c, websocket.MessageBinary)
 	c.SetReadLimit(l.readLimit) // after NetConn, which switches the limit off
+	if !l.conns.add(conn) {
+		return
+	}
+	defer l.conns.done(conn)
 	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
 	_ = establish(l.id, conn)
 }

@@ -17,6 +17,7 @@ type PipeListener struct {
 	id             string
 	connectTimeout time.Duration
 	closer         listeners.CloseFn
+	conns          connTracker
 	mu             sync.RWMutex
 	establish      listeners.EstablishFn
 	closed         bool
@@ -52,6 +53,7 @@ func (l *PipeListener) Close(closeClients listeners.CloseFn) {
 	l.closed = true
 	l.mu.Unlock()
 	closeWith(l.closer, closeClients, l.id)
+	l.conns.closeAll(shutdownWait)
 }
 
 // ErrNotServing is returned by Dial before Start or after Shutdown.
@@ -66,7 +68,14 @@ func (l *PipeListener) Dial() (net.Conn, error) {
 		return nil, ErrNotServing
 	}
 	client, server := net.Pipe()
+	if !l.conns.add(server) {
+		_ = client.Close()
+		return nil, ErrNotServing
+	}
 	_ = server.SetDeadline(time.Now().Add(l.connectTimeout))
-	go func() { _ = establish(l.id, server) }()
+	go func() {
+		defer l.conns.done(server)
+		_ = establish(l.id, server)
+	}()
 	return client, nil
 }

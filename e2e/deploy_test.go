@@ -66,6 +66,7 @@ func TestSendCLI(t *testing.T) {
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
 	go func() { // the device answers every command with an ack carrying its nonce
+		answered := map[string]bool{}
 		for {
 			select {
 			case <-done:
@@ -74,14 +75,12 @@ func TestSendCLI(t *testing.T) {
 			}
 			for _, p := range device.received() {
 				var e struct{ Nonce string }
-				if json.Unmarshal(p.Payload, &e) == nil && e.Nonce != "" {
+				if json.Unmarshal(p.Payload, &e) == nil && e.Nonce != "" && !answered[e.Nonce] {
+					answered[e.Nonce] = true
 					ack := fmt.Sprintf(`{"nonce":%q,"ok":true,"state":"on"}`, e.Nonce)
 					_, _ = device.Publish(context.Background(), &paho.Publish{Topic: strings.TrimSuffix(p.Topic, "cmd") + "ack", QoS: 1, Payload: []byte(ack)})
 				}
 			}
-			device.mu.Lock()
-			device.got = nil
-			device.mu.Unlock()
 		}
 	}()
 	args := []string{"send", "--data", b.Data, "--server", "mqtts://" + b.Addrs()["mqtts"], "--topic", topic, "--msg", `{"action":"on"}`}

@@ -57,6 +57,9 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	gr := g.newGrant(c)
 	s.grant.Store(gr)
 	g.sessions.Store(cl, s)
+	s.mu.Lock()
+	s.timer = time.AfterFunc(time.Until(time.Unix(0, gr.deadline)), func() { g.onDeadline(cl, s) })
+	s.mu.Unlock()
 	g.emit(g.event(cl, gr, EventConnect, true, "", "", ""))
 	return nil
 }
@@ -137,22 +140,15 @@ func (g *Guard) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 	return g.session(cl) != nil
 }
 
-// OnSessionEstablished arms the timer that closes the connection at the
-// token's exp plus leeway, even if the client sends nothing.
-func (g *Guard) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	s := g.session(cl)
-	if s == nil {
-		return
-	}
-	gr := s.grant.Load()
-	s.mu.Lock()
-	s.timer = time.AfterFunc(time.Until(time.Unix(0, gr.deadline)), func() { g.onDeadline(cl, s) })
-	s.mu.Unlock()
-}
-
 // onDeadline closes the connection if its token has passed its deadline; a
 // re-authentication may have moved the deadline since the timer was set.
 func (g *Guard) onDeadline(cl *mqtt.Client, s *session) {
+	if cl.Closed() {
+		// mochi gave up on the connection before it was established (the
+		// CONNACK could not be written) and never called OnDisconnect.
+		g.forget(cl, s)
+		return
+	}
 	gr := s.grant.Load()
 	if left := time.Until(time.Unix(0, gr.deadline)); left > 0 {
 		s.mu.Lock()
@@ -216,18 +212,29 @@ func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if !expire && !s.closed.Load() {
 		g.keepOffline(cl, s.grant.Load()) // mochi keeps the session and queues for it
 	}
-	s.mu.Lock()
-	if s.timer != nil {
-		s.timer.Stop()
+	if !g.forget(cl, s) {
+		return
 	}
-	s.mu.Unlock()
-	g.sessions.Delete(cl)
-	g.counts.release(s.sub, s.addr)
 	e := g.event(cl, s.grant.Load(), EventDisconnect, true, "", "", "")
 	if err != nil {
 		e.Detail = err.Error()
 	}
 	g.emit(e)
+}
+
+// forget drops a connection's session and uncounts it, once; it reports
+// whether this call did it.
+func (g *Guard) forget(cl *mqtt.Client, s *session) bool {
+	s.mu.Lock()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.mu.Unlock()
+	if _, ok := g.sessions.LoadAndDelete(cl); !ok {
+		return false
+	}
+	g.counts.release(s.sub, s.addr)
+	return true
 }
 
 // Revoked closes every connection whose token r revokes. Register it with

@@ -116,7 +116,7 @@ func (g *Guard) ID() string { return "homemq-guard" }
 // Provides lists the hook methods the Guard implements.
 func (g *Guard) Provides(b byte) bool {
 	return bytes.Contains([]byte{
-		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnQosDropped,
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnQosDropped,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPublish, mqtt.OnAuthPacket,
 	}, []byte{b})
 }

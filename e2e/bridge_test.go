@@ -117,7 +117,8 @@ func mqttAgent(t *testing.T, b *testBroker, home, agent, device string) *atomic.
 	stateTopic := topics.StateTopic(home, agent, device)
 	var cl *paho.Client
 	cl = paho.NewClient(paho.ClientConfig{
-		Conn: b.dial(overTLS),
+		Conn:        b.dial(overTLS),
+		PingHandler: quietPinger{},
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			commands.Add(1)
 			env, err := envelope.Parse(pr.Packet.Payload, envelope.DefaultPolicy())

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	paholog "github.com/eclipse/paho.golang/paho/log"
 	"github.com/golang-jwt/jwt/v5"
 
 	"homemq/auth"
@@ -113,7 +114,7 @@ func (f *sendFlags) send(token string, key []byte, stdout io.Writer) error {
 		return err
 	}
 	acks := make(chan *paho.Publish, 1)
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, PingHandler: noPings{}, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 		func(pr paho.PublishReceived) (bool, error) { acks <- pr.Packet; return true, nil },
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+f.wait)
@@ -185,3 +186,14 @@ func (f *sendFlags) dial() (net.Conn, error) {
 	}
 	return tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, conf)
 }
+
+// noPings is a paho.golang pinger that never pings: send lives for seconds,
+// and paho.golang v0.23's own pinger writes PINGREQ from its goroutine in
+// the middle of another packet when a packet takes several writes (TLS).
+type noPings struct{}
+
+func (noPings) Run(ctx context.Context, _ net.Conn, _ uint16) error { <-ctx.Done(); return nil }
+func (noPings) PacketSent()                                         {}
+func (noPings) PacketReceived()                                     {}
+func (noPings) PingResp()                                           {}
+func (noPings) SetDebug(paholog.Logger)                             {}

@@ -86,18 +86,10 @@ func runFlow(ctx context.Context, t Target, s Spec) (Result, error) {
 			go func() { defer writers.Done(); f.publish(g, p, inflight) }()
 		}
 	}
-	start := s.StartAt
-	if start.IsZero() {
-		start = time.Now().Add(s.Warmup)
-	}
-	ok := waitUntil(ctx, start)
-	sent0, recv0 := f.totals()
-	t0 := time.Now()
-	f.measuring.Store(true)
-	ok = ok && waitUntil(ctx, t0.Add(s.Duration))
-	f.measuring.Store(false)
-	sent1, recv1 := f.totals()
-	secs := time.Since(t0).Seconds()
+	var sent0, recv0, sent1, recv1 int64
+	secs, ok := s.measure(ctx, &f.measuring,
+		func() { sent0, recv0 = f.totals() },
+		func() { sent1, recv1 = f.totals() })
 	close(f.done)
 	writers.Wait()
 	f.drain(3 * time.Second)

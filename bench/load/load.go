@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -147,6 +148,29 @@ func (e *errCounter) fill(r *Result) {
 }
 
 // waitUntil sleeps until t or ctx ends; it reports false for ctx.
+// measure waits out the warm-up (or until StartAt), then holds measuring
+// true for Duration. atStart runs just before measuring starts and atEnd just
+// after it stops (nil for none). It returns the measured seconds and whether
+// ctx allowed the whole window.
+func (s Spec) measure(ctx context.Context, measuring *atomic.Bool, atStart, atEnd func()) (float64, bool) {
+	start := s.StartAt
+	if start.IsZero() {
+		start = time.Now().Add(s.Warmup)
+	}
+	ok := waitUntil(ctx, start)
+	if atStart != nil {
+		atStart()
+	}
+	t0 := time.Now()
+	measuring.Store(true)
+	ok = ok && waitUntil(ctx, t0.Add(s.Duration))
+	measuring.Store(false)
+	if atEnd != nil {
+		atEnd()
+	}
+	return time.Since(t0).Seconds(), ok
+}
+
 func waitUntil(ctx context.Context, t time.Time) bool {
 	d := time.Until(t)
 	if d <= 0 {

@@ -257,16 +257,7 @@ func runSignalR(ctx context.Context, t Target, s Spec) (Result, error) {
 			}
 		}()
 	}
-	start := s.StartAt
-	if start.IsZero() {
-		start = time.Now().Add(s.Warmup)
-	}
-	ok := waitUntil(ctx, start)
-	t0 := time.Now()
-	measuring.Store(true)
-	ok = ok && waitUntil(ctx, t0.Add(s.Duration))
-	measuring.Store(false)
-	secs := time.Since(t0).Seconds()
+	secs, ok := s.measure(ctx, &measuring, nil, nil)
 	stop.Store(true)
 	wg.Wait()
 	var h Hist

@@ -123,35 +123,10 @@ func (p *procBroker) v5(clientID, token string, edit ...func(*paho.Connect)) (*v
 	if err != nil {
 		p.t.Fatalf("dial %s: %v", p.mqtts, err)
 	}
-	vc := &v5client{disconnect: make(chan *paho.Disconnect, 1), clientError: make(chan error, 1), conn: conn}
-	vc.Client = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			vc.mu.Lock()
-			vc.got = append(vc.got, pr.Packet)
-			vc.mu.Unlock()
-			return true, nil
-		}},
-		PingHandler:        quietPinger{},
-		OnServerDisconnect: func(d *paho.Disconnect) { vc.disconnect <- d },
-		OnClientError: func(err error) {
-			select {
-			case vc.clientError <- err:
-			default:
-			}
-		},
-	})
-	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true, Password: []byte(token), PasswordFlag: true, Username: clientID, UsernameFlag: true}
-	for _, f := range edit {
-		f(cp)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ca, err := vc.Connect(ctx, cp)
+	vc, ca, err := (&testBroker{t: p.t}).v5over(conn, clientID, token, edit...)
 	if err != nil {
 		p.t.Fatalf("connect %s: %v", clientID, err)
 	}
-	p.t.Cleanup(func() { _ = vc.Disconnect(&paho.Disconnect{}) })
 	return vc, ca
 }
 

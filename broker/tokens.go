@@ -18,7 +18,7 @@ const EventTokenExchange = "token_exchange"
 
 // openTokenService opens the registry (the broker holds registry.db for as
 // long as it runs; the CLI sees the lock and goes through the admin API)
-// and mounts the token exchange and the admin APIs of issue 6.
+// and mounts the token exchange and the operators' admin API.
 func (b *Broker) openTokenService() error {
 	reg, err := registry.Open(b.cfg.Data, &registry.Options{Timeout: 2 * time.Second})
 	if errors.Is(err, registry.ErrLocked) {

@@ -7,7 +7,7 @@ BENCHTIME ?= 1s
 .PHONY: build run test unit e2e node-deps bench fuzz lint build-pi bench-compare clean
 
 build:
-	$(GO) build -o bin/homemq ./cmd/homemq
+	$(GO) build -buildvcs=auto -o bin/homemq ./cmd/homemq
 
 ## run: the broker in dev mode on ./homemq-data (self-provisioned certificates and keys)
 run:

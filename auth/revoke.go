@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"homemq/atomicfile"
 )
 
 // RevocationsFile is the revocation list inside the data folder.
@@ -34,6 +36,7 @@ type Revocations struct {
 	jtis      map[string]Revocation
 	subs      map[string]Revocation
 	listeners []func(Revocation)
+	saves     int // how often the file was written (for tests)
 }
 
 // LoadRevocations reads dir/revocations.json (an empty list if absent).
@@ -134,20 +137,27 @@ func (r *Revocations) List() []Revocation {
 	return out
 }
 
-// Prune drops entries whose Until has passed and saves the list.
+// Prune drops entries whose Until has passed and, if it dropped any, saves
+// the list. A Prune that drops nothing writes nothing.
 func (r *Revocations) Prune(now time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := now.Unix()
+	dropped := 0
 	for k, e := range r.jtis {
 		if e.Until < n {
 			delete(r.jtis, k)
+			dropped++
 		}
 	}
 	for k, e := range r.subs {
 		if e.Until < n {
 			delete(r.subs, k)
+			dropped++
 		}
+	}
+	if dropped == 0 {
+		return nil
 	}
 	return r.saveLocked()
 }
@@ -167,9 +177,9 @@ func (r *Revocations) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp := r.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	r.saves++
+	if err := atomicfile.WriteFile(r.path, b, 0o600); err != nil {
 		return fmt.Errorf("auth: save revocations: %w", err)
 	}
-	return os.Rename(tmp, r.path)
+	return nil
 }

@@ -78,10 +78,10 @@ func (af *adminFlags) connect() (*adminTarget, error) {
 	}
 	addr := *af.server
 	if addr == "" {
-		addr = cfg.Listeners.HTTPS
+		addr = dialAddr(cfg.Listeners.HTTPS)
 	}
 	if addr == "" {
-		return nil, fmt.Errorf("%v, and no HTTPS address is known to reach it: pass --server HOST:PORT", err)
+		return nil, fmt.Errorf("%w, and no HTTPS address is known to reach it (listeners.https is off): pass --server HOST:PORT", err)
 	}
 	if t.token, t.client, err = operatorClient(cfg); err != nil {
 		return nil, err

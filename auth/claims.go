@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -37,6 +39,29 @@ func (c *Claims) Identity() *topics.Identity {
 		id.Homes[h] = topics.Role(r)
 	}
 	return id
+}
+
+// UnmarshalJSON reads claims, refusing exp, iat and nbf that are not JSON
+// numbers: golang-jwt's NumericDate also accepts a string such as "123",
+// which RFC 7519 does not allow.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	for _, k := range []string{"exp", "iat", "nbf"} {
+		if v, ok := raw[k]; ok && !isJSONNumber(v) {
+			return &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("token claim %s must be a number of seconds, not %s", k, clip(string(v)))}
+		}
+	}
+	type plain Claims // the same fields without this method
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// isJSONNumber reports whether v is a JSON number (not a string, not null).
+func isJSONNumber(v json.RawMessage) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9')
 }
 
 // ExpiresAt returns the token's exp (zero time if absent).

@@ -282,6 +282,12 @@ func (x *Exchange) grant(ctx context.Context, req ExchangeRequest, ev *ExchangeE
 		if c.Operator {
 			return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", false, "operator tokens are not refreshed here; mint one with homemq token mint --operator")
 		}
+		// The new token joins the old one's refresh family, so revoking
+		// either revokes both (Revocation.Matches).
+		root := c.family()
+		if !canStartFamily(root) {
+			return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", false, "a token whose jti holds a dot or is longer than %d characters is not refreshed here; sign in again", maxFamilyID)
+		}
 		kind, id, _ := strings.Cut(c.Subject, ":")
 		switch kind {
 		case KindAgent:
@@ -291,9 +297,12 @@ func (x *Exchange) grant(ctx context.Context, req ExchangeRequest, ev *ExchangeE
 			} else if err != nil {
 				return Spec{}, key, x.serverError(err)
 			}
-			return agentSpec(g), key, nil
+			spec := agentSpec(g)
+			spec.Root = root
+			return spec, key, nil
 		case KindUser:
 			spec, rf := x.userSpec(c.Subject)
+			spec.Root = root
 			return spec, key, rf
 		}
 		return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", false, "%s tokens are not refreshed here; mint them with homemq token mint", kind)

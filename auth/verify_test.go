@@ -140,6 +140,12 @@ func TestRevocationRefusesUntilPruned(t *testing.T) {
 	if err := revs.Prune(c.ExpiresAtTime().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
+	if len(revs.List()) != 1 {
+		t.Fatalf("a jti entry was pruned at the token's exp; tokens refreshed from it live on: %+v", revs.List())
+	}
+	if err := revs.Prune(time.Now().Add(familyKeep + time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	if len(revs.List()) != 0 {
 		t.Fatalf("entry past its expiry not pruned: %+v", revs.List())
 	}

@@ -50,22 +50,58 @@ func LoadRevocations(dir string) (*Revocations, error) {
 		return r, nil
 	}
 	r.path = filepath.Join(dir, RevocationsFile)
-	b, err := os.ReadFile(r.path)
+	list, err := readRevocations(r.path)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range list {
+		r.put(e)
+	}
+	_ = r.Prune(time.Now()) // a read-only caller can use the list; the broker prunes again every minute
+	return r, nil
+}
+
+// readRevocations reads a revocation file (none if it does not exist).
+func readRevocations(path string) ([]Revocation, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return r, nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("auth: read revocations: %w", err)
 	}
 	var list []Revocation
 	if err := json.Unmarshal(b, &list); err != nil {
-		return nil, fmt.Errorf("auth: %s is broken: %w", r.path, err)
+		return nil, fmt.Errorf("auth: %s is broken: %w", path, err)
 	}
+	return list, nil
+}
+
+// Reload reads the file again and adds the entries it holds that the list
+// lacks. The broker reads the list before it takes registry.db's lock, so
+// it calls Reload once it holds the lock: an entry the CLI wrote in
+// between (it writes only while it holds that lock) is not missed. It
+// tells no listener; call it before connections are accepted.
+func (r *Revocations) Reload() error {
+	if r.path == "" {
+		return nil
+	}
+	list, err := readRevocations(r.path)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, e := range list {
+		if old, ok := r.jtis[e.JTI]; e.JTI != "" && ok && old.Until >= e.Until {
+			continue
+		}
+		if old, ok := r.subs[e.Sub]; e.JTI == "" && ok && old.At >= e.At {
+			continue
+		}
 		r.put(e)
 	}
-	r.Prune(time.Now())
-	return r, nil
+	return nil
 }
 
 func (r *Revocations) put(e Revocation) {

@@ -27,6 +27,12 @@ func (b *Broker) openTokenService() error {
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
+	// The CLI writes revocations.json only while it holds registry.db; one
+	// written after loadIdentity read the file is read now.
+	if err := b.Revoked.Reload(); err != nil {
+		_ = reg.Close()
+		return fmt.Errorf("broker: %w", err)
+	}
 	x, err := auth.NewExchange(auth.ExchangeOptions{
 		Issuer:    b.Issuer,
 		Verifier:  b.Verifier,

@@ -250,6 +250,8 @@ func TestExchangeRefusals(t *testing.T) {
 		{"ID token HS256", auth.TokenTypeIDToken, hs256(t, f.idp.iss), 400, "invalid_grant", "algorithm"},
 		{"ID token of a user without homes", auth.TokenTypeIDToken, f.idp.idToken(t, jwt.MapClaims{"sub": "mallory"}), 400, "invalid_grant", "homemq member add --home HOME --user 'user:idp|mallory'"},
 		{"ID token as a homemq token", auth.TokenTypeJWT, f.idp.idToken(t, nil), 400, "invalid_grant", ""},
+		{"ID token with a trailing newline", auth.TokenTypeIDToken, f.idp.idToken(t, nil) + "\n", 400, "invalid_grant", "base64url and dots"},
+		{"ID token with exp as a string", auth.TokenTypeIDToken, f.idp.idToken(t, jwt.MapClaims{"exp": fmt.Sprint(time.Now().Add(time.Hour).Unix())}), 400, "invalid_grant", "claims are invalid"},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

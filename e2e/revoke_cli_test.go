@@ -77,6 +77,10 @@ func TestRevokeCLIFailsLoudlyWhenTheRunningBrokerIsUnreachable(t *testing.T) {
 	if _, err := b.Verifier.Verify(tok); err != nil {
 		t.Fatalf("the token is refused though nothing was revoked: %v", err)
 	}
+	// The registry commands explain a certificate for other names the same way.
+	if _, err := tokCLI(t, b.Data, "127.0.0.2:"+port, "home", "add", "h2"); err == nil || !strings.Contains(err.Error(), "certificate is for") {
+		t.Fatalf("home add through a certificate for other names: %v", err)
+	}
 }
 
 // TestRevokeCLIReachesABrokerListeningOnEveryInterface: listeners.https

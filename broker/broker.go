@@ -233,6 +233,7 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
 	caps.MaximumClientWritesPending = int32(l.MaxQueued)
 	caps.TopicAliasMaximum = 32
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true // mochi's buildAck otherwise copies the PUBLISH's properties (user properties too) onto PUBACK/PUBREC
 	return &mqtt.Options{
 		Capabilities:           caps,
 		Logger:                 log,

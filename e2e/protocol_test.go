@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,5 +161,61 @@ func TestReceiveMaximumExceededIsDisconnected(t *testing.T) {
 	}
 	if d.Properties == nil || d.Properties.ReasonString == "" {
 		t.Errorf("DISCONNECT 0x93 without a reason string")
+	}
+}
+
+// TestTopicAliasOutOfRangeIsDisconnected: aliases work from 1 up to the
+// Topic Alias Maximum the CONNACK announces; alias 0 or one above the
+// maximum is DISCONNECT 0x94.
+func TestTopicAliasOutOfRangeIsDisconnected(t *testing.T) {
+	b := startBroker(t)
+	c, ca := b.protoAgent(t, nil)
+	if ca.Properties == nil || ca.Properties.TopicAliasMaximum == nil {
+		t.Fatal("CONNACK announces no Topic Alias Maximum")
+	}
+	max := *ca.Properties.TopicAliasMaximum
+	// An alias within the maximum works: set it, then publish by alias only.
+	c.send(publishPacket(protoAgentTopic, 1, 1, &packets.Properties{TopicAlias: u16(max)}))
+	if ack := c.next(5 * time.Second).Content.(*packets.Puback); ack.ReasonCode != 0 {
+		t.Fatalf("publish with alias %d: PUBACK 0x%02X", max, ack.ReasonCode)
+	}
+	c.send(publishPacket("", 1, 2, &packets.Properties{TopicAlias: u16(max)}))
+	if ack := c.next(5 * time.Second).Content.(*packets.Puback); ack.ReasonCode != 0 {
+		t.Fatalf("publish by alias %d: PUBACK 0x%02X", max, ack.ReasonCode)
+	}
+	for _, alias := range []uint16{0, max + 1} {
+		c, _ := b.protoAgent(t, nil)
+		c.send(publishPacket(protoAgentTopic, 1, 1, &packets.Properties{TopicAlias: u16(alias)}))
+		d := c.disconnected(5 * time.Second)
+		if d.ReasonCode != 0x94 {
+			t.Errorf("alias %d: DISCONNECT 0x%02X, want 0x94 topic alias invalid", alias, d.ReasonCode)
+		}
+	}
+}
+
+// TestSubackRefusalHasAReasonString: a SUBACK that refuses a filter with
+// 0x87 says why in its reason string, and echoes none of the SUBSCRIBE's
+// user properties (mochi's processSubscribe copies them).
+func TestSubackRefusalHasAReasonString(t *testing.T) {
+	b := startBroker(t)
+	c, _ := b.protoAgent(t, nil)
+	sub := packets.NewControlPacket(packets.SUBSCRIBE)
+	s := sub.Content.(*packets.Subscribe)
+	s.PacketID = 7
+	s.Subscriptions = []packets.SubOptions{{Topic: "homes/h1/agents/pi/devices/+/cmd", QoS: 1}, {Topic: "homes/h2/#", QoS: 1}}
+	s.Properties = &packets.Properties{User: []packets.User{{Key: "trace", Value: "client-secret-value"}}}
+	c.send(sub)
+	sa, ok := c.next(5 * time.Second).Content.(*packets.Suback)
+	if !ok {
+		t.Fatal("no SUBACK")
+	}
+	if len(sa.Reasons) != 2 || sa.Reasons[0] != 1 || sa.Reasons[1] != 0x87 {
+		t.Fatalf("SUBACK reasons %v, want [1 0x87]", sa.Reasons)
+	}
+	if sa.Properties == nil || !strings.HasPrefix(sa.Properties.ReasonString, "not authorized: ") || !strings.Contains(sa.Properties.ReasonString, "homes/h2/#") {
+		t.Fatalf("SUBACK reason string %v, want \"not authorized: …\" naming the refused filter", sa.Properties)
+	}
+	if len(sa.Properties.User) > 0 {
+		t.Errorf("the SUBACK echoes the SUBSCRIBE's user properties: %v", sa.Properties.User)
 	}
 }

@@ -185,24 +185,6 @@ func (g *Guard) disconnect(cl *mqtt.Client, code packets.Code) {
 	cl.Stop(code)
 }
 
-// OnPacketEncode adds the authentication method to the CONNACK of a client
-// that connected with one, so it knows it may re-authenticate, and keeps the
-// reason string on CONNACK and DISCONNECT even for a client that asked for
-// no problem information: MQTT 5 allows it there [MQTT-3.1.2-29], and a
-// client cut off at exp must be told why.
-func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	switch pk.FixedHeader.Type {
-	case packets.Connack:
-		pk.Mods.DisallowProblemInfo = false
-		if pk.ReasonCode < 0x80 && cl.Properties.Props.AuthenticationMethod == AuthMethod {
-			pk.Properties.AuthenticationMethod = AuthMethod
-		}
-	case packets.Disconnect:
-		pk.Mods.DisallowProblemInfo = false
-	}
-	return pk
-}
-
 // OnDisconnect forgets the connection's session.
 func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	s := g.session(cl)

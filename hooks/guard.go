@@ -88,6 +88,10 @@ type session struct {
 	sub      string // the sub and address the connection was counted under
 	addr     string
 	overSubs atomic.Pointer[map[string]bool] // filters of the SUBSCRIBE being processed that break the quota
+
+	// subackReason says why filters of the SUBSCRIBE being processed were
+	// refused; OnPacketEncode puts it on the SUBACK.
+	subackReason atomic.Pointer[string]
 }
 
 // New returns a Guard for server that verifies tokens with verifier and

@@ -59,14 +59,18 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if s == nil {
 		return pk
 	}
+	s.subackReason.Store(nil)
 	gr, ok := s.alive(g.now().UnixNano())
 	if !ok {
 		return pk
 	}
 	var over map[string]bool
+	var why subackReasons
+	defer why.store(s)
 	have := cl.State.Subscriptions.Len()
 	for _, f := range pk.Filters {
 		if d := topics.Authorize(gr.identity, topics.Subscribe, f.Filter, false); !d.Allow {
+			why.add(f.Filter, d.Reason)
 			g.emit(g.event(cl, gr, EventSubscribe, false, "acl", d.Reason, f.Filter))
 			if g.refuse(s) {
 				g.tooManyRefusals(cl)
@@ -81,6 +85,7 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 				over = map[string]bool{}
 			}
 			over[f.Filter] = true
+			why.add(f.Filter, "too many subscriptions on this connection")
 			g.emit(g.event(cl, gr, EventSubscribe, false, "quota", "too many subscriptions on this connection", f.Filter))
 			continue
 		}
@@ -90,6 +95,35 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		s.overSubs.Store(&over)
 	}
 	return pk
+}
+
+// maxSubackReason bounds a SUBACK's reason string: the filters in it are
+// the client's own, up to 64 KiB each.
+const maxSubackReason = 512
+
+// subackReasons collects why filters of one SUBSCRIBE were refused.
+type subackReasons struct{ b []byte }
+
+func (r *subackReasons) add(filter, why string) {
+	if len(r.b) >= maxSubackReason {
+		return
+	}
+	if len(r.b) == 0 {
+		r.b = append(r.b, "not authorized: "...)
+	} else {
+		r.b = append(r.b, "; "...)
+	}
+	r.b = append(r.b, filter+": "+why...)
+	if len(r.b) > maxSubackReason {
+		r.b = append(r.b[:maxSubackReason-len("…")], "…"...)
+	}
+}
+
+func (r *subackReasons) store(s *session) {
+	if len(r.b) > 0 {
+		str := string(r.b)
+		s.subackReason.Store(&str)
+	}
 }
 
 // OnSubscribed forgets the quota refusals of the SUBSCRIBE just answered.

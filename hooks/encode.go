@@ -1,0 +1,44 @@
+package hooks
+
+import (
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// OnPacketEncode corrects what mochi writes to MQTT 5 clients:
+//
+//   - CONNACK: adds the authentication method for a client that connected
+//     with one, so it knows it may re-authenticate; announces the Topic
+//     Alias Maximum the server enforces (mochi's SendConnack leaves it out,
+//     which tells the client it may use no alias at all, while
+//     PublishValidate accepts aliases up to the capability); and keeps the
+//     reason string even for a client that asked for no problem
+//     information: MQTT 5 allows it there [MQTT-3.1.2-29].
+//   - DISCONNECT: keeps the reason string likewise, so a client cut off at
+//     exp is told why.
+//   - SUBACK: drops the user properties mochi's processSubscribe copies from
+//     the SUBSCRIBE (the server's SUBACK carries its own properties, never
+//     the client's), and says why filters were refused (OnSubscribe
+//     recorded it); mochi sets no reason string for a per-filter 0x87.
+func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		pk.Mods.DisallowProblemInfo = false
+		if pk.ReasonCode < 0x80 && cl.Properties.Props.AuthenticationMethod == AuthMethod {
+			pk.Properties.AuthenticationMethod = AuthMethod
+		}
+		if pk.ReasonCode < 0x80 {
+			pk.Properties.TopicAliasMaximum = g.server.Options.Capabilities.TopicAliasMaximum
+		}
+	case packets.Disconnect:
+		pk.Mods.DisallowProblemInfo = false
+	case packets.Suback:
+		pk.Properties.User = nil
+		if s := g.session(cl); s != nil {
+			if r := s.subackReason.Swap(nil); r != nil {
+				pk.Properties.ReasonString = *r
+			}
+		}
+	}
+	return pk
+}

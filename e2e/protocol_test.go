@@ -12,6 +12,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"homemq/broker"
+	"homemq/hooks"
 )
 
 // Strict where MQTT 5 is strict: a client that breaks the protocol gets the
@@ -161,6 +162,28 @@ func TestReceiveMaximumExceededIsDisconnected(t *testing.T) {
 	}
 	if d.Properties == nil || d.Properties.ReasonString == "" {
 		t.Errorf("DISCONNECT 0x93 without a reason string")
+	}
+}
+
+// TestAuthWithoutAuthenticationMethodIsAProtocolError: a client that
+// connected with a password and no Authentication Method may not send AUTH
+// [MQTT-4.12.0-4]; doing so is answered with DISCONNECT 0x82, not taken as
+// a re-authentication.
+func TestAuthWithoutAuthenticationMethodIsAProtocolError(t *testing.T) {
+	b := startBroker(t)
+	c, _ := b.protoAgent(t, nil)
+	cp := packets.NewControlPacket(packets.AUTH)
+	a := cp.Content.(*packets.Auth)
+	cp.Flags = 0 // paho.golang sets 1; MQTT 5 says 0 for AUTH, and mochi drops the connection on 1
+	a.ReasonCode = packets.AuthReauthenticate
+	a.Properties = &packets.Properties{AuthMethod: hooks.AuthMethod, AuthData: []byte(b.mint("agent:pi", "h1=agent"))}
+	c.send(cp)
+	d := c.disconnected(5 * time.Second)
+	if d.ReasonCode != 0x82 {
+		t.Fatalf("DISCONNECT 0x%02X, want 0x82 protocol error", d.ReasonCode)
+	}
+	if d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "authentication method") {
+		t.Errorf("DISCONNECT 0x82 reason %v, want one naming the missing authentication method", d.Properties)
 	}
 }
 

@@ -13,6 +13,9 @@ import (
 // same sub; its rights replace the old ones at once and the expiry deadline
 // moves. The broker answers AUTH 0x00; a bad token gets a DISCONNECT.
 func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Properties.Props.AuthenticationMethod == "" { // [MQTT-4.12.0-4]: no method at CONNECT, no AUTH
+		return pk, g.refuseReauth(cl, nil, 0x82, "protocol", "protocol error: AUTH on a connection that announced no authentication method; connect with authentication method "+AuthMethod+" to re-authenticate")
+	}
 	s := g.session(cl)
 	if s == nil {
 		return pk, packets.ErrNotAuthorized

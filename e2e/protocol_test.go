@@ -216,6 +216,22 @@ func TestTopicAliasOutOfRangeIsDisconnected(t *testing.T) {
 	}
 }
 
+// TestUnknownTopicAliasIsAProtocolError: a PUBLISH with no topic name and
+// an alias the client never set is DISCONNECT 0x82 [MQTT-3.3.2-8], not a
+// publish to the empty topic.
+func TestUnknownTopicAliasIsAProtocolError(t *testing.T) {
+	b := startBroker(t)
+	c, _ := b.protoAgent(t, nil)
+	c.send(publishPacket("", 1, 1, &packets.Properties{TopicAlias: u16(5)}))
+	d := c.disconnected(5 * time.Second)
+	if d.ReasonCode != 0x82 {
+		t.Fatalf("DISCONNECT 0x%02X, want 0x82 protocol error", d.ReasonCode)
+	}
+	if d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "topic alias 5") {
+		t.Errorf("DISCONNECT reason %v, want one naming the alias", d.Properties)
+	}
+}
+
 // TestSubackRefusalHasAReasonString: a SUBACK that refuses a filter with
 // 0x87 says why in its reason string, and echoes none of the SUBSCRIBE's
 // user properties (mochi's processSubscribe copies them).

@@ -26,6 +26,9 @@ func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		g.cutOff(cl, s)
 		return pk, packets.ErrRejectPacket
 	}
+	if g.unknownAlias(cl, pk) {
+		return pk, packets.ErrRejectPacket
+	}
 	return pk, nil
 }
 

@@ -157,3 +157,54 @@ func TestBlockedWriterCountsAndReportsDrops(t *testing.T) {
 		t.Fatalf("kept %d, reported dropped %d, Dropped() %d: want kept+dropped = %d and every drop reported", kept, reported, l.Dropped(), n)
 	}
 }
+
+// TestFloodRuns: the run table by itself — what is aggregated, when a run
+// ends, and the shared run past maxFloodRuns addresses.
+func TestFloodRuns(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	refused := func(event, remote, reason string) Entry {
+		return Entry{Time: t0, Event: event, Outcome: OutcomeRefused, Remote: remote, Reason: reason}
+	}
+	tests := []struct {
+		name string
+		e    Entry
+		want bool // written
+	}{
+		{"allowed connect", Entry{Event: "connect", Outcome: OutcomeAllowed, Remote: "10.0.0.1:1"}, true},
+		{"refused command", refused("command", "10.0.0.1:1", "replay"), true},
+		{"first refused connect", refused("connect", "10.0.0.1:1", "malformed"), true},
+		{"same address, other port", refused("connect", "10.0.0.1:2", "malformed"), false},
+		{"same address, other reason", refused("connect", "10.0.0.1:2", "expired"), true},
+		{"same address, token exchange", refused("token_exchange", "10.0.0.1:2", "malformed"), true},
+		{"other address", refused("connect", "[2001:db8::1]:2", "malformed"), true},
+		{"other address again", refused("connect", "[2001:db8::1]:3", "malformed"), false},
+	}
+	f := newFloods(10 * time.Second)
+	for _, tt := range tests {
+		if got := f.admit(tt.e, t0); got != tt.want {
+			t.Errorf("%s: admit = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if s := f.due(t0.Add(9*time.Second), false); len(s) != 0 {
+		t.Fatalf("summaries before the window ended: %v", s)
+	}
+	s := f.due(t0.Add(10*time.Second), false)
+	if len(s) != 2 || s[0].Count != 1 || s[1].Count != 1 {
+		t.Fatalf("summaries %v, want two with count 1", s)
+	}
+	if f.admit(refused("connect", "10.0.0.1:5", "malformed"), t0.Add(11*time.Second)) != true {
+		t.Error("a refusal after the run ended did not open a new run")
+	}
+
+	f = newFloods(10 * time.Second)
+	for i := 0; i < maxFloodRuns; i++ {
+		f.admit(refused("connect", fmt.Sprintf("10.%d.%d.1:1", i/256, i%256), "malformed"), t0)
+	}
+	if !f.admit(refused("connect", "192.0.2.1:1", "malformed"), t0) || f.admit(refused("connect", "192.0.2.2:1", "malformed"), t0) {
+		t.Error("past maxFloodRuns, the first new address must open the shared run and the next be counted in it")
+	}
+	s = f.due(t0, true)
+	if len(s) != 1 || s[0].Remote != "*" || s[0].Count != 1 {
+		t.Fatalf("summaries %v, want one for the shared run", s)
+	}
+}

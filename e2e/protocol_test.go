@@ -78,6 +78,14 @@ func (c *rawV5) read(d time.Duration) (*packets.ControlPacket, error) {
 // socket to close; it fails the test if the socket closes without one.
 func (c *rawV5) disconnected(d time.Duration) *packets.Disconnect {
 	c.t.Helper()
+	dc, _ := c.disconnectedAfter(d)
+	return dc
+}
+
+// disconnectedAfter is disconnected that also returns the types of the
+// packets read before the DISCONNECT.
+func (c *rawV5) disconnectedAfter(d time.Duration) (*packets.Disconnect, []string) {
+	c.t.Helper()
 	deadline := time.Now().Add(d)
 	var seen []string
 	for {
@@ -89,7 +97,7 @@ func (c *rawV5) disconnected(d time.Duration) *packets.Disconnect {
 			if _, err := c.read(5 * time.Second); !errors.Is(err, io.EOF) && !isReset(err) {
 				c.t.Errorf("after the DISCONNECT the socket was not closed: %v", err)
 			}
-			return dc
+			return dc, seen
 		}
 		seen = append(seen, cp.PacketType())
 	}
@@ -156,9 +164,12 @@ func TestReceiveMaximumExceededIsDisconnected(t *testing.T) {
 			break // the broker may already have closed the socket
 		}
 	}
-	d := c.disconnected(10 * time.Second)
+	d, before := c.disconnectedAfter(10 * time.Second)
 	if d.ReasonCode != 0x93 {
 		t.Fatalf("DISCONNECT 0x%02X, want 0x93 receive maximum exceeded", d.ReasonCode)
+	}
+	if len(before) != receiveMax {
+		t.Errorf("%d packets before the DISCONNECT (%v), want a PUBREC for each of the %d publishes within Receive Maximum", len(before), before, receiveMax)
 	}
 	if d.Properties == nil || d.Properties.ReasonString == "" {
 		t.Errorf("DISCONNECT 0x93 without a reason string")

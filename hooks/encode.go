@@ -1,6 +1,8 @@
 package hooks
 
 import (
+	"unicode/utf8"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -41,4 +43,39 @@ func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packe
 		}
 	}
 	return pk
+}
+
+// maxSubackReason bounds a SUBACK's reason string: the filters in it are
+// the client's own, up to 64 KiB each.
+const maxSubackReason = 512
+
+// subackReasons collects why filters of one SUBSCRIBE were refused, for
+// OnPacketEncode: "not authorized: {filter}: {why}; …".
+type subackReasons struct{ b []byte }
+
+func (r *subackReasons) add(filter, why string) {
+	if len(r.b) >= maxSubackReason {
+		return
+	}
+	if len(r.b) == 0 {
+		r.b = append(r.b, "not authorized: "...)
+	} else {
+		r.b = append(r.b, "; "...)
+	}
+	r.b = append(r.b, filter+": "+why...)
+	if len(r.b) > maxSubackReason {
+		cut := maxSubackReason - len("…")
+		for cut > 0 && !utf8.RuneStart(r.b[cut]) {
+			cut--
+		}
+		r.b = append(r.b[:cut], "…"...)
+	}
+}
+
+// store hands what was collected to the session's next SUBACK.
+func (r *subackReasons) store(s *session) {
+	if len(r.b) > 0 {
+		str := string(r.b)
+		s.subackReason.Store(&str)
+	}
 }

@@ -100,35 +100,6 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	return pk
 }
 
-// maxSubackReason bounds a SUBACK's reason string: the filters in it are
-// the client's own, up to 64 KiB each.
-const maxSubackReason = 512
-
-// subackReasons collects why filters of one SUBSCRIBE were refused.
-type subackReasons struct{ b []byte }
-
-func (r *subackReasons) add(filter, why string) {
-	if len(r.b) >= maxSubackReason {
-		return
-	}
-	if len(r.b) == 0 {
-		r.b = append(r.b, "not authorized: "...)
-	} else {
-		r.b = append(r.b, "; "...)
-	}
-	r.b = append(r.b, filter+": "+why...)
-	if len(r.b) > maxSubackReason {
-		r.b = append(r.b[:maxSubackReason-len("…")], "…"...)
-	}
-}
-
-func (r *subackReasons) store(s *session) {
-	if len(r.b) > 0 {
-		str := string(r.b)
-		s.subackReason.Store(&str)
-	}
-}
-
 // OnSubscribed forgets the quota refusals of the SUBSCRIBE just answered.
 func (g *Guard) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
 	if s := g.session(cl); s != nil {

@@ -32,6 +32,11 @@ func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packe
 		if pk.ReasonCode < 0x80 {
 			pk.Properties.TopicAliasMaximum = g.server.Options.Capabilities.TopicAliasMaximum
 		}
+		if s := g.session(cl); s != nil && pk.ReasonCode < 0x80 {
+			g.dropUnreadable(cl, s, s.grant.Load()) // mochi resends the session's in-flight messages next
+		}
+	case packets.Publish:
+		pk = g.checkDelivery(cl, pk)
 	case packets.Disconnect:
 		pk.Mods.DisallowProblemInfo = false
 	case packets.Suback:

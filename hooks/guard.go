@@ -66,6 +66,7 @@ type Guard struct {
 	counts    *counters
 	started   int64 // unix seconds: commands issued before are refused (the replay cache is in memory)
 	now       func() time.Time
+	store     SessionStore // told what the Guard drops from sessions (nil: no store)
 }
 
 // grant is what one verified token allows; it is replaced whole on re-auth.
@@ -88,6 +89,7 @@ type session struct {
 	sub      string // the sub and address the connection was counted under
 	addr     string
 	overSubs atomic.Pointer[map[string]bool] // filters of the SUBSCRIBE being processed that break the quota
+	aliases  map[uint16]string               // outbound topic aliases written to the client (under mu)
 
 	// subackReason says why filters of the SUBSCRIBE being processed were
 	// refused; OnPacketEncode puts it on the SUBACK.

@@ -40,6 +40,7 @@ func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	gr := g.newGrant(c)
 	s.grant.Store(gr)
+	g.dropUnreadable(cl, s, gr)
 	if cl.Properties.Will.Flag == 1 {
 		if why, _ := willRefusal(gr.identity, cl.Properties.Will); why != "" {
 			atomic.StoreUint32(&cl.Properties.Will.Flag, 0)

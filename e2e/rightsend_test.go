@@ -160,6 +160,25 @@ func TestRemovedMemberGetsNoQueuedMessages(t *testing.T) {
 	}
 }
 
+// TestMemberRemoveCutsTheLiveConnection: member remove ends the member's
+// live connection at once, with a DISCONNECT that says why.
+func TestMemberRemoveCutsTheLiveConnection(t *testing.T) {
+	b := startBroker(t)
+	b.mustAdmin(registry.Request{Op: registry.OpHomeAdd, Home: "h1"},
+		registry.Request{Op: registry.OpMemberAdd, Home: "h1", User: "alice", Role: "admin"})
+	alice := b.mustV5(overTLS, "user:alice", b.mint("user:alice", "h1=admin"))
+	alice.subscribe(t, "homes/h1/#", 1)
+	b.mustAdmin(registry.Request{Op: registry.OpMemberRemove, Home: "h1", User: "alice"})
+	select {
+	case d := <-alice.disconnect:
+		if d.ReasonCode != 0x87 {
+			t.Fatalf("DISCONNECT 0x%02X, want 0x87 (not authorized)", d.ReasonCode)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the removed member's connection is still open 5 s after member remove")
+	}
+}
+
 // TestTakeoverWithFewerRightsGetsNoInflight: messages in flight to a
 // connection that went quiet are not resent to the connection that takes
 // its session over with a token that no longer names their home, and the

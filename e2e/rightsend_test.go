@@ -26,18 +26,23 @@ type rawV5 struct {
 }
 
 // rawConnect opens a persistent MQTT 5 session for clientID with token,
-// which may also be re-authenticated (method homemq-jwt).
-func (b *testBroker) rawConnect(clientID, token string) *rawV5 {
+// which may also be re-authenticated (method homemq-jwt); edit may change
+// the CONNECT.
+func (b *testBroker) rawConnect(clientID, token string, edit ...func(*packets.Packet)) *rawV5 {
 	b.t.Helper()
 	r := &rawV5{t: b.t, conn: b.dial(overPlain)}
 	b.t.Cleanup(func() { r.conn.Close() })
-	r.send(packets.Packet{
+	connect := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Connect},
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: clientID, Keepalive: 60,
 			Clean: true, PasswordFlag: true, Password: []byte(token), UsernameFlag: true, Username: []byte("u")},
 		Properties: packets.Properties{SessionExpiryInterval: 3600, SessionExpiryIntervalFlag: true,
 			AuthenticationMethod: hooks.AuthMethod, AuthenticationData: []byte(token)},
-	})
+	}
+	for _, e := range edit {
+		e(&connect)
+	}
+	r.send(connect)
 	return r
 }
 

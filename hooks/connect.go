@@ -53,7 +53,9 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		cl.State.ServerKeepalive = true
 	}
 	g.offline.Delete(cl.ID) // a live connection takes over any offline session of this ID
-	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject, addr: addr}
+	g.cancelWill(cl.ID)
+	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject, addr: addr,
+		will: takeWill(cl, pk)}
 	gr := g.newGrant(c)
 	s.grant.Store(gr)
 	g.sessions.Store(cl, s)
@@ -185,12 +187,14 @@ func (g *Guard) disconnect(cl *mqtt.Client, code packets.Code) {
 	cl.Stop(code)
 }
 
-// OnDisconnect forgets the connection's session.
+// OnDisconnect sends the connection's will where it is due (will.go) and
+// forgets the connection's session.
 func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	s := g.session(cl)
 	if s == nil {
 		return
 	}
+	g.willOnDisconnect(cl, s)
 	if !expire && !s.closed.Load() {
 		g.keepOffline(cl, s.grant.Load()) // mochi keeps the session and queues for it
 	}

@@ -67,6 +67,7 @@ type Guard struct {
 	started   int64 // unix seconds: commands issued before are refused (the replay cache is in memory)
 	now       func() time.Time
 	store     SessionStore // told what the Guard drops from sessions (nil: no store)
+	wills     sync.Map     // client ID -> *pendingWill: delayed wills of ended connections
 }
 
 // grant is what one verified token allows; it is replaced whole on re-auth.
@@ -90,6 +91,7 @@ type session struct {
 	addr     string
 	overSubs atomic.Pointer[map[string]bool] // filters of the SUBSCRIBE being processed that break the quota
 	aliases  map[uint16]string               // outbound topic aliases written to the client (under mu)
+	will     *will                           // the will, kept by the Guard (see will.go); set at CONNECT
 
 	// subackReason says why filters of the SUBSCRIBE being processed were
 	// refused; OnPacketEncode puts it on the SUBACK.

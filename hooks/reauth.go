@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -41,11 +40,6 @@ func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	gr := g.newGrant(c)
 	s.grant.Store(gr)
 	g.dropUnreadable(cl, s, gr)
-	if cl.Properties.Will.Flag == 1 {
-		if why, _ := willRefusal(gr.identity, cl.Properties.Will); why != "" {
-			atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
-		}
-	}
 	s.mu.Lock()
 	if s.timer != nil {
 		s.timer.Reset(time.Until(time.Unix(0, gr.deadline)))

@@ -234,3 +234,35 @@ func TestReauthToFewerRightsDropsQueue(t *testing.T) {
 	})
 	never(t, time.Second, "a message dropped at re-authentication was delivered later", func() bool { return len(again.received()) > 0 })
 }
+
+// TestRestoredQueueIsJudgedAtReconnect: messages queued for an offline
+// session survive a restart in the store; its owner, back with a token
+// that no longer names their home, gets none of them, and they are gone
+// from the store too: after another restart a token with the home gets
+// none either.
+func TestRestoredQueueIsJudgedAtReconnect(t *testing.T) {
+	data := t.TempDir()
+	b := startBrokerIn(t, data)
+	alice := b.mustV5(overTLS, "user:alice", b.mint("user:alice", "h1=admin"), persistent)
+	if code := alice.subscribe(t, "homes/h1/#", 1); code != 1 {
+		t.Fatalf("subscribe: 0x%02X", code)
+	}
+	_ = alice.Disconnect(&paho.Disconnect{})
+	publishStates(t, b, 3)
+	eventually(t, 5*time.Second, "three messages queued", func() bool { n, _ := b.session("user:alice"); return n == 3 })
+	b.Close()
+
+	resume := func(c *paho.Connect) {
+		persistent(c)
+		c.CleanStart = false
+	}
+	b = startBrokerIn(t, data)
+	again := b.mustV5(overTLS, "user:alice", b.mint("user:alice", "h2=admin"), resume)
+	never(t, time.Second, "a restored h1 message reached a token without h1", func() bool { return len(again.received()) > 0 })
+	_ = again.Disconnect(&paho.Disconnect{})
+	b.Close()
+
+	b = startBrokerIn(t, data)
+	back := b.mustV5(overTLS, "user:alice", b.mint("user:alice", "h1=admin"), resume)
+	never(t, time.Second, "a dropped message came back from the store", func() bool { return len(back.received()) > 0 })
+}

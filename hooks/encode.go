@@ -15,7 +15,10 @@ import (
 //     which tells the client it may use no alias at all, while
 //     PublishValidate accepts aliases up to the capability); and keeps the
 //     reason string even for a client that asked for no problem
-//     information: MQTT 5 allows it there [MQTT-3.1.2-29].
+//     information: MQTT 5 allows it there [MQTT-3.1.2-29]. At an accepting
+//     CONNACK it drops from the session what the token may not read, before
+//     mochi resends the session's in-flight messages (deliver.go).
+//   - PUBLISH: withholds any message the receiver may not read (deliver.go).
 //   - DISCONNECT: keeps the reason string likewise, so a client cut off at
 //     exp is told why.
 //   - SUBACK: drops the user properties mochi's processSubscribe copies from

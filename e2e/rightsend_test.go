@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"homemq/auth"
+	"homemq/broker"
 	"homemq/hooks"
 	"homemq/registry"
 )
@@ -265,4 +268,76 @@ func TestRestoredQueueIsJudgedAtReconnect(t *testing.T) {
 	b = startBrokerIn(t, data)
 	back := b.mustV5(overTLS, "user:alice", b.mint("user:alice", "h1=admin"), resume)
 	never(t, time.Second, "a dropped message came back from the store", func() bool { return len(back.received()) > 0 })
+}
+
+// TestReauthWithholdsWritesAlreadyQueued: a connection that stopped
+// reading has messages of h1 waiting in the broker's write queue when it
+// re-authenticates to a token without h1; once it reads again, none of
+// them is written (at most the one the writer was in the middle of).
+func TestReauthWithholdsWritesAlreadyQueued(t *testing.T) {
+	b := startBroker(t, func(c *broker.Config) { c.Limits.MaxQueued = 64 })
+	c := b.rawConnect("user:alice", b.mint("user:alice", "h1=admin", "h2=member"))
+	c.subscribe("homes/h1/#")
+	eventually(t, 5*time.Second, "the subscription", func() bool { _, f := b.session("user:alice"); return f["homes/h1/#"] })
+
+	pi, _, err := b.v5(overPlain, "agent:pi", b.mint("agent:pi", "h1=agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := bytes.Repeat([]byte("x"), 16<<10)
+	eventually(t, 30*time.Second, "the write queue to the quiet connection is full", func() bool {
+		for i := 0; i < 50; i++ {
+			_, _ = pi.Publish(context.Background(), &paho.Publish{Topic: "homes/h1/agents/pi/devices/lamp/state", Payload: payload})
+		}
+		return atomic.LoadInt64(&b.Server.Info.MessagesDropped) > 0
+	})
+
+	c.reauth(b.mint("user:alice", "h2=member"))
+	eventually(t, 5*time.Second, "the h1 subscription dropped", func() bool { _, f := b.session("user:alice"); return !f["homes/h1/#"] })
+	// The writer is stuck on the quiet socket: what it has written so far
+	// was written before the re-authentication took effect.
+	sentBefore := atomic.LoadInt64(&b.Server.Info.MessagesSent)
+	read, authSeen := 0, false
+	r := bufio.NewReaderSize(c.conn, 64<<10)
+	for {
+		_ = c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		typ, err := skipPacket(r)
+		if err != nil {
+			break // nothing more for 2 s
+		}
+		switch typ {
+		case packets.Auth:
+			authSeen = true
+		case packets.Publish:
+			read++
+		}
+	}
+	if !authSeen {
+		t.Fatalf("no AUTH answer to the re-authentication (%d publishes read)", read)
+	}
+	if late := atomic.LoadInt64(&b.Server.Info.MessagesSent) - sentBefore; late > 1 {
+		t.Fatalf("%d messages of h1 written after re-authenticating to a token without h1 (%d read in all)", late, read)
+	}
+}
+
+// skipPacket reads one MQTT packet and returns its type.
+func skipPacket(r *bufio.Reader) (byte, error) {
+	h, err := r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	n, shift := 0, 0
+	for {
+		d, err := r.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		n |= int(d&0x7F) << shift
+		if d&0x80 == 0 {
+			break
+		}
+		shift += 7
+	}
+	_, err = r.Discard(n)
+	return h >> 4, err
 }

@@ -115,9 +115,12 @@ func (s *session) learnAlias(pk packets.Packet) {
 
 // checkDelivery is the last line: a PUBLISH about to be written to a client
 // whose current token may not read its topic is withheld (and dropped from
-// the session). mochi's OnPacketEncode cannot cancel a write, so the packet
-// is given a maximum size it cannot meet: Client.WritePacket then refuses
-// to write it (ErrPacketTooLarge), which its callers log and go on.
+// the session). mochi's OnPacketEncode cannot cancel a write, and making
+// the encoding fail would leave what Client.WritePacket buffered before it
+// (an AUTH answer, say) unflushed until some later write, and would end the
+// connection when it happens in Client.ResendInflightMessages. So the
+// PUBLISH is replaced by a PINGRESP: two bytes every client ignores that
+// carry nothing and flush the buffer.
 func (g *Guard) checkDelivery(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	s := g.session(cl)
 	var gr *grant
@@ -139,6 +142,10 @@ func (g *Guard) checkDelivery(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		}
 		g.dropInflight(cl, gr, pk)
 	}
-	pk.Mods.MaxSize = 1
-	return pk
+	return withheld(pk)
+}
+
+// withheld is what is written instead of a withheld PUBLISH.
+func withheld(pk packets.Packet) packets.Packet {
+	return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingresp}, ProtocolVersion: pk.ProtocolVersion, Mods: pk.Mods}
 }

@@ -85,6 +85,12 @@ func readable(gr *grant, topic string) bool {
 	return topics.Authorize(gr.identity, topics.Subscribe, topic, false).Allow
 }
 
+// outAlias is an outbound topic alias mochi assigned on a connection.
+type outAlias struct {
+	topic string
+	told  bool // a PUBLISH that sets it was written to the client
+}
+
 // topicOf returns the topic of an outbound PUBLISH, also when mochi sent
 // it with an empty name and a topic alias this connection learnt before.
 func (s *session) topicOf(pk packets.Packet) (string, bool) {
@@ -96,21 +102,41 @@ func (s *session) topicOf(pk packets.Packet) (string, bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, ok := s.aliases[pk.Properties.TopicAlias]
-	return t, ok
+	a, ok := s.aliases[pk.Properties.TopicAlias]
+	if !ok {
+		return "", false
+	}
+	return a.topic, true
 }
 
-// learnAlias remembers the topic of an outbound topic alias.
-func (s *session) learnAlias(pk packets.Packet) {
-	if pk.TopicName == "" || pk.Properties.TopicAlias == 0 {
+// noteAlias keeps track of the outbound topic alias of pk, which is
+// written if write. A PUBLISH that would have set an alias may have been
+// withheld: the first one written with that alias then carries the topic
+// name again, so that the client learns it.
+func (s *session) noteAlias(pk *packets.Packet, write bool) {
+	id := pk.Properties.TopicAlias
+	if id == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.aliases == nil {
-		s.aliases = map[uint16]string{}
+	a, ok := s.aliases[id]
+	if !ok {
+		if pk.TopicName == "" {
+			return
+		}
+		if s.aliases == nil {
+			s.aliases = map[uint16]*outAlias{}
+		}
+		a = &outAlias{topic: pk.TopicName}
+		s.aliases[id] = a
 	}
-	s.aliases[pk.Properties.TopicAlias] = pk.TopicName
+	if write {
+		if pk.TopicName == "" && !a.told {
+			pk.TopicName = a.topic
+		}
+		a.told = true
+	}
 }
 
 // checkDelivery is the last line: a PUBLISH about to be written to a client
@@ -133,8 +159,11 @@ func (g *Guard) checkDelivery(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		topic, known = s.topicOf(pk)
 	}
 	if ok && known && readable(gr, topic) {
-		s.learnAlias(pk)
+		s.noteAlias(&pk, true)
 		return pk
+	}
+	if s != nil {
+		s.noteAlias(&pk, false)
 	}
 	if s != nil && pk.FixedHeader.Qos > 0 {
 		if gr == nil {

@@ -91,6 +91,9 @@ func TestCheckDelivery(t *testing.T) {
 		{"alias of a readable topic", cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, Properties: packets.Properties{TopicAlias: 3}}, false},
 		{"unknown alias", cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, Properties: packets.Properties{TopicAlias: 4}}, true},
 		{"no session", stranger, publishTo(1, "homes/h2/agents/pi/devices/lamp/state"), true},
+		{"alias set by a withheld publish", cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "homes/h1/agents/pi/status",
+			Properties: packets.Properties{TopicAlias: 5}}, true},
+		{"alias of an unreadable topic", cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, Properties: packets.Properties{TopicAlias: 5}}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,5 +107,35 @@ func TestCheckDelivery(t *testing.T) {
 			}
 			tc.cl.State.Inflight.Delete(tc.pk.PacketID)
 		})
+	}
+}
+
+// TestWithheldAliasIsTaughtLater: when the PUBLISH that set a topic alias
+// was withheld and the rights come back, the first one written with that
+// alias carries the topic name again.
+func TestWithheldAliasIsTaughtLater(t *testing.T) {
+	g, srv, is := testGuard(t)
+	tok, _, _ := is.Mint(auth.Spec{Sub: "user:alice", Homes: map[string]string{"h2": "admin"}})
+	cl, err := connect(t, g, srv, "user:alice", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const h1 = "homes/h1/agents/pi/status"
+	first := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: h1, Properties: packets.Properties{TopicAlias: 1}}
+	if out := g.OnPacketEncode(cl, first); out.FixedHeader.Type != packets.Pingresp {
+		t.Fatal("a PUBLISH of h1 was written to a token without h1")
+	}
+	more, _, _ := is.Mint(auth.Spec{Sub: "user:alice", Homes: map[string]string{"h1": "admin", "h2": "admin"}})
+	c, err := g.verifier.Verify(more)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.session(cl).grant.Store(g.newGrant(c))
+	later := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, Properties: packets.Properties{TopicAlias: 1}}
+	if out := g.OnPacketEncode(cl, later); out.FixedHeader.Type != packets.Publish || out.TopicName != h1 {
+		t.Fatalf("first written PUBLISH with the alias: type %d topic %q, want the topic name %s", out.FixedHeader.Type, out.TopicName, h1)
+	}
+	if out := g.OnPacketEncode(cl, later); out.TopicName != "" {
+		t.Fatalf("the alias was taught twice: topic %q", out.TopicName)
 	}
 }

@@ -90,7 +90,7 @@ type session struct {
 	sub      string // the sub and address the connection was counted under
 	addr     string
 	overSubs atomic.Pointer[map[string]bool] // filters of the SUBSCRIBE being processed that break the quota
-	aliases  map[uint16]string               // outbound topic aliases written to the client (under mu)
+	aliases  map[uint16]*outAlias            // outbound topic aliases mochi assigned (under mu)
 	will     *will                           // the will, kept by the Guard (see will.go); set at CONNECT
 
 	// subackReason says why filters of the SUBSCRIBE being processed were

@@ -9,8 +9,9 @@ import (
 
 // OnAuthPacket handles MQTT 5 re-authentication: AUTH with reason 0x19,
 // method homemq-jwt and a fresh JWT as data. The new token must name the
-// same sub; its rights replace the old ones at once and the expiry deadline
-// moves. The broker answers AUTH 0x00; a bad token gets a DISCONNECT.
+// same sub; its rights replace the old ones at once (queued messages and
+// subscriptions they no longer allow are dropped, deliver.go) and the
+// expiry deadline moves. The broker answers AUTH 0x00; a bad token gets a DISCONNECT.
 func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Properties.Props.AuthenticationMethod == "" { // [MQTT-4.12.0-4]: no method at CONNECT, no AUTH
 		return pk, g.refuseReauth(cl, nil, 0x82, "protocol", "protocol error: AUTH on a connection that announced no authentication method; connect with authentication method "+AuthMethod+" to re-authenticate")

@@ -19,21 +19,21 @@ import (
 	"homemq/registry"
 )
 
-// rawV5 is an MQTT 5 client that writes packets and never reads: what the
+// silentV5 is an MQTT 5 client that writes packets and never reads: what the
 // broker sends it stays in flight, unacknowledged, as for a client whose
 // network went quiet.
-type rawV5 struct {
+type silentV5 struct {
 	t    *testing.T
 	conn net.Conn
 	id   uint16
 }
 
-// rawConnect opens a persistent MQTT 5 session for clientID with token,
+// silentConnect opens a persistent MQTT 5 session for clientID with token,
 // which may also be re-authenticated (method homemq-jwt); edit may change
 // the CONNECT.
-func (b *testBroker) rawConnect(clientID, token string, edit ...func(*packets.Packet)) *rawV5 {
+func (b *testBroker) silentConnect(clientID, token string, edit ...func(*packets.Packet)) *silentV5 {
 	b.t.Helper()
-	r := &rawV5{t: b.t, conn: b.dial(overPlain)}
+	r := &silentV5{t: b.t, conn: b.dial(overPlain)}
 	b.t.Cleanup(func() { r.conn.Close() })
 	connect := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Connect},
@@ -49,7 +49,7 @@ func (b *testBroker) rawConnect(clientID, token string, edit ...func(*packets.Pa
 	return r
 }
 
-func (r *rawV5) send(pk packets.Packet) {
+func (r *silentV5) send(pk packets.Packet) {
 	r.t.Helper()
 	pk.ProtocolVersion = 5
 	var buf bytes.Buffer
@@ -70,13 +70,13 @@ func (r *rawV5) send(pk packets.Packet) {
 	}
 }
 
-func (r *rawV5) subscribe(filter string) {
+func (r *silentV5) subscribe(filter string) {
 	r.id++
 	r.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: r.id,
 		Filters: packets.Subscriptions{{Filter: filter, Qos: 1}}})
 }
 
-func (r *rawV5) reauth(token string) {
+func (r *silentV5) reauth(token string) {
 	r.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Auth}, ReasonCode: 0x19,
 		Properties: packets.Properties{AuthenticationMethod: hooks.AuthMethod, AuthenticationData: []byte(token)}})
 }
@@ -193,7 +193,7 @@ func TestMemberRemoveCutsTheLiveConnection(t *testing.T) {
 // subscriptions that token may not hold are gone.
 func TestTakeoverWithFewerRightsGetsNoInflight(t *testing.T) {
 	b := startBroker(t)
-	quiet := b.rawConnect("user:alice", b.mint("user:alice", "h1=admin", "h2=member"))
+	quiet := b.silentConnect("user:alice", b.mint("user:alice", "h1=admin", "h2=member"))
 	quiet.subscribe("homes/h1/#")
 	eventually(t, 5*time.Second, "the subscription", func() bool { _, f := b.session("user:alice"); return f["homes/h1/#"] })
 	publishStates(t, b, 3)
@@ -218,7 +218,7 @@ func TestTakeoverWithFewerRightsGetsNoInflight(t *testing.T) {
 func TestReauthToFewerRightsDropsQueue(t *testing.T) {
 	const h2states = "homes/h2/agents/+/devices/+/state"
 	b := startBroker(t)
-	c := b.rawConnect("user:alice", b.mint("user:alice", "h1=admin", "h2=member"))
+	c := b.silentConnect("user:alice", b.mint("user:alice", "h1=admin", "h2=member"))
 	c.subscribe("homes/h1/#")
 	c.subscribe(h2states)
 	eventually(t, 5*time.Second, "the subscriptions", func() bool { _, f := b.session("user:alice"); return len(f) == 2 })
@@ -276,7 +276,7 @@ func TestRestoredQueueIsJudgedAtReconnect(t *testing.T) {
 // them is written (at most the one the writer was in the middle of).
 func TestReauthWithholdsWritesAlreadyQueued(t *testing.T) {
 	b := startBroker(t, func(c *broker.Config) { c.Limits.MaxQueued = 64 })
-	c := b.rawConnect("user:alice", b.mint("user:alice", "h1=admin", "h2=member"))
+	c := b.silentConnect("user:alice", b.mint("user:alice", "h1=admin", "h2=member"))
 	c.subscribe("homes/h1/#")
 	eventually(t, 5*time.Second, "the subscription", func() bool { _, f := b.session("user:alice"); return f["homes/h1/#"] })
 

@@ -118,7 +118,7 @@ func TestUncleanDisconnectSendsWill(t *testing.T) {
 	b := startBroker(t)
 	w := homeWatcher(t, b)
 	// paho.golang does not send a will's content type: a raw CONNECT does
-	raw := b.rawConnect("agent:pi", b.mint("agent:pi", "h1=agent"), func(pk *packets.Packet) {
+	raw := b.silentConnect("agent:pi", b.mint("agent:pi", "h1=agent"), func(pk *packets.Packet) {
 		pk.Connect.WillFlag, pk.Connect.WillTopic, pk.Connect.WillPayload = true, piStatus, []byte("offline")
 		pk.Connect.WillQos, pk.Connect.WillRetain = 1, true
 		pk.Connect.WillProperties = packets.Properties{ContentType: "text/plain", MessageExpiryInterval: 3600,

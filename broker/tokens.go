@@ -47,6 +47,7 @@ func (b *Broker) openTokenService() error {
 		return fmt.Errorf("config: %w", err)
 	}
 	b.Registry, b.tokenAPI = reg, x
+	b.Guard.UseIntegrations(integrations{reg})
 	b.Mux.Handle("POST /api/token", x)
 	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(registry.Handler(reg, func(sub string) error {
 		_, err := b.Revoke(RevokeRequest{Sub: sub})

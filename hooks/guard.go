@@ -68,6 +68,8 @@ type Guard struct {
 	now       func() time.Time
 	store     SessionStore // told what the Guard drops from sessions (nil: no store)
 	wills     sync.Map     // client ID -> *pendingWill: delayed wills of ended connections
+
+	integrations integrationsRef // checks integration credentials (integration.go)
 }
 
 // grant is what one verified token allows; it is replaced whole on re-auth.
@@ -76,6 +78,7 @@ type grant struct {
 	identity *topics.Identity
 	deadline int64 // unix nanoseconds: exp + leeway
 	key      []byte
+	home     string // an integration's home ("" for a token's grant): its plain commands and topic mount
 }
 
 // session is the Guard's state for one live connection.
@@ -152,6 +155,7 @@ func (g *Guard) newGrant(c *auth.Claims) *grant {
 		identity: c.Identity(),
 		deadline: c.ExpiresAtTime().Add(g.verifier.Config().Leeway).UnixNano(),
 		key:      envelope.DeriveKey(g.master, c.ID),
+		home:     integrationHome(c),
 	}
 }
 

@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	pahov3 "github.com/eclipse/paho.mqtt.golang"
+
+	"homemq/registry"
+)
+
+// addIntegration registers integration id with role in home through the
+// running broker's admin API and returns its MQTT password.
+func (b *testBroker) addIntegration(home, id, role string) string {
+	b.t.Helper()
+	resp, err := b.registryAdmin().Do(context.Background(), registry.Request{Op: registry.OpIntegrationAdd, Home: home, Integration: id, Role: role})
+	if err != nil {
+		b.t.Fatalf("integration add: %v", err)
+	}
+	return resp.Credential
+}
+
+// integrationV3 connects like a stock MQTT 3.1.1 client with a static
+// password: user name service:{id}, a client ID of its own.
+func (b *testBroker) integrationV3(clientID, id, password string, opts ...func(*pahov3.ClientOptions)) (pahov3.Client, error) {
+	return b.v3(overTLS, clientID, password, append([]func(*pahov3.ClientOptions){func(o *pahov3.ClientOptions) {
+		o.SetUsername("service:" + id)
+	}}, opts...)...)
+}
+
+// TestIntegrationRemovedWhileConnectedIsCutOff: an integration credential
+// works as a static MQTT password with a stock client ID; its rights are
+// its role in its home, judged on every packet; removing it cuts the live
+// connection within a second, and it is refused afterwards.
+func TestIntegrationRemovedWhileConnectedIsCutOff(t *testing.T) {
+	b := startBroker(t)
+	b.mustAdmin(registry.Request{Op: registry.OpHomeAdd, Home: "h1"}, registry.Request{Op: registry.OpHomeAdd, Home: "h2"})
+	pw := b.addIntegration("h1", "ha", "service")
+
+	lost := make(chan error, 1)
+	c, err := b.integrationV3("9vQ3kJcXbW2rM0pLsT7aYe", "ha", pw, func(o *pahov3.ClientOptions) {
+		o.SetConnectionLostHandler(func(_ pahov3.Client, err error) { lost <- err })
+	})
+	if err != nil {
+		t.Fatalf("a stock client with an integration credential and a random client ID was refused: %v", err)
+	}
+	defer c.Disconnect(0)
+	// its home's state: granted; another home: refused in SUBACK.
+	tk := c.SubscribeMultiple(map[string]byte{"homes/h1/agents/+/devices/+/state": 1, "homes/h2/agents/+/devices/+/state": 1}, nil)
+	if !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatalf("subscribe: %v", tk.Error())
+	}
+	res := tk.(*pahov3.SubscribeToken).Result()
+	if res["homes/h1/agents/+/devices/+/state"] != 1 || res["homes/h2/agents/+/devices/+/state"] != 0x80 {
+		t.Fatalf("SUBACK %v: want own home granted, other home refused", res)
+	}
+
+	// the same credential with a wrong secret, or with another id, is refused
+	if _, err := b.integrationV3("x", "ha", pw[:len(pw)-2]+"AA"); err == nil || !strings.Contains(err.Error(), "bad user name or password") {
+		t.Fatalf("wrong secret: %v, want bad user name or password", err)
+	}
+	if _, err := b.integrationV3("x", "other", pw); err == nil {
+		t.Fatal("another integration id with ha's password was accepted")
+	}
+
+	start := time.Now()
+	if _, err := b.registryAdmin().Do(context.Background(), registry.Request{Op: registry.OpIntegrationRemove, Home: "h1", Integration: "ha"}); err != nil {
+		t.Fatalf("integration remove: %v", err)
+	}
+	select {
+	case <-lost:
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("cut off after %v, want within a second", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the removed integration's connection is still open")
+	}
+	if _, err := b.integrationV3("9vQ3kJcXbW2rM0pLsT7aYe", "ha", pw); err == nil {
+		t.Fatal("the removed integration's credential still connects")
+	}
+}
+
+// TestStockClientIDCannotReachAnotherIdentitysSession: a client ID outside
+// the identity's namespace is accepted, but keyed by identity: another
+// identity with the same requested ID neither takes over the connection
+// nor its session, and MQTT 5 clients are not told an assigned ID they did
+// not ask for.
+func TestStockClientIDCannotReachAnotherIdentitysSession(t *testing.T) {
+	b := startBroker(t)
+	victim := b.mustV5(overTLS, "kitchen-panel", b.mint("user:alice", "h1=admin"), func(c *paho.Connect) {
+		c.CleanStart = false
+		c.Properties = &paho.ConnectProperties{SessionExpiryInterval: &[]uint32{600}[0]}
+	})
+	victim.subscribe(t, "homes/h1/agents/+/status", 1)
+	for _, id := range []string{"kitchen-panel", "user:alice/kitchen-panel", "user:alice"} {
+		c, ca, err := b.v5(overTLS, id, b.mint("user:bob", "h1=viewer"), func(c *paho.Connect) { c.CleanStart = false })
+		if err != nil {
+			t.Fatalf("bob with client ID %q: %v", id, err)
+		}
+		if ca.SessionPresent {
+			t.Errorf("bob with client ID %q resumed a session", id)
+		}
+		if ca.Properties != nil && ca.Properties.AssignedClientID != "" {
+			t.Errorf("bob was told an assigned client ID %q he did not ask for", ca.Properties.AssignedClientID)
+		}
+		_ = c.Disconnect(&paho.Disconnect{})
+	}
+	select {
+	case d := <-victim.disconnect:
+		t.Fatalf("victim was taken over: %+v", d)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if code := victim.subscribe(t, "homes/h1/agents/a/status", 0); code != 0 {
+		t.Fatalf("victim no longer works: 0x%02X", code)
+	}
+	// alice herself resumes her session under the ID she chose
+	_ = victim.Disconnect(&paho.Disconnect{})
+	_, ca, err := b.v5(overTLS, "kitchen-panel", b.mint("user:alice", "h1=admin"), func(c *paho.Connect) { c.CleanStart = false })
+	if err != nil || !ca.SessionPresent {
+		t.Fatalf("alice did not resume her own session: err=%v connack=%+v", err, ca)
+	}
+}

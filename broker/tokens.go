@@ -49,10 +49,10 @@ func (b *Broker) openTokenService() error {
 	b.Registry, b.tokenAPI = reg, x
 	b.Guard.UseIntegrations(integrations{reg})
 	b.Mux.Handle("POST /api/token", x)
-	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(registry.Handler(reg, func(sub string) error {
+	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(b.clearOnAgentRemove(registry.Handler(reg, func(sub string) error {
 		_, err := b.Revoke(RevokeRequest{Sub: sub})
 		return err
-	})))
+	}))))
 	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(auth.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
 	return nil
 }

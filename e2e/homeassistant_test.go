@@ -222,4 +222,9 @@ func TestHomeAssistantDiscoversAndSwitches(t *testing.T) {
 		t.Fatalf("Home Assistant was disconnected: %v", err)
 	default:
 	}
+	// the audit log names the integration as the sender of each command
+	eventually(t, 5*time.Second, "the audit log names service:ha as the lamp's commander", func() bool {
+		return findAudit(auditLines(t, b), map[string]string{"event": "command", "outcome": "allowed", "sub": "service:ha",
+			"topic": lamp["command_topic"].(string)}) != nil
+	})
 }

@@ -294,6 +294,36 @@ func (r *Registry) DoorGrants(home string) ([]DoorGrant, error) {
 	return out, err
 }
 
+// dropHomeIntegrations refuses to remove a home that still has
+// integrations, and deletes its door grants.
+func dropHomeIntegrations(tx *bolt.Tx, home string) error {
+	b := tx.Bucket(bucketIntegrations)
+	if b == nil {
+		return nil
+	}
+	var ids, doors []string
+	_ = b.ForEach(func(k, v []byte) error {
+		if strings.HasPrefix(string(k), "door/"+home+"/") {
+			doors = append(doors, string(k))
+			return nil
+		}
+		var rec integrationRecord
+		if !strings.HasPrefix(string(k), "door/") && json.Unmarshal(v, &rec) == nil && rec.Home == home {
+			ids = append(ids, rec.ID)
+		}
+		return nil
+	})
+	if len(ids) > 0 {
+		return errorf(ErrInvalid, "home %q still has integration(s) %s; remove them first (homemq integration remove --home %s --id ID)", home, strings.Join(ids, ", "), home)
+	}
+	for _, k := range doors {
+		if err := b.Delete([]byte(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // getIntegration reads an integration; home "" accepts any home.
 func getIntegration(tx *bolt.Tx, home, id string) (integrationRecord, error) {
 	var rec integrationRecord

@@ -123,3 +123,47 @@ func TestStockClientIDCannotReachAnotherIdentitysSession(t *testing.T) {
 		t.Fatalf("alice did not resume her own session: err=%v connack=%+v", err, ca)
 	}
 }
+
+// TestIntegrationRotateChangesRightsAtOnce: `homemq integration rotate
+// --role viewer` through the running broker cuts the live connection; the
+// old password is refused, the new one connects with the new role only (a
+// viewer's plain command is refused), and `list` shows the integration
+// without its secret.
+func TestIntegrationRotateChangesRightsAtOnce(t *testing.T) {
+	b := startBroker(t)
+	srv := b.Addrs()["https"]
+	mustCLI(t, b.Data, srv, "home", "add", "h1")
+	if _, err := tokCLI(t, b.Data, srv, "integration", "add", "--home", "h1", "--id", "ha", "--role", "admin"); err == nil || !strings.Contains(err.Error(), "viewer, member, service") {
+		t.Fatalf("integration with role admin: %v, want a refusal naming the allowed roles", err)
+	}
+	old := strings.TrimSpace(mustCLI(t, b.Data, srv, "integration", "add", "--home", "h1", "--id", "ha", "--role", "service"))
+	lost := make(chan error, 1)
+	c, err := b.integrationV3("ha-main", "ha", old, func(o *pahov3.ClientOptions) {
+		o.SetConnectionLostHandler(func(_ pahov3.Client, err error) { lost <- err })
+	})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer c.Disconnect(0)
+
+	fresh := strings.TrimSpace(mustCLI(t, b.Data, srv, "integration", "rotate", "--home", "h1", "--id", "ha", "--role", "viewer"))
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("rotating the credential did not cut the live connection")
+	}
+	if _, err := b.integrationV3("ha-main", "ha", old); err == nil {
+		t.Fatal("the old password still connects after rotate")
+	}
+	v5, _, err := b.v5(overTLS, "ha-v5", fresh, func(p *paho.Connect) { p.Username = "service:ha" })
+	if err != nil {
+		t.Fatalf("the new password does not connect: %v", err)
+	}
+	if pr := v5.publish(t, "homes/h1/agents/pi1/devices/lamp/cmd", []byte("ON"), 1, false); pr.ReasonCode != 0x87 {
+		t.Errorf("a viewer integration's plain command got PUBACK 0x%02X, want 0x87", pr.ReasonCode)
+	}
+	list := mustCLI(t, b.Data, srv, "integration", "list", "--home", "h1")
+	if !strings.Contains(list, "service:ha") || !strings.Contains(list, "viewer") || strings.Contains(list, fresh) {
+		t.Errorf("integration list = %q, want service:ha as viewer and no secret", list)
+	}
+}

@@ -73,6 +73,7 @@ type LimitsConfig struct {
 	WebSocketOrigins     []string      `yaml:"websocket_origins"`
 	WebSocketReadLimit   int64         `yaml:"websocket_read_limit"`
 	HTTPReadHeaderTimout time.Duration `yaml:"http_read_header_timeout"`
+	SessionsPerSub       int           `yaml:"sessions_per_sub"` // persistent sessions per sub, offline ones included; 0 = off
 }
 
 // LogConfig sets the structured log.
@@ -113,6 +114,7 @@ func DefaultConfig() Config {
 			CommandBurst:         20,
 			WebSocketReadLimit:   256<<10 + 1024,
 			HTTPReadHeaderTimout: 10 * time.Second,
+			SessionsPerSub:       16,
 		},
 		Log: LogConfig{Level: "info"},
 	}
@@ -178,6 +180,8 @@ func (c Config) Validate() error {
 		return errors.New("config: limits.conns_per_sub, conns_per_addr, connect_rate, connect_burst and max_subscriptions must not be negative (0 switches one off)")
 	case l.MaxInflight == 0 || l.MaxQueued <= 0:
 		return errors.New("config: limits.max_inflight and limits.max_queued must be positive")
+	case l.SessionsPerSub < 0:
+		return fmt.Errorf("config: limits.sessions_per_sub: %d must not be negative (0 switches it off)", l.SessionsPerSub)
 	}
 	if c.Observe.AuditMaxSize < 0 || c.Observe.AuditKeep < 0 {
 		return errors.New("config: observe.audit_max_size and observe.audit_keep must not be negative")

@@ -27,7 +27,8 @@ func TestDocumentedConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the documented config does not load: %v", err)
 	}
-	if cfg.Limits.ConnsPerSub != 32 || cfg.Envelope.MaxLifetime.String() != "1m0s" || cfg.Observe.AuditKeep != 5 {
+	if cfg.Limits.ConnsPerSub != 32 || cfg.Envelope.MaxLifetime.String() != "1m0s" || cfg.Observe.AuditKeep != 5 ||
+		cfg.Limits.SessionsPerSub != 16 {
 		t.Fatalf("documented values not read: %+v", cfg)
 	}
 }
@@ -45,6 +46,7 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		{"listeners:\n  mqtt: \"\"\n  https: \"\"\n", "listeners"},
 		{"data: \"\"\n", "data"},
 		{"observe:\n  audit_keep: -2\n", "observe.audit_keep"},
+		{"limits:\n  sessions_per_sub: -1\n", "limits.sessions_per_sub"},
 	}
 	for _, tc := range tests {
 		f := filepath.Join(t.TempDir(), "c.yaml")

@@ -48,6 +48,9 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 		return g.refuseConnect(cl, c, 0x97, "quota", detail)
 	}
+	if err := g.admitSession(cl, c, addr); err != nil {
+		return err
+	}
 	if cl.Net.Listener != internalListener && (pk.Connect.Keepalive == 0 || pk.Connect.Keepalive > g.cfg.MaxKeepalive) {
 		cl.State.Keepalive = g.cfg.MaxKeepalive
 		cl.State.ServerKeepalive = true

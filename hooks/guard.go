@@ -35,6 +35,8 @@ type Config struct {
 	MaxKeepalive uint16
 	// Limits bound connections per identity and address.
 	Limits Limits
+	// Quotas bound what one identity may keep in the broker.
+	Quotas Quotas
 }
 
 // DefaultConfig returns safe defaults.
@@ -48,6 +50,7 @@ func DefaultConfig() Config {
 		CommandBurst:    20,
 		MaxKeepalive:    300,
 		Limits:          DefaultLimits(),
+		Quotas:          DefaultQuotas(),
 	}
 }
 
@@ -68,6 +71,8 @@ type Guard struct {
 	now       func() time.Time
 	store     SessionStore // told what the Guard drops from sessions (nil: no store)
 	wills     sync.Map     // client ID -> *pendingWill: delayed wills of ended connections
+
+	quotaState // the bookkeeping of Quotas (quotas.go)
 }
 
 // grant is what one verified token allows; it is replaced whole on re-auth.

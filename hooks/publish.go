@@ -15,6 +15,9 @@ import (
 // sending PUBLISH or SUBSCRIBE is alive: an atomic deadline compare, no JWT
 // parsing. A dead token closes the connection.
 func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Disconnect {
+		return g.capDisconnectExpiry(pk), nil
+	}
 	if t := pk.FixedHeader.Type; t != packets.Publish && t != packets.Subscribe {
 		return pk, nil
 	}

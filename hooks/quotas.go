@@ -1,0 +1,20 @@
+package hooks
+
+// Quotas bound what one identity may keep in the broker for others to pay
+// for. Zero values switch a quota off.
+type Quotas struct {
+	// SessionsPerSub is the most persistent sessions (online or offline)
+	// one token sub may hold; a CONNECT that would start one more gets
+	// CONNACK 0x97. A reconnect to an existing session is not a new one.
+	SessionsPerSub int
+}
+
+// DefaultQuotas are generous for a home: 16 persistent sessions per sub.
+func DefaultQuotas() Quotas {
+	return Quotas{SessionsPerSub: 16}
+}
+
+// quotaState is the Guard's bookkeeping for its Quotas.
+type quotaState struct {
+	sessionIdx sessionIndex
+}

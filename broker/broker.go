@@ -178,7 +178,7 @@ func (b *Broker) assemble() {
 		MaxKeepalive:    l.MaxKeepalive,
 		Limits: hooks.Limits{ConnsPerSub: l.ConnsPerSub, ConnsPerAddr: l.ConnsPerAddr, ConnectRate: l.ConnectRate,
 			ConnectBurst: l.ConnectBurst, SubscriptionsMax: l.MaxSubscriptions},
-		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub},
+		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub, ReplayPerSub: b.cfg.Envelope.ReplayQuota},
 	}
 	b.Guard = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...)
 	_ = b.Server.AddHook(b.Guard, nil)

@@ -51,6 +51,7 @@ type EnvelopeConfig struct {
 	MaxLifetime time.Duration `yaml:"max_lifetime"`
 	MaxSize     int           `yaml:"max_size"`
 	ReplayCache int           `yaml:"replay_cache"`
+	ReplayQuota int           `yaml:"replay_quota"` // live commands per sub in the replay cache; 0 = off
 }
 
 // LimitsConfig bounds what clients may do.
@@ -95,6 +96,7 @@ func DefaultConfig() Config {
 			MaxLifetime: 60 * time.Second,
 			MaxSize:     16 << 10,
 			ReplayCache: 1 << 20,
+			ReplayQuota: 4096,
 		},
 		Limits: LimitsConfig{
 			MaxPacketSize:        256 << 10,
@@ -163,6 +165,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: envelope.max_size: %d is out of range (256 to 1048576)", e.MaxSize)
 	case e.ReplayCache < 1024:
 		return fmt.Errorf("config: envelope.replay_cache: %d is too small (at least 1024)", e.ReplayCache)
+	case e.ReplayQuota < 0 || e.ReplayQuota > e.ReplayCache:
+		return fmt.Errorf("config: envelope.replay_quota: %d is out of range (0 to envelope.replay_cache, %d; 0 switches it off)", e.ReplayQuota, e.ReplayCache)
 	}
 	l := c.Limits
 	switch {

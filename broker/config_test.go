@@ -28,7 +28,7 @@ func TestDocumentedConfigLoads(t *testing.T) {
 		t.Fatalf("the documented config does not load: %v", err)
 	}
 	if cfg.Limits.ConnsPerSub != 32 || cfg.Envelope.MaxLifetime.String() != "1m0s" || cfg.Observe.AuditKeep != 5 ||
-		cfg.Limits.SessionsPerSub != 16 {
+		cfg.Limits.SessionsPerSub != 16 || cfg.Envelope.ReplayQuota != 4096 {
 		t.Fatalf("documented values not read: %+v", cfg)
 	}
 }
@@ -46,6 +46,8 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		{"listeners:\n  mqtt: \"\"\n  https: \"\"\n", "listeners"},
 		{"data: \"\"\n", "data"},
 		{"observe:\n  audit_keep: -2\n", "observe.audit_keep"},
+		{"envelope:\n  replay_quota: -1\n", "envelope.replay_quota"},
+		{"envelope:\n  replay_cache: 2048\n  replay_quota: 4096\n", "envelope.replay_quota"},
 		{"limits:\n  sessions_per_sub: -1\n", "limits.sessions_per_sub"},
 	}
 	for _, tc := range tests {

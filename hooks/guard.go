@@ -115,7 +115,7 @@ func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config
 		verifier:  verifier,
 		master:    bytes.Clone(master),
 		cfg:       cfg,
-		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, cfg.Envelope.Horizon()),
+		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, cfg.Envelope.Horizon(), envelope.OwnerQuota(cfg.Quotas.ReplayPerSub)),
 		observers: observers,
 		counts:    newCounters(),
 		started:   time.Now().Unix(),

@@ -147,7 +147,7 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 		err = &envelope.Error{Reason: envelope.ReasonReplay, Detail: "issued before the broker (re)started, so it may have been seen already; seal it again"}
 	}
 	if err == nil {
-		err = g.replay.Record(env.Kid, env.Nonce, time.Unix(env.Exp, 0), now)
+		err = g.replay.RecordFor(gr.claims.Subject, env.Kid, env.Nonce, time.Unix(env.Exp, 0), now)
 	}
 	if err != nil {
 		return g.refuseCommand(cl, s, gr, pk, env.Nonce, err)
@@ -167,7 +167,7 @@ func (g *Guard) refuseCommand(cl *mqtt.Client, s *session, gr *grant, pk packets
 	switch r {
 	case envelope.ReasonMalformed, envelope.ReasonVersion:
 		code = 0x99
-	case envelope.ReasonCacheFull:
+	case envelope.ReasonCacheFull, envelope.ReasonQuota:
 		code = 0x97
 	case "":
 		r = "envelope"

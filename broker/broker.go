@@ -49,6 +49,8 @@ type Broker struct {
 
 	tokenAPI *auth.Exchange
 
+	issued hooks.IssuedRecord // what earlier runs may have accepted (restart.go)
+
 	observability // Audit, Metrics and the store (observe.go, storage.go)
 
 	tlsConf   *tls.Config
@@ -88,7 +90,11 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("broker: data folder: %w", err)
 	}
+	freshSecret := !exists(filepath.Join(cfg.Data, auth.MasterSecretFile))
 	if err := b.loadIdentity(); err != nil {
+		return nil, err
+	}
+	if err := b.loadIssued(freshSecret); err != nil {
 		return nil, err
 	}
 	if err := b.loadTLS(); err != nil {
@@ -179,6 +185,7 @@ func (b *Broker) assemble() {
 		Limits: hooks.Limits{ConnsPerSub: l.ConnsPerSub, ConnsPerAddr: l.ConnsPerAddr, ConnectRate: l.ConnectRate,
 			ConnectBurst: l.ConnectBurst, SubscriptionsMax: l.MaxSubscriptions},
 		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub, ReplayPerSub: b.cfg.Envelope.ReplayQuota},
+		Issued: b.issued,
 	}
 	b.Guard = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...)
 	_ = b.Server.AddHook(b.Guard, nil)
@@ -347,6 +354,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			cancel()
 		}
 		err = b.Server.Close()
+		b.saveIssued()
 		b.closeTokenService()
 		b.closeObservability()
 	})

@@ -37,6 +37,10 @@ type Config struct {
 	Limits Limits
 	// Quotas bound what one identity may keep in the broker.
 	Quotas Quotas
+	// Issued is what an earlier run on the same data, whose replay cache is
+	// gone, may have accepted (restart.go). Zero: nothing but commands
+	// issued before this Guard started is refused for that reason.
+	Issued IssuedRecord
 }
 
 // DefaultConfig returns safe defaults.
@@ -72,7 +76,7 @@ type Guard struct {
 	store     SessionStore // told what the Guard drops from sessions (nil: no store)
 	wills     sync.Map     // client ID -> *pendingWill: delayed wills of ended connections
 
-	quotaState // the bookkeeping of Quotas (quotas.go)
+	quotaState // the bookkeeping of Quotas and of the restart rule (quotas.go)
 }
 
 // grant is what one verified token allows; it is replaced whole on re-auth.

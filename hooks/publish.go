@@ -141,10 +141,11 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	if err == nil {
 		err = env.Verify(gr.key, pk.TopicName, gr.claims.ID, now, g.cfg.Envelope)
 	}
-	if err == nil && env.Iat < g.started {
+	if err == nil && (env.Iat < g.started || g.issuedEarlier(env.Iat)) {
 		// The replay cache does not survive a restart, so a command issued
-		// before this broker started may have been seen already.
-		err = &envelope.Error{Reason: envelope.ReasonReplay, Detail: "issued before the broker (re)started, so it may have been seen already; seal it again"}
+		// before this broker started, or one an earlier run may have
+		// accepted (Config.Issued), may have been seen already.
+		err = &envelope.Error{Reason: envelope.ReasonReplay, Detail: "issued before the broker (re)started, so it may have been seen already; seal it again (with a fresh iat, a few seconds after the restart)"}
 	}
 	if err == nil {
 		err = g.replay.RecordFor(gr.claims.Subject, env.Kid, env.Nonce, time.Unix(env.Exp, 0), now)
@@ -152,6 +153,7 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	if err != nil {
 		return g.refuseCommand(cl, s, gr, pk, env.Nonce, err)
 	}
+	g.noteIssued(env)
 	pk.Expiry = env.Exp
 	pk.Properties.MessageExpiryInterval = uint32(max(1, env.Exp-now.Unix()))
 	pk.ProtocolVersion = 5 // mochi only honours Expiry on MQTT 5 packets, also when a 3.1.1 client sent it

@@ -18,7 +18,8 @@ func DefaultQuotas() Quotas {
 	return Quotas{SessionsPerSub: 16, ReplayPerSub: 4096}
 }
 
-// quotaState is the Guard's bookkeeping for its Quotas.
+// quotaState is the Guard's bookkeeping for its Quotas and the restart rule.
 type quotaState struct {
 	sessionIdx sessionIndex
+	issued     issuedState
 }

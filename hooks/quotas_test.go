@@ -2,11 +2,86 @@ package hooks
 
 import (
 	"testing"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"homemq/auth"
+	"homemq/envelope"
 )
+
+// TestIssuedRecord: the record a run leaves for the next, from what it was
+// given and what it accepted.
+func TestIssuedRecord(t *testing.T) {
+	cmd := func(iat int64, nonce string) envelope.Envelope {
+		return envelope.Envelope{Kid: "k", Nonce: nonce, Iat: iat, Exp: iat + 30}
+	}
+	tests := []struct {
+		name       string
+		given      IssuedRecord
+		accepted   []envelope.Envelope
+		wantFloor  int64
+		wantRecent []string
+	}{
+		{"nothing given, nothing accepted", IssuedRecord{}, nil, 0, nil},
+		{"given passes on", IssuedRecord{Floor: 100, Recent: []IssuedCommand{{Kid: "k", Nonce: "a", Exp: 130}}}, nil, 100, []string{"a"}},
+		{"the newest second's commands", IssuedRecord{}, []envelope.Envelope{cmd(200, "a"), cmd(201, "b"), cmd(201, "c"), cmd(199, "d")}, 200, []string{"b", "c"}},
+		{"older than given changes nothing", IssuedRecord{Floor: 300}, []envelope.Envelope{cmd(250, "a")}, 300, nil},
+		{"given recent kept when nothing newer", IssuedRecord{Floor: 300, Recent: []IssuedCommand{{Kid: "k", Nonce: "a", Exp: 330}}}, []envelope.Envelope{cmd(301, "b")}, 300, []string{"a", "b"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g, _, _ := testGuard(t)
+			g.cfg.Issued = tc.given
+			for _, e := range tc.accepted {
+				g.noteIssued(e)
+			}
+			r := g.IssuedRecord()
+			var nonces []string
+			for _, c := range r.Recent {
+				nonces = append(nonces, c.Nonce)
+			}
+			if r.Floor != tc.wantFloor || len(nonces) != len(tc.wantRecent) {
+				t.Fatalf("record %+v, want floor %d recent %v", r, tc.wantFloor, tc.wantRecent)
+			}
+			for i := range nonces {
+				if nonces[i] != tc.wantRecent[i] {
+					t.Fatalf("recent %v, want %v", nonces, tc.wantRecent)
+				}
+			}
+		})
+	}
+}
+
+// TestIssuedRecordOverflow: past maxRecent commands in one second, the
+// record keeps only the floor, which then includes that second.
+func TestIssuedRecordOverflow(t *testing.T) {
+	g, _, _ := testGuard(t)
+	for i := 0; i <= maxRecent; i++ {
+		g.noteIssued(envelope.Envelope{Kid: "k", Nonce: string(rune(i)), Iat: 500, Exp: 530})
+	}
+	if r := g.IssuedRecord(); r.Floor != 500 || len(r.Recent) != 0 {
+		t.Fatalf("record after overflow: floor %d, %d recent; want 500, none", r.Floor, len(r.Recent))
+	}
+}
+
+// TestIssuedEarlierPreloadsRecent: a command of the last second of the
+// earlier run is a replay; another of that second passes.
+func TestIssuedEarlierPreloadsRecent(t *testing.T) {
+	g, _, _ := testGuard(t)
+	now := time.Now()
+	g.cfg.Issued = IssuedRecord{Floor: now.Unix() - 1, Recent: []IssuedCommand{{Kid: "k", Nonce: "seen", Exp: now.Unix() + 30}}}
+	if g.issuedEarlier(now.Unix()-1) != true || g.issuedEarlier(now.Unix()) {
+		t.Fatal("floor: iat at it must be refused, after it not")
+	}
+	exp := now.Add(30 * time.Second)
+	if err := g.replay.Record("k", "seen", exp, now); envelope.ReasonOf(err) != envelope.ReasonReplay {
+		t.Fatalf("the earlier run's command: %v, want a replay", err)
+	}
+	if err := g.replay.Record("k", "new", exp, now); err != nil {
+		t.Fatalf("a new command of the same second: %v", err)
+	}
+}
 
 func TestCapDisconnectExpiry(t *testing.T) {
 	g, srv, _ := testGuard(t)

@@ -184,7 +184,8 @@ func (b *Broker) assemble() {
 		MaxKeepalive:    l.MaxKeepalive,
 		Limits: hooks.Limits{ConnsPerSub: l.ConnsPerSub, ConnsPerAddr: l.ConnsPerAddr, ConnectRate: l.ConnectRate,
 			ConnectBurst: l.ConnectBurst, SubscriptionsMax: l.MaxSubscriptions},
-		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub, ReplayPerSub: b.cfg.Envelope.ReplayQuota},
+		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub, ReplayPerSub: b.cfg.Envelope.ReplayQuota,
+			RetainedPerAgent: l.RetainedPerAgent, MaxRetainedSize: l.MaxRetainedSize},
 		Issued: b.issued,
 	}
 	b.Guard = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...)

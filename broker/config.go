@@ -74,7 +74,9 @@ type LimitsConfig struct {
 	WebSocketOrigins     []string      `yaml:"websocket_origins"`
 	WebSocketReadLimit   int64         `yaml:"websocket_read_limit"`
 	HTTPReadHeaderTimout time.Duration `yaml:"http_read_header_timeout"`
-	SessionsPerSub       int           `yaml:"sessions_per_sub"` // persistent sessions per sub, offline ones included; 0 = off
+	SessionsPerSub       int           `yaml:"sessions_per_sub"`   // persistent sessions per sub, offline ones included; 0 = off
+	RetainedPerAgent     int           `yaml:"retained_per_agent"` // retained topics per agent of a home; 0 = off
+	MaxRetainedSize      int           `yaml:"max_retained_size"`  // bytes of a retained payload; 0 = off
 }
 
 // LogConfig sets the structured log.
@@ -117,6 +119,8 @@ func DefaultConfig() Config {
 			WebSocketReadLimit:   256<<10 + 1024,
 			HTTPReadHeaderTimout: 10 * time.Second,
 			SessionsPerSub:       16,
+			RetainedPerAgent:     256,
+			MaxRetainedSize:      16 << 10,
 		},
 		Log: LogConfig{Level: "info"},
 	}
@@ -186,6 +190,10 @@ func (c Config) Validate() error {
 		return errors.New("config: limits.max_inflight and limits.max_queued must be positive")
 	case l.SessionsPerSub < 0:
 		return fmt.Errorf("config: limits.sessions_per_sub: %d must not be negative (0 switches it off)", l.SessionsPerSub)
+	case l.RetainedPerAgent < 0:
+		return fmt.Errorf("config: limits.retained_per_agent: %d must not be negative (0 switches it off)", l.RetainedPerAgent)
+	case l.MaxRetainedSize < 0 || l.MaxRetainedSize > int(l.MaxPacketSize):
+		return fmt.Errorf("config: limits.max_retained_size: %d is out of range (0 to limits.max_packet_size, %d; 0 switches it off)", l.MaxRetainedSize, l.MaxPacketSize)
 	}
 	if c.Observe.AuditMaxSize < 0 || c.Observe.AuditKeep < 0 {
 		return errors.New("config: observe.audit_max_size and observe.audit_keep must not be negative")

@@ -35,7 +35,7 @@ type Config struct {
 	MaxKeepalive uint16
 	// Limits bound connections per identity and address.
 	Limits Limits
-	// Quotas bound what one identity may keep in the broker.
+	// Quotas bound sessions, replay entries and retained messages per identity.
 	Quotas Quotas
 	// Issued is what an earlier run on the same data, whose replay cache is
 	// gone, may have accepted (restart.go). Zero: nothing but commands

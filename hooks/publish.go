@@ -131,6 +131,9 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	if d := topics.Authorize(gr.identity, topics.Publish, pk.TopicName, pk.FixedHeader.Retain); !d.Allow {
 		return g.refusePublish(cl, s, gr, pk, EventPublish, 0x87, "acl", d.Reason)
 	}
+	if code, why, detail := g.checkDevicePublish(gr, pk); code != 0 {
+		return g.refusePublish(cl, s, gr, pk, EventPublish, code, why, detail)
+	}
 	if !topics.IsCommand(pk.TopicName) {
 		return pk, nil
 	}

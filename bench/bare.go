@@ -61,6 +61,7 @@ func ForLoad(cfg broker.Config) broker.Config {
 	l.ConnectRate, l.ConnectBurst = 1e9, 1_000_000_000
 	l.CommandRate, l.CommandBurst = 1e9, 1_000_000_000
 	l.SessionsPerSub, l.RetainedPerAgent, l.MaxRetainedSize = 1_000_000, 1_000_000, int(l.MaxPacketSize)
+	l.RetainedRate, l.RetainedBurst = 1e9, 1_000_000_000
 	cfg.Envelope.ReplayQuota = cfg.Envelope.ReplayCache
 	return cfg
 }

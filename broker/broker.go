@@ -185,7 +185,8 @@ func (b *Broker) assemble() {
 		Limits: hooks.Limits{ConnsPerSub: l.ConnsPerSub, ConnsPerAddr: l.ConnsPerAddr, ConnectRate: l.ConnectRate,
 			ConnectBurst: l.ConnectBurst, SubscriptionsMax: l.MaxSubscriptions},
 		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub, ReplayPerSub: b.cfg.Envelope.ReplayQuota,
-			RetainedPerAgent: l.RetainedPerAgent, MaxRetainedSize: l.MaxRetainedSize},
+			RetainedPerAgent: l.RetainedPerAgent, MaxRetainedSize: l.MaxRetainedSize,
+			RetainedRate: l.RetainedRate, RetainedBurst: l.RetainedBurst},
 		Issued: b.issued,
 	}
 	b.Guard = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...)

@@ -77,6 +77,8 @@ type LimitsConfig struct {
 	SessionsPerSub       int           `yaml:"sessions_per_sub"`   // persistent sessions per sub, offline ones included; 0 = off
 	RetainedPerAgent     int           `yaml:"retained_per_agent"` // retained topics per agent of a home; 0 = off
 	MaxRetainedSize      int           `yaml:"max_retained_size"`  // bytes of a retained payload; 0 = off
+	RetainedRate         float64       `yaml:"retained_rate"`      // retained publishes per second per sub; 0 = off
+	RetainedBurst        int           `yaml:"retained_burst"`
 }
 
 // LogConfig sets the structured log.
@@ -121,6 +123,8 @@ func DefaultConfig() Config {
 			SessionsPerSub:       16,
 			RetainedPerAgent:     256,
 			MaxRetainedSize:      16 << 10,
+			RetainedRate:         20,
+			RetainedBurst:        500,
 		},
 		Log: LogConfig{Level: "info"},
 	}
@@ -194,6 +198,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: limits.retained_per_agent: %d must not be negative (0 switches it off)", l.RetainedPerAgent)
 	case l.MaxRetainedSize < 0 || l.MaxRetainedSize > int(l.MaxPacketSize):
 		return fmt.Errorf("config: limits.max_retained_size: %d is out of range (0 to limits.max_packet_size, %d; 0 switches it off)", l.MaxRetainedSize, l.MaxPacketSize)
+	case l.RetainedRate < 0 || l.RetainedBurst < 0 || (l.RetainedRate > 0 && l.RetainedBurst == 0):
+		return errors.New("config: limits.retained_rate and limits.retained_burst must not be negative, and retained_burst must be positive when retained_rate is (retained_rate 0 switches it off)")
 	}
 	if c.Observe.AuditMaxSize < 0 || c.Observe.AuditKeep < 0 {
 		return errors.New("config: observe.audit_max_size and observe.audit_keep must not be negative")

@@ -51,6 +51,8 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		{"limits:\n  sessions_per_sub: -1\n", "limits.sessions_per_sub"},
 		{"limits:\n  retained_per_agent: -1\n", "limits.retained_per_agent"},
 		{"limits:\n  max_retained_size: 300000\n", "limits.max_retained_size"},
+		{"limits:\n  retained_rate: -1\n", "limits.retained_rate"},
+		{"limits:\n  retained_burst: 0\n", "limits.retained_burst"},
 	}
 	for _, tc := range tests {
 		f := filepath.Join(t.TempDir(), "c.yaml")

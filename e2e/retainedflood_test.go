@@ -54,3 +54,30 @@ func TestAgentRetainedFloodIsCapped(t *testing.T) {
 	eventually(t, 5*time.Second, "the retained states", func() bool { return len(w.received()) == 3 })
 	never(t, 200*time.Millisecond, "more than three retained states", func() bool { return len(w.received()) > 3 })
 }
+
+// TestAgentRetainedRateIsCapped: each retained message is written to disk
+// with an fsync, so an agent re-publishing one state in a loop is held to
+// limits.retained_rate (burst limits.retained_burst): beyond, PUBACK 0x96
+// with a reason string. Plain publishes are not counted.
+func TestAgentRetainedRateIsCapped(t *testing.T) {
+	b := startBroker(t, func(c *broker.Config) {
+		c.Limits.RetainedRate, c.Limits.RetainedBurst = 0.5, 5
+		c.Limits.RefusalLimit = 0
+	})
+	a := b.mustV5(overTLS, "agent:pi", b.mint("agent:pi", "h1=agent"))
+	state := "homes/h1/agents/pi/devices/d0/state"
+	var codes []byte
+	for i := 0; i < 8; i++ {
+		codes = append(codes, a.publish(t, state, []byte(`{"on":true}`), 1, true).ReasonCode)
+	}
+	if string(codes[:5]) != "\x00\x00\x00\x00\x00" || codes[7] != 0x96 {
+		t.Fatalf("PUBACK codes of 8 quick retained publishes with burst 5: %x, want five 00 then 96", codes)
+	}
+	pr := a.publish(t, state, []byte(`{"on":false}`), 1, true)
+	if pr.ReasonCode != 0x96 || pr.Properties == nil || !strings.Contains(pr.Properties.ReasonString, "too many retained messages") {
+		t.Fatalf("over the rate: %+v", pr)
+	}
+	if pr := a.publish(t, "homes/h1/agents/pi/devices/d0/event", []byte(`{"e":1}`), 1, false); pr.ReasonCode != 0 {
+		t.Fatalf("a plain event while over the retained rate: 0x%02X", pr.ReasonCode)
+	}
+}

@@ -17,12 +17,20 @@ type Quotas struct {
 	// MaxRetainedSize is the largest retained payload, in bytes, anyone but
 	// an operator may publish; a larger one gets PUBACK 0x95.
 	MaxRetainedSize int
+	// RetainedRate and RetainedBurst limit the retained messages one sub may
+	// publish per second (each is written to disk with an fsync); beyond,
+	// PUBACK 0x96.
+	RetainedRate  float64
+	RetainedBurst int
 }
 
 // DefaultQuotas are generous for a home: 16 sessions per sub, 4096 live
-// commands per sub, 256 retained topics per agent of at most 16 KiB.
+// commands per sub, 256 retained topics per agent of at most 16 KiB, and
+// 20 retained messages a second per sub (bursts of 500, as at an agent's
+// start).
 func DefaultQuotas() Quotas {
-	return Quotas{SessionsPerSub: 16, ReplayPerSub: 4096, RetainedPerAgent: 256, MaxRetainedSize: 16 << 10}
+	return Quotas{SessionsPerSub: 16, ReplayPerSub: 4096, RetainedPerAgent: 256, MaxRetainedSize: 16 << 10,
+		RetainedRate: 20, RetainedBurst: 500}
 }
 
 // quotaState is the Guard's bookkeeping for its Quotas and the restart rule.

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/time/rate"
 
 	"homemq/topics"
 )
@@ -25,6 +27,32 @@ type retainedIndex struct {
 	mu      sync.Mutex
 	byAgent map[string]map[string]struct{}
 	store   *packets.Packets
+	rates   map[string]*rate.Limiter // sub -> its retained publishes
+}
+
+// maxRetainedRates bounds the limiters kept; past it, full ones are dropped.
+const maxRetainedRates = 16384
+
+// allow reports whether sub may publish one more retained message now.
+func (x *retainedIndex) allow(sub string, r float64, burst int, now time.Time) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	lim := x.rates[sub]
+	if lim == nil {
+		if x.rates == nil {
+			x.rates = map[string]*rate.Limiter{}
+		}
+		if len(x.rates) >= maxRetainedRates {
+			for k, l := range x.rates { // a full bucket is the same as a new one
+				if l.TokensAt(now) >= float64(l.Burst()) {
+					delete(x.rates, k)
+				}
+			}
+		}
+		lim = rate.NewLimiter(rate.Limit(r), max(burst, 1))
+		x.rates[sub] = lim
+	}
+	return lim.AllowN(now, 1)
 }
 
 // retainedOwner returns the agent of a home that a retained topic counts
@@ -40,9 +68,9 @@ func retainedOwner(p topics.Path) string {
 
 // checkDevicePublish applies the agent caps to a publish the topic rules
 // allowed: the token's device list (state, event and discovery), the
-// retained payload size and the
-// number of retained topics per agent. It returns 0 or the reason code
-// to refuse with, a reason id and a sentence.
+// retained payload size, the rate of retained publishes per sub and the
+// number of retained topics per agent. It returns 0 or the reason code to
+// refuse with, a reason id and a sentence.
 func (g *Guard) checkDevicePublish(gr *grant, pk packets.Packet) (code byte, why, detail string) {
 	if gr.claims.Operator {
 		return 0, "", ""
@@ -61,6 +89,9 @@ func (g *Guard) checkDevicePublish(gr *grant, pk packets.Packet) (code byte, why
 	}
 	if max := g.cfg.Quotas.MaxRetainedSize; max > 0 && len(pk.Payload) > max {
 		return 0x95, "retained_size", fmt.Sprintf("retained payload of %d bytes is over the limit of %d bytes", len(pk.Payload), max)
+	}
+	if q := g.cfg.Quotas; q.RetainedRate > 0 && !g.retainedIdx.allow(gr.claims.Subject, q.RetainedRate, q.RetainedBurst, g.now()) {
+		return 0x96, "retained_rate", fmt.Sprintf("too many retained messages (more than %g a second); publish a state when it changes", q.RetainedRate)
 	}
 	owner := retainedOwner(p)
 	if owner == "" {

@@ -74,7 +74,10 @@ func TestPersistentSessionsPerSubAreCapped(t *testing.T) {
 
 	again := b.mustV5(overTLS, "user:x/1", tok, persistentFor(600)) // not a new session
 	_ = again.Disconnect(&paho.Disconnect{})
-	b.mustV5(overTLS, "user:x/clean", tok)                                          // no session kept
+	b.mustV5(overTLS, "user:x/clean", tok) // no session kept
+	if _, ca, err := b.v5(overTLS, "user:x/clean", tok, persistentFor(600)); err == nil || ca == nil || ca.ReasonCode != 0x97 {
+		t.Fatalf("taking over a clean connection with a new persistent session: %v %+v, want 0x97", err, ca)
+	}
 	b.mustV5(overTLS, "user:y/1", b.mint("user:y", "h1=admin"), persistentFor(600)) // another sub
 
 	// ending a session with expiry 0 makes room for a new one

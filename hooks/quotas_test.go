@@ -123,8 +123,13 @@ func TestSessionsPerSub(t *testing.T) {
 			t.Fatalf("persistent session %s: %v, want ok=%v", step.id, err, step.want)
 		}
 	}
-	if _, err := connect(t, g, srv, "user:a/clean", tok); err != nil {
+	clean, err := connect(t, g, srv, "user:a/clean", tok)
+	if err != nil {
 		t.Fatalf("a clean connection: %v", err)
+	}
+	srv.Clients.Add(clean)
+	if err := persistent("user:a/clean"); err == nil {
+		t.Fatal("taking over a clean connection with a persistent session slipped past the cap")
 	}
 	srv.Clients.Delete("user:a/2") // expired
 	if err := persistent("user:a/3"); err != nil {

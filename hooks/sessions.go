@@ -81,10 +81,12 @@ func (x *sessionIndex) admit(server *mqtt.Server, sub, id string, max int, now t
 		ids = map[string]int64{}
 		x.bySub[sub] = ids
 	}
-	if _, ok := x.clients.Get(id); ok {
+	if old, ok := x.clients.Get(id); ok && persistent(old) {
 		ids[id] = 0 // a reconnect to an existing session is not a new one
 		return len(ids), true
 	}
+	// A clean connection of the same ID that this one takes over is no
+	// session to keep: making it persistent is a new session.
 	x.prune(ids, now)
 	if len(ids) >= max {
 		return len(ids), false

@@ -88,7 +88,7 @@ func (x *sessionIndex) admit(server *mqtt.Server, sub, id string, max int, now t
 	// A clean connection of the same ID that this one takes over is no
 	// session to keep: making it persistent is a new session.
 	x.prune(ids, now)
-	if len(ids) >= max {
+	if _, counted := ids[id]; !counted && len(ids) >= max {
 		return len(ids), false
 	}
 	ids[id] = now.UnixNano()

@@ -8,6 +8,7 @@ import (
 
 	"homemq/auth"
 	"homemq/envelope"
+	"homemq/topics"
 )
 
 // TestIssuedRecord: the record a run leaves for the next, from what it was
@@ -134,5 +135,52 @@ func TestSessionsPerSub(t *testing.T) {
 	srv.Clients.Delete("user:a/2") // expired
 	if err := persistent("user:a/3"); err != nil {
 		t.Fatalf("after one expired: %v", err)
+	}
+}
+
+// TestRetainedIndex: retained topics count per agent of a home, seeded from
+// what mochi holds; replacing or clearing one's own always passes, and a
+// topic mochi no longer holds frees its place.
+func TestRetainedIndex(t *testing.T) {
+	_, srv, _ := testGuard(t)
+	retain := func(topic string, clear bool) { // what mochi does after the Guard allowed it
+		if clear {
+			srv.Topics.Retained.Delete(topic)
+			return
+		}
+		srv.Topics.Retained.Add(topic, packets.Packet{TopicName: topic, Payload: []byte("x")})
+	}
+	restored := "homes/h1/agents/pi/devices/old/state"
+	retain(restored, false)
+	var x retainedIndex
+	steps := []struct {
+		topic       string
+		clear, want bool
+	}{
+		{"homes/h1/agents/pi/devices/a/state", false, true},               // 2 of 2 with the restored one
+		{"homes/h1/discovery/switch/pi/b/config", false, false},           // a third
+		{"homes/h1/agents/pi/devices/a/state", false, true},               // replacing its own
+		{"homes/h2/agents/pi/devices/a/state", false, true},               // another home: another agent
+		{restored, true, true},                                            // clearing
+		{"homes/h1/discovery/switch/pi/b/config", false, true},            // now it fits
+		{"homes/h1/agents/pi/devices/c/state", false, false},              // full again
+		{"homes/h1/agents/pi/devices/nothing-to-clear/state", true, true}, // clearing what is not there
+	}
+	for i, s := range steps {
+		p, err := topics.Parse(s.topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := x.admit(srv, retainedOwner(p), s.topic, s.clear, 2)
+		if ok != s.want {
+			t.Fatalf("step %d: admit %s clear=%v = %v, want %v", i, s.topic, s.clear, ok, s.want)
+		}
+		if ok {
+			retain(s.topic, s.clear)
+		}
+	}
+	srv.Topics.Retained.Delete("homes/h1/agents/pi/devices/a/state") // expired in mochi
+	if _, ok := x.admit(srv, "h1/pi", "homes/h1/agents/pi/devices/c/state", false, 2); !ok {
+		t.Fatal("a topic mochi no longer holds still takes a place")
 	}
 }

@@ -19,9 +19,10 @@ func TestLoadIssued(t *testing.T) {
 		{"a clean stop recorded its newest iat", `{"floor":1700000000}`, false, 1700000000, 1700000000},
 		{"and the commands of its last second", `{"floor":1700000000,"recent":[{"kid":"k","nonce":"n","exp":1700000030}]}`, false, 1700000000, 1700000000},
 		{"nothing accepted, ever", `{"floor":0}`, false, 0, 0},
-		{"no record: after a crash", "", false, now + 5, now + 7},
-		{"a garbled record counts as none", "x", false, now + 5, now + 7},
-		{"a new master secret needs no floor", "", true, 0, 0},
+		{"no file: no broker ran on this data", "", false, 0, 0},
+		{"a running mark: after a crash", `{"running":true}`, false, now + 5, now + 7},
+		{"a garbled record counts as a crash", "x", false, now + 5, now + 7},
+		{"a new master secret needs no floor", `{"running":true}`, true, 0, 0},
 		{"a new master secret ignores an old record", `{"floor":1700000000}`, true, 0, 0},
 	}
 	for _, tc := range tests {
@@ -41,8 +42,8 @@ func TestLoadIssued(t *testing.T) {
 			if b.issued.Floor < tc.min || b.issued.Floor > tc.max {
 				t.Fatalf("floor %d, want %d to %d", b.issued.Floor, tc.min, tc.max)
 			}
-			if _, err := os.Stat(p); err == nil {
-				t.Fatal("the record of the last run is still there: a crash of this run would reuse it")
+			if raw, err := os.ReadFile(p); err != nil || string(raw) != `{"running":true,"floor":0,"recent":null}` {
+				t.Fatalf("%s is %q (%v), want the running mark: a crash of this run would reuse the last record", IssuedFile, raw, err)
 			}
 		})
 	}

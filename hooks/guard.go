@@ -41,6 +41,10 @@ type Config struct {
 	// gone, may have accepted (restart.go). Zero: nothing but commands
 	// issued before this Guard started is refused for that reason.
 	Issued IssuedRecord
+	// DisconnectWait bounds how long closing one connection (at expiry,
+	// revocation or shutdown) may wait for its DISCONNECT to be written
+	// before the connection is closed without it.
+	DisconnectWait time.Duration
 }
 
 // DefaultConfig returns safe defaults.
@@ -55,6 +59,7 @@ func DefaultConfig() Config {
 		MaxKeepalive:    300,
 		Limits:          DefaultLimits(),
 		Quotas:          DefaultQuotas(),
+		DisconnectWait:  5 * time.Second,
 	}
 }
 
@@ -92,6 +97,8 @@ type session struct {
 	grant    atomic.Pointer[grant]
 	closed   atomic.Bool // revoked or expired: refuse everything
 	revoked  atomic.Bool
+	cut      atomic.Bool // cutOff has run
+	released atomic.Bool // the connection slots sub and addr are given back
 	timer    *time.Timer
 	mu       sync.Mutex
 	refusals []int64 // times of recent refusals (unix nanos), at most RefusalLimit
@@ -114,6 +121,9 @@ func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config
 		cfg = DefaultConfig()
 	}
 	cfg.Envelope = cfg.Envelope.Effective()
+	if cfg.DisconnectWait <= 0 {
+		cfg.DisconnectWait = DefaultConfig().DisconnectWait
+	}
 	return &Guard{
 		server:    server,
 		verifier:  verifier,

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -61,6 +62,7 @@ type Broker struct {
 	https     *http.Server
 	httpsLn   net.Listener
 	observers []hooks.Observer
+	slow      atomic.Uint64 // connections closed because their client did not read (slowconsumer.go)
 	stopOnce  sync.Once
 	stop      chan struct{}
 }
@@ -182,6 +184,7 @@ func (b *Broker) assemble() {
 		CommandRate:     l.CommandRate,
 		CommandBurst:    l.CommandBurst,
 		MaxKeepalive:    l.MaxKeepalive,
+		DisconnectWait:  l.WriteTimeout,
 		Limits: hooks.Limits{ConnsPerSub: l.ConnsPerSub, ConnsPerAddr: l.ConnsPerAddr, ConnectRate: l.ConnectRate,
 			ConnectBurst: l.ConnectBurst, SubscriptionsMax: l.MaxSubscriptions},
 		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub, ReplayPerSub: b.cfg.Envelope.ReplayQuota,
@@ -193,24 +196,25 @@ func (b *Broker) assemble() {
 	_ = b.Server.AddHook(b.Guard, nil)
 	b.Revoked.OnRevoke(b.Guard.Revoked)
 
+	queue := b.writeQueue()
 	if a := b.cfg.Listeners.MQTT; a != "" {
 		b.mqttTLS = NewTCPListener("mqtts", a, b.tlsConf, l.ConnectTimeout)
-		b.mqttTLS.closer = b.closeClientsOf
+		b.mqttTLS.closer, b.mqttTLS.queue = b.closeClientsOf, queue
 		_ = b.Server.AddListener(b.mqttTLS)
 	}
 	if a := b.cfg.Listeners.MQTTPlain; a != "" {
 		b.mqttPlain = NewTCPListener("mqtt", a, nil, l.ConnectTimeout)
-		b.mqttPlain.closer = b.closeClientsOf
+		b.mqttPlain.closer, b.mqttPlain.queue = b.closeClientsOf, queue
 		_ = b.Server.AddListener(b.mqttPlain)
 	}
 	if b.cfg.Listeners.HTTPS != "" {
 		b.ws = NewWebSocketListener("wss", l.WebSocketOrigins, l.WebSocketReadLimit, l.ConnectTimeout)
-		b.ws.closer = b.closeClientsOf
+		b.ws.closer, b.ws.queue = b.closeClientsOf, queue
 		_ = b.Server.AddListener(b.ws)
 		b.Mux.Handle("/mqtt", b.ws)
 	}
 	b.pipe = NewPipeListener("internal", l.ConnectTimeout)
-	b.pipe.closer = b.closeClientsOf
+	b.pipe.closer, b.pipe.queue = b.closeClientsOf, queue
 	_ = b.Server.AddListener(b.pipe)
 	b.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -252,15 +256,24 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 	}
 }
 
-// closeClientsOf disconnects the clients of one listener at shutdown. It
-// stands in for mochi's closeListenerClients, whose Clients.GetByListener
-// takes the read lock twice and deadlocks against a concurrent Delete.
+// closeClientsOf disconnects the clients of one listener at shutdown, all
+// at once, each within limits.write_timeout (Guard.Disconnect), so that no
+// client can hold the shutdown. It stands in for mochi's
+// closeListenerClients, whose Clients.GetByListener takes the read lock
+// twice and deadlocks against a concurrent Delete, and which disconnects
+// one client after the other.
 func (b *Broker) closeClientsOf(listener string) {
+	var wg sync.WaitGroup
 	for _, cl := range b.Server.Clients.GetAll() {
 		if cl.Net.Listener == listener && !cl.Closed() {
-			_ = b.Server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b.Guard.Disconnect(cl, packets.ErrServerShuttingDown)
+			}()
 		}
 	}
+	wg.Wait()
 }
 
 // noSkewIfZero maps a configured skew of 0 to the envelope package's "no

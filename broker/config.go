@@ -79,6 +79,12 @@ type LimitsConfig struct {
 	MaxRetainedSize      int           `yaml:"max_retained_size"`  // bytes of a retained payload; 0 = off
 	RetainedRate         float64       `yaml:"retained_rate"`      // retained publishes per second per sub; 0 = off
 	RetainedBurst        int           `yaml:"retained_burst"`
+	// WriteBuffer is the most bytes queued for one connection and not yet
+	// written to its socket; a client that lets more pile up is disconnected.
+	WriteBuffer int `yaml:"write_buffer"`
+	// WriteTimeout is how long one write to a client's socket may take; a
+	// client that does not read for longer is disconnected.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 }
 
 // LogConfig sets the structured log.
@@ -125,6 +131,8 @@ func DefaultConfig() Config {
 			MaxRetainedSize:      16 << 10,
 			RetainedRate:         20,
 			RetainedBurst:        500,
+			WriteBuffer:          1 << 20,
+			WriteTimeout:         5 * time.Second,
 		},
 		Log: LogConfig{Level: "info"},
 	}
@@ -200,6 +208,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: limits.max_retained_size: %d is out of range (0 to limits.max_packet_size, %d; 0 switches it off)", l.MaxRetainedSize, l.MaxPacketSize)
 	case l.RetainedRate < 0 || l.RetainedBurst < 0 || (l.RetainedRate > 0 && l.RetainedBurst == 0):
 		return errors.New("config: limits.retained_rate and limits.retained_burst must not be negative, and retained_burst must be positive when retained_rate is (retained_rate 0 switches it off)")
+	case l.WriteBuffer < int(l.MaxPacketSize) || l.WriteBuffer > 1<<30:
+		return fmt.Errorf("config: limits.write_buffer: %d is out of range (limits.max_packet_size, %d, to 1073741824)", l.WriteBuffer, l.MaxPacketSize)
+	case l.WriteTimeout < 100*time.Millisecond || l.WriteTimeout > 10*time.Minute:
+		return fmt.Errorf("config: limits.write_timeout: %v is out of range (100ms to 10m)", l.WriteTimeout)
 	}
 	if c.Observe.AuditMaxSize < 0 || c.Observe.AuditKeep < 0 {
 		return errors.New("config: observe.audit_max_size and observe.audit_keep must not be negative")

@@ -11,17 +11,22 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"homemq/writequeue"
 )
 
 // TCPListener is an MQTT listener on TCP, with TLS when configured. Unlike
 // mochi's own, it gives every new connection a deadline to finish the TLS
-// handshake and send CONNECT, so idle sockets cannot pile up.
+// handshake and send CONNECT, so idle sockets cannot pile up, and queues
+// what is written to it (package writequeue), so that a client that does
+// not read cannot hold the broker.
 type TCPListener struct {
 	id, address    string
 	tls            *tls.Config
 	connectTimeout time.Duration
 	ln             net.Listener
 	closer         listeners.CloseFn
+	queue          writequeue.Options
 	conns          connTracker
 	once           sync.Once
 }
@@ -66,10 +71,11 @@ func (l *TCPListener) Init(_ *slog.Logger) error {
 // Serve accepts connections until Close.
 func (l *TCPListener) Serve(establish listeners.EstablishFn) {
 	for {
-		conn, err := l.ln.Accept()
+		raw, err := l.ln.Accept()
 		if err != nil {
 			return
 		}
+		var conn net.Conn = writequeue.New(raw, l.queue)
 		if !l.conns.add(conn) {
 			return
 		}
@@ -94,13 +100,15 @@ func (l *TCPListener) Close(closeClients listeners.CloseFn) {
 
 // WebSocketListener is MQTT over WebSocket as an http.Handler mounted on the
 // shared HTTPS server: subprotocol "mqtt" required, Origin checked against an
-// allow-list (same host by default), frames bounded by a read limit.
+// allow-list (same host by default), frames bounded by a read limit, writes
+// queued like TCPListener's.
 type WebSocketListener struct {
 	id             string
 	origins        []string
 	readLimit      int64
 	connectTimeout time.Duration
 	closer         listeners.CloseFn
+	queue          writequeue.Options
 	conns          connTracker
 	mu             sync.RWMutex
 	establish      listeners.EstablishFn
@@ -161,7 +169,7 @@ func (l *WebSocketListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = c.Close(websocket.StatusPolicyViolation, `the WebSocket subprotocol "mqtt" is required`)
 		return
 	}
-	conn := websocket.NetConn(l.ctx, c, websocket.MessageBinary)
+	var conn net.Conn = writequeue.New(websocket.NetConn(l.ctx, c, websocket.MessageBinary), l.queue)
 	c.SetReadLimit(l.readLimit) // after NetConn, which switches the limit off
 	if !l.conns.add(conn) {
 		return

@@ -53,6 +53,9 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		{"limits:\n  max_retained_size: 300000\n", "limits.max_retained_size"},
 		{"limits:\n  retained_rate: -1\n", "limits.retained_rate"},
 		{"limits:\n  retained_burst: 0\n", "limits.retained_burst"},
+		{"limits:\n  write_buffer: 1024\n", "limits.write_buffer"}, // below max_packet_size
+		{"limits:\n  write_timeout: 0s\n", "limits.write_timeout"},
+		{"limits:\n  write_timeout: 1h\n", "limits.write_timeout"},
 	}
 	for _, tc := range tests {
 		f := filepath.Join(t.TempDir(), "c.yaml")

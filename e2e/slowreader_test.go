@@ -250,6 +250,9 @@ func TestStalledReaderDoesNotHoldPublishers(t *testing.T) {
 			if n := b.metric(t, "homemq_slow_consumer_disconnects_total"); n < 1 {
 				t.Fatalf("homemq_slow_consumer_disconnects_total = %v, want at least 1", n)
 			}
+			eventually(t, 5*time.Second, "a slow_consumer audit entry for the stalled reader", func() bool {
+				return findAudit(auditLines(t, b), map[string]string{"event": broker.EventSlowConsumer, "client": s.id, "reason": "write_timeout"}) != nil
+			})
 		})
 	}
 }

@@ -230,30 +230,40 @@ func (b *testBroker) metric(t *testing.T, name string) float64 {
 
 // TestStalledReaderDoesNotHoldPublishers: with a stalled subscriber present,
 // every QoS 1 state the agent publishes is acknowledged promptly, and the
-// stalled reader is disconnected when its write times out, counted as a
-// slow consumer.
+// stalled reader is disconnected, counted and audited as a slow consumer:
+// with the default limits because its queue overflows, with a large queue
+// because its write times out.
 func TestStalledReaderDoesNotHoldPublishers(t *testing.T) {
-	for _, tr := range allTransports {
-		t.Run(string(tr), func(t *testing.T) {
-			b := startBroker(t, bigQueues, func(c *broker.Config) { c.Limits.WriteTimeout = 3 * time.Second })
-			agent := fillRetained(t, b, tr)
-			s := b.stall(t, tr, "user:viewer/stalled", b.mint("user:viewer", "h1=viewer"))
-			payload := bytes.Repeat([]byte("p"), 4<<10)
-			for i := range 30 {
-				start := time.Now()
-				pr := agent.publish(t, "homes/h1/agents/pi/devices/d0/state", payload, 1, false)
-				if pr.ReasonCode != 0 || time.Since(start) > 5*time.Second {
-					t.Fatalf("publish %d: 0x%02X after %v, want acknowledged within 5s", i, pr.ReasonCode, time.Since(start))
+	cases := []struct {
+		reason string // of the audit entry
+		edit   func(*broker.Config)
+	}{
+		{"write_buffer", func(*broker.Config) {}},
+		{"write_timeout", func(c *broker.Config) { bigQueues(c); c.Limits.WriteTimeout = 3 * time.Second }},
+	}
+	for _, tc := range cases {
+		for _, tr := range allTransports {
+			t.Run(tc.reason+"/"+string(tr), func(t *testing.T) {
+				b := startBroker(t, tc.edit)
+				agent := fillRetained(t, b, tr)
+				s := b.stall(t, tr, "user:viewer/stalled", b.mint("user:viewer", "h1=viewer"))
+				payload := bytes.Repeat([]byte("p"), 4<<10)
+				for i := range 30 {
+					start := time.Now()
+					pr := agent.publish(t, "homes/h1/agents/pi/devices/d0/state", payload, 1, false)
+					if pr.ReasonCode != 0 || time.Since(start) > 5*time.Second {
+						t.Fatalf("publish %d: 0x%02X after %v, want acknowledged within 5s", i, pr.ReasonCode, time.Since(start))
+					}
 				}
-			}
-			eventually(t, 15*time.Second, "the stalled reader disconnected", func() bool { return !b.connected(s.id) })
-			if n := b.metric(t, "homemq_slow_consumer_disconnects_total"); n < 1 {
-				t.Fatalf("homemq_slow_consumer_disconnects_total = %v, want at least 1", n)
-			}
-			eventually(t, 5*time.Second, "a slow_consumer audit entry for the stalled reader", func() bool {
-				return findAudit(auditLines(t, b), map[string]string{"event": broker.EventSlowConsumer, "client": s.id, "reason": "write_timeout"}) != nil
+				eventually(t, 15*time.Second, "the stalled reader disconnected", func() bool { return !b.connected(s.id) })
+				if n := b.metric(t, "homemq_slow_consumer_disconnects_total"); n != 1 {
+					t.Fatalf("homemq_slow_consumer_disconnects_total = %v, want 1", n)
+				}
+				eventually(t, 5*time.Second, "a slow_consumer audit entry for the stalled reader", func() bool {
+					return findAudit(auditLines(t, b), map[string]string{"event": broker.EventSlowConsumer, "client": s.id, "reason": tc.reason}) != nil
+				})
 			})
-		})
+		}
 	}
 }
 

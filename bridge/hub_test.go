@@ -9,6 +9,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"homemq/internal/eventually"
 )
 
 // device answers every command on cmdTopic with an ack carrying its nonce,
@@ -212,7 +214,7 @@ func TestCancelInvocation(t *testing.T) {
 	c.handshake()
 	c.send([]byte(`{"type":1,"invocationId":"9","target":"SendCommand","arguments":["h1","pi","mute","{\"nonce\":\"z\"}"]}` + "\x1e"))
 	sc := h.srv.lookup(c.id, "user:ann")
-	eventually(t, func() bool {
+	eventually.That(t, 5*time.Second, "the invocation to run", func() bool {
 		sc.hub.mu.Lock()
 		defer sc.hub.mu.Unlock()
 		return sc.hub.running["9"] != nil

@@ -380,8 +380,17 @@ func TestKeysRotateKeepsOldTokensAndSignsWithTheNewKid(t *testing.T) {
 	}
 	b.mustV5(overTLS, "agent:pi/old", oldTok)
 	b.mustV5(overTLS, "agent:pi/new", newTok)
-	b.mustV5(overTLS, "user:alice/short", shortTok)
-	time.Sleep(time.Until(short.ExpiresAtTime().Add(50 * time.Millisecond)))
+	shortConn := b.mustV5(overTLS, "user:alice/short", shortTok)
+	// The broker cuts the short token's connection off at its exp: from
+	// then on the token must be refused at CONNECT too.
+	select {
+	case d := <-shortConn.disconnect:
+		if d.ReasonCode != 0xA0 {
+			t.Fatalf("the old-key token's connection was closed with 0x%02X %s, want 0xA0 at exp", d.ReasonCode, d.Properties.ReasonString)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the old-key token's connection is still open after its exp %v", short.ExpiresAtTime())
+	}
 	if _, ca, err := b.v5(overTLS, "user:alice/late", shortTok); err == nil || ca == nil || ca.ReasonCode != 0x86 {
 		t.Fatalf("an old-key token after its exp: %v %+v", err, ca)
 	}

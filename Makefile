@@ -47,6 +47,7 @@ lint:
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	$(GO) test -count=1 -run '^TestNoLongSleepsInTests$$' ./internal/eventually/
 
 ## build-pi: the agent for Raspberry Pi (linux/arm64 and linux/arm v7)
 build-pi:

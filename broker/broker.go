@@ -272,7 +272,7 @@ func (b *Broker) Start() error {
 		b.https = &http.Server{
 			Handler:           securityHeaders(b.Mux),
 			TLSConfig:         b.tlsConf,
-			ReadHeaderTimeout: b.cfg.Limits.HTTPReadHeaderTimout,
+			ReadHeaderTimeout: b.cfg.Limits.HTTPReadHeaderTimeout,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    32 << 10,
 			ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),

@@ -55,24 +55,24 @@ type EnvelopeConfig struct {
 
 // LimitsConfig bounds what clients may do.
 type LimitsConfig struct {
-	MaxPacketSize        uint32        `yaml:"max_packet_size"`
-	ConnectTimeout       time.Duration `yaml:"connect_timeout"`
-	MaxKeepalive         uint16        `yaml:"max_keepalive"`
-	MaxSessionExpiry     time.Duration `yaml:"max_session_expiry"`
-	MaxInflight          uint16        `yaml:"max_inflight"`
-	MaxQueued            int           `yaml:"max_queued"`
-	RefusalLimit         int           `yaml:"refusal_limit"`
-	RefusalWindow        time.Duration `yaml:"refusal_window"`
-	ConnsPerSub          int           `yaml:"conns_per_sub"`
-	ConnsPerAddr         int           `yaml:"conns_per_addr"`
-	ConnectRate          float64       `yaml:"connect_rate"`
-	ConnectBurst         int           `yaml:"connect_burst"`
-	MaxSubscriptions     int           `yaml:"max_subscriptions"`
-	CommandRate          float64       `yaml:"command_rate"`
-	CommandBurst         int           `yaml:"command_burst"`
-	WebSocketOrigins     []string      `yaml:"websocket_origins"`
-	WebSocketReadLimit   int64         `yaml:"websocket_read_limit"`
-	HTTPReadHeaderTimout time.Duration `yaml:"http_read_header_timeout"`
+	MaxPacketSize         uint32        `yaml:"max_packet_size"`
+	ConnectTimeout        time.Duration `yaml:"connect_timeout"`
+	MaxKeepalive          uint16        `yaml:"max_keepalive"`
+	MaxSessionExpiry      time.Duration `yaml:"max_session_expiry"`
+	MaxInflight           uint16        `yaml:"max_inflight"`
+	MaxQueued             int           `yaml:"max_queued"`
+	RefusalLimit          int           `yaml:"refusal_limit"`
+	RefusalWindow         time.Duration `yaml:"refusal_window"`
+	ConnsPerSub           int           `yaml:"conns_per_sub"`
+	ConnsPerAddr          int           `yaml:"conns_per_addr"`
+	ConnectRate           float64       `yaml:"connect_rate"`
+	ConnectBurst          int           `yaml:"connect_burst"`
+	MaxSubscriptions      int           `yaml:"max_subscriptions"`
+	CommandRate           float64       `yaml:"command_rate"`
+	CommandBurst          int           `yaml:"command_burst"`
+	WebSocketOrigins      []string      `yaml:"websocket_origins"`
+	WebSocketReadLimit    int64         `yaml:"websocket_read_limit"`
+	HTTPReadHeaderTimeout time.Duration `yaml:"http_read_header_timeout"`
 }
 
 // LogConfig sets the structured log.
@@ -96,23 +96,23 @@ func DefaultConfig() Config {
 			ReplayCache: 1 << 20,
 		},
 		Limits: LimitsConfig{
-			MaxPacketSize:        256 << 10,
-			ConnectTimeout:       10 * time.Second,
-			MaxKeepalive:         300,
-			MaxSessionExpiry:     24 * time.Hour,
-			MaxInflight:          256,
-			MaxQueued:            1024,
-			RefusalLimit:         20,
-			RefusalWindow:        time.Minute,
-			ConnsPerSub:          32,
-			ConnsPerAddr:         256,
-			ConnectRate:          20,
-			ConnectBurst:         50,
-			MaxSubscriptions:     100,
-			CommandRate:          10,
-			CommandBurst:         20,
-			WebSocketReadLimit:   256<<10 + 1024,
-			HTTPReadHeaderTimout: 10 * time.Second,
+			MaxPacketSize:         256 << 10,
+			ConnectTimeout:        10 * time.Second,
+			MaxKeepalive:          300,
+			MaxSessionExpiry:      24 * time.Hour,
+			MaxInflight:           256,
+			MaxQueued:             1024,
+			RefusalLimit:          20,
+			RefusalWindow:         time.Minute,
+			ConnsPerSub:           32,
+			ConnsPerAddr:          256,
+			ConnectRate:           20,
+			ConnectBurst:          50,
+			MaxSubscriptions:      100,
+			CommandRate:           10,
+			CommandBurst:          20,
+			WebSocketReadLimit:    256<<10 + 1024,
+			HTTPReadHeaderTimeout: 10 * time.Second,
 		},
 		Log: LogConfig{Level: "info"},
 	}

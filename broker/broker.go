@@ -186,16 +186,19 @@ func (b *Broker) assemble() {
 	if a := b.cfg.Listeners.MQTT; a != "" {
 		b.mqttTLS = NewTCPListener("mqtts", a, b.tlsConf, l.ConnectTimeout)
 		b.mqttTLS.closer = b.closeClientsOf
+		b.mqttTLS.addrs = b.Guard.Addresses()
 		_ = b.Server.AddListener(b.mqttTLS)
 	}
 	if a := b.cfg.Listeners.MQTTPlain; a != "" {
 		b.mqttPlain = NewTCPListener("mqtt", a, nil, l.ConnectTimeout)
 		b.mqttPlain.closer = b.closeClientsOf
+		b.mqttPlain.addrs = b.Guard.Addresses()
 		_ = b.Server.AddListener(b.mqttPlain)
 	}
 	if b.cfg.Listeners.HTTPS != "" {
 		b.ws = NewWebSocketListener("wss", l.WebSocketOrigins, l.WebSocketReadLimit, l.ConnectTimeout)
 		b.ws.closer = b.closeClientsOf
+		b.ws.addrs = b.Guard.Addresses()
 		_ = b.Server.AddListener(b.ws)
 		b.Mux.Handle("/mqtt", b.ws)
 	}

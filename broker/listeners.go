@@ -11,15 +11,20 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"homemq/addrlimit"
 )
 
 // TCPListener is an MQTT listener on TCP, with TLS when configured. Unlike
 // mochi's own, it gives every new connection a deadline to finish the TLS
-// handshake and send CONNECT, so idle sockets cannot pile up.
+// handshake and send CONNECT, so idle sockets cannot pile up, and it counts
+// every socket per source address from accept (in addrs, when set): one
+// over the limit is closed at once, before the TLS handshake.
 type TCPListener struct {
 	id, address    string
 	tls            *tls.Config
 	connectTimeout time.Duration
+	addrs          *addrlimit.Table
 	ln             net.Listener
 	closer         listeners.CloseFn
 	conns          connTracker
@@ -55,6 +60,9 @@ func (l *TCPListener) Init(_ *slog.Logger) error {
 	ln, err := net.Listen("tcp", l.address)
 	if err != nil {
 		return err
+	}
+	if l.addrs != nil {
+		ln = l.addrs.Listener(ln)
 	}
 	if l.tls != nil {
 		ln = tls.NewListener(ln, l.tls)
@@ -94,12 +102,15 @@ func (l *TCPListener) Close(closeClients listeners.CloseFn) {
 
 // WebSocketListener is MQTT over WebSocket as an http.Handler mounted on the
 // shared HTTPS server: subprotocol "mqtt" required, Origin checked against an
-// allow-list (same host by default), frames bounded by a read limit.
+// allow-list (same host by default), frames bounded by a read limit, and
+// connections per source address counted from the upgrade (in addrs, when
+// set) like a TCPListener's sockets.
 type WebSocketListener struct {
 	id             string
 	origins        []string
 	readLimit      int64
 	connectTimeout time.Duration
+	addrs          *addrlimit.Table
 	closer         listeners.CloseFn
 	conns          connTracker
 	mu             sync.RWMutex
@@ -152,6 +163,14 @@ func (l *WebSocketListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if establish == nil || l.ctx.Err() != nil {
 		http.Error(w, ErrNotServing.Error(), http.StatusServiceUnavailable)
 		return
+	}
+	if l.addrs != nil {
+		key := addrlimit.Key(r.RemoteAddr)
+		if !l.addrs.Acquire(key) {
+			http.Error(w, "too many MQTT connections from "+key+" (limits.conns_per_addr); close some first", http.StatusTooManyRequests)
+			return
+		}
+		defer l.addrs.Release(key)
 	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mqtt"}, OriginPatterns: l.origins})
 	if err != nil {

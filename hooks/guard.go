@@ -85,8 +85,7 @@ type session struct {
 	mu       sync.Mutex
 	refusals []int64 // times of recent refusals (unix nanos), at most RefusalLimit
 	commands *rate.Limiter
-	sub      string // the sub and address the connection was counted under
-	addr     string
+	sub      string                          // the sub the connection was counted under
 	overSubs atomic.Pointer[map[string]bool] // filters of the SUBSCRIBE being processed that break the quota
 }
 
@@ -104,7 +103,7 @@ func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config
 		cfg:       cfg,
 		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, cfg.Envelope.Horizon()),
 		observers: observers,
-		counts:    newCounters(),
+		counts:    newCounters(cfg.Limits),
 		started:   time.Now().Unix(),
 		now:       time.Now,
 	}

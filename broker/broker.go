@@ -16,6 +16,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"homemq/addrlimit"
 	"homemq/auth"
 	"homemq/bridge"
 	"homemq/certs"
@@ -272,16 +273,20 @@ func (b *Broker) Start() error {
 			return fmt.Errorf("broker: listeners.https: %w", err)
 		}
 		b.httpsLn = ln
+		l := b.cfg.Limits
+		// sockets per address are counted from accept, before the TLS handshake
+		httpsAddrs := addrlimit.New(addrlimit.Config{MaxConns: l.HTTPSConnsPerAddr})
 		b.https = &http.Server{
-			Handler:           securityHeaders(b.Mux),
+			Handler:           securityHeaders(limitBodies(l.HTTPMaxBody, b.Mux)),
 			TLSConfig:         b.tlsConf,
-			ReadHeaderTimeout: b.cfg.Limits.HTTPReadHeaderTimeout,
+			ReadHeaderTimeout: l.HTTPReadHeaderTimeout,
+			ReadTimeout:       l.HTTPReadTimeout, // net/http lifts it once the body is read (limitBodies)
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    32 << 10,
 			ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 		}
 		go func() {
-			if err := b.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := b.https.ServeTLS(httpsAddrs.Listener(ln), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				b.log.Error("https server stopped", "error", err)
 			}
 		}()

@@ -73,6 +73,9 @@ type LimitsConfig struct {
 	WebSocketOrigins      []string      `yaml:"websocket_origins"`
 	WebSocketReadLimit    int64         `yaml:"websocket_read_limit"`
 	HTTPReadHeaderTimeout time.Duration `yaml:"http_read_header_timeout"`
+	HTTPReadTimeout       time.Duration `yaml:"http_read_timeout"`    // reading a whole HTTPS request, body included
+	HTTPMaxBody           int64         `yaml:"http_max_body"`        // the largest request body any HTTPS endpoint reads
+	HTTPSConnsPerAddr     int           `yaml:"https_conns_per_addr"` // HTTPS sockets per source address (addrlimit.Key), from accept
 }
 
 // LogConfig sets the structured log.
@@ -113,6 +116,9 @@ func DefaultConfig() Config {
 			CommandBurst:          20,
 			WebSocketReadLimit:    256<<10 + 1024,
 			HTTPReadHeaderTimeout: 10 * time.Second,
+			HTTPReadTimeout:       10 * time.Second,
+			HTTPMaxBody:           128 << 10,
+			HTTPSConnsPerAddr:     256,
 		},
 		Log: LogConfig{Level: "info"},
 	}
@@ -179,6 +185,9 @@ func (c Config) Validate() error {
 	case l.MaxInflight == 0 || l.MaxQueued <= 0:
 		return errors.New("config: limits.max_inflight and limits.max_queued must be positive")
 	}
+	if err := l.validateHTTP(); err != nil {
+		return err
+	}
 	if c.Observe.AuditMaxSize < 0 || c.Observe.AuditKeep < 0 {
 		return errors.New("config: observe.audit_max_size and observe.audit_keep must not be negative")
 	}
@@ -186,6 +195,21 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	return nil
+}
+
+// validateHTTP checks the HTTPS listener's limits.
+func (l LimitsConfig) validateHTTP() error {
+	switch {
+	case l.HTTPReadHeaderTimeout <= 0:
+		return fmt.Errorf("config: limits.http_read_header_timeout: %v must be positive", l.HTTPReadHeaderTimeout)
+	case l.HTTPReadTimeout <= 0:
+		return fmt.Errorf("config: limits.http_read_timeout: %v must be positive", l.HTTPReadTimeout)
+	case l.HTTPMaxBody < 1<<10 || l.HTTPMaxBody > 16<<20:
+		return fmt.Errorf("config: limits.http_max_body: %d is out of range (1024 to 16777216)", l.HTTPMaxBody)
+	case l.HTTPSConnsPerAddr < 0:
+		return fmt.Errorf("config: limits.https_conns_per_addr: %d must not be negative (0 switches it off)", l.HTTPSConnsPerAddr)
 	}
 	return nil
 }

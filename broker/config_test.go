@@ -45,6 +45,10 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		{"listeners:\n  mqtt: \"\"\n  https: \"\"\n", "listeners"},
 		{"data: \"\"\n", "data"},
 		{"observe:\n  audit_keep: -2\n", "observe.audit_keep"},
+		{"limits:\n  http_read_timeout: 0s\n", "limits.http_read_timeout"},
+		{"limits:\n  http_read_header_timeout: -1s\n", "limits.http_read_header_timeout"},
+		{"limits:\n  http_max_body: 10\n", "limits.http_max_body"},
+		{"limits:\n  https_conns_per_addr: -1\n", "limits.https_conns_per_addr"},
 	}
 	for _, tc := range tests {
 		f := filepath.Join(t.TempDir(), "c.yaml")

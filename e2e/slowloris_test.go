@@ -174,3 +174,39 @@ func startLongPoll(t *testing.T, hc *http.Client, hub, tok string) *atomic.Bool 
 	}()
 	return ended
 }
+
+// TestHTTP2StalledBodyIsCutOff: over HTTP/2, where one socket carries many
+// requests, a request whose body never comes is cut off at
+// limits.http_read_timeout too.
+func TestHTTP2StalledBodyIsCutOff(t *testing.T) {
+	b := startBroker(t, func(c *broker.Config) { c.Limits.HTTPReadTimeout = 2 * time.Second })
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: b.tlsConfig(), ForceAttemptHTTP2: true}}
+	body, stall := io.Pipe() // never written
+	defer stall.Close()
+	req, _ := http.NewRequest("POST", "https://"+b.Addrs()["https"]+"/api/token", body)
+	req.ContentLength = 100000
+	req.Header.Set("Content-Type", "application/json")
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- answer{resp, err}
+	}()
+	select {
+	case a := <-answered:
+		if a.err != nil {
+			t.Fatalf("stalled HTTP/2 request: %v, want an answer", a.err)
+		}
+		if a.resp.ProtoMajor != 2 || a.resp.StatusCode < 400 {
+			t.Fatalf("stalled HTTP/2 request: %s %d, want an HTTP/2 error status", a.resp.Proto, a.resp.StatusCode)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a stalled HTTP/2 request body was still being waited for after 20 s; the read timeout is 2 s")
+	}
+}

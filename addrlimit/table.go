@@ -56,9 +56,6 @@ func New(c Config) *Table {
 	return &Table{cfg: c, m: map[string]*entry{}, now: time.Now}
 }
 
-// Config returns the Table's limits.
-func (t *Table) Config() Config { return t.cfg }
-
 // Acquire counts one more connection from key and reports true, or reports
 // false, counting nothing, when key already holds MaxConns (or a new key
 // finds the Table full). Every true must be matched by one Release.

@@ -56,11 +56,12 @@ func (l *TCPListener) Protocol() string {
 }
 
 // Init binds the address.
-func (l *TCPListener) Init(_ *slog.Logger) error {
+func (l *TCPListener) Init(log *slog.Logger) error {
 	ln, err := net.Listen("tcp", l.address)
 	if err != nil {
 		return err
 	}
+	ln = retryAccept(ln, log) // Serve stops on any Accept error: ride out EMFILE and the like
 	if l.addrs != nil {
 		ln = l.addrs.Listener(ln)
 	}

@@ -8,14 +8,16 @@ import (
 // Listener returns ln counting every connection it accepts under its remote
 // address's key from accept until the connection is closed. A connection
 // its key has no room for is closed at once, before a byte is read from it
-// (so before any TLS handshake), and Accept goes on to the next.
-func (t *Table) Listener(ln net.Listener) net.Listener {
-	return &listener{Listener: ln, t: t}
+// (so before any TLS handshake), and Accept goes on to the next; refused,
+// when not nil, is told the remote address of each.
+func (t *Table) Listener(ln net.Listener, refused func(remote string)) net.Listener {
+	return &listener{Listener: ln, t: t, refused: refused}
 }
 
 type listener struct {
 	net.Listener
-	t *Table
+	t       *Table
+	refused func(remote string)
 }
 
 // Accept returns the next connection its key has room for.
@@ -25,8 +27,12 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		remote := c.RemoteAddr()
 		if tc, ok := l.t.Track(c); ok {
 			return tc, nil
+		}
+		if l.refused != nil && remote != nil {
+			l.refused(remote.String())
 		}
 	}
 }

@@ -130,7 +130,8 @@ func TestListenerClosesConnectionsOverTheLimitAtAccept(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb := New(Config{MaxConns: 2})
-	ln := tb.Listener(inner)
+	refused := make(chan string, 10)
+	ln := tb.Listener(inner, func(remote string) { refused <- remote })
 	defer ln.Close()
 	accepted := make(chan net.Conn, 10)
 	go func() {
@@ -160,6 +161,9 @@ func TestListenerClosesConnectionsOverTheLimitAtAccept(t *testing.T) {
 	}
 	if n := tb.Conns("127.0.0.1"); n != 2 {
 		t.Fatalf("%d counted, want 2", n)
+	}
+	if got := <-refused; got != clients[2].LocalAddr().String() {
+		t.Fatalf("refused %s, want %s", got, clients[2].LocalAddr())
 	}
 	_ = held[0].Close()
 	_ = held[0].Close() // twice: uncounted once

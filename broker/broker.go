@@ -187,19 +187,19 @@ func (b *Broker) assemble() {
 	if a := b.cfg.Listeners.MQTT; a != "" {
 		b.mqttTLS = NewTCPListener("mqtts", a, b.tlsConf, l.ConnectTimeout)
 		b.mqttTLS.closer = b.closeClientsOf
-		b.mqttTLS.addrs = b.Guard.Addresses()
+		b.mqttTLS.gate = b.Guard
 		_ = b.Server.AddListener(b.mqttTLS)
 	}
 	if a := b.cfg.Listeners.MQTTPlain; a != "" {
 		b.mqttPlain = NewTCPListener("mqtt", a, nil, l.ConnectTimeout)
 		b.mqttPlain.closer = b.closeClientsOf
-		b.mqttPlain.addrs = b.Guard.Addresses()
+		b.mqttPlain.gate = b.Guard
 		_ = b.Server.AddListener(b.mqttPlain)
 	}
 	if b.cfg.Listeners.HTTPS != "" {
 		b.ws = NewWebSocketListener("wss", l.WebSocketOrigins, l.WebSocketReadLimit, l.ConnectTimeout)
 		b.ws.closer = b.closeClientsOf
-		b.ws.addrs = b.Guard.Addresses()
+		b.ws.gate = b.Guard
 		_ = b.Server.AddListener(b.ws)
 		b.Mux.Handle("/mqtt", b.ws)
 	}
@@ -286,7 +286,7 @@ func (b *Broker) Start() error {
 			ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 		}
 		go func() {
-			if err := b.https.ServeTLS(httpsAddrs.Listener(ln), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := b.https.ServeTLS(httpsAddrs.Listener(ln, nil), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				b.log.Error("https server stopped", "error", err)
 			}
 		}()

@@ -15,16 +15,24 @@ import (
 	"homemq/addrlimit"
 )
 
+// addressGate bounds a listener's sockets per source address from accept
+// (the Guard: Addresses, with limits.conns_per_addr) and hears of each
+// socket it closes for that.
+type addressGate interface {
+	Addresses() *addrlimit.Table
+	SocketRefused(listener, remote string)
+}
+
 // TCPListener is an MQTT listener on TCP, with TLS when configured. Unlike
 // mochi's own, it gives every new connection a deadline to finish the TLS
 // handshake and send CONNECT, so idle sockets cannot pile up, and it counts
-// every socket per source address from accept (in addrs, when set): one
+// every socket per source address from accept (with gate, when set): one
 // over the limit is closed at once, before the TLS handshake.
 type TCPListener struct {
 	id, address    string
 	tls            *tls.Config
 	connectTimeout time.Duration
-	addrs          *addrlimit.Table
+	gate           addressGate
 	ln             net.Listener
 	closer         listeners.CloseFn
 	conns          connTracker
@@ -62,8 +70,8 @@ func (l *TCPListener) Init(log *slog.Logger) error {
 		return err
 	}
 	ln = retryAccept(ln, log) // Serve stops on any Accept error: ride out EMFILE and the like
-	if l.addrs != nil {
-		ln = l.addrs.Listener(ln)
+	if l.gate != nil {
+		ln = l.gate.Addresses().Listener(ln, func(remote string) { l.gate.SocketRefused(l.id, remote) })
 	}
 	if l.tls != nil {
 		ln = tls.NewListener(ln, l.tls)
@@ -104,14 +112,14 @@ func (l *TCPListener) Close(closeClients listeners.CloseFn) {
 // WebSocketListener is MQTT over WebSocket as an http.Handler mounted on the
 // shared HTTPS server: subprotocol "mqtt" required, Origin checked against an
 // allow-list (same host by default), frames bounded by a read limit, and
-// connections per source address counted from the upgrade (in addrs, when
+// connections per source address counted from the upgrade (with gate, when
 // set) like a TCPListener's sockets.
 type WebSocketListener struct {
 	id             string
 	origins        []string
 	readLimit      int64
 	connectTimeout time.Duration
-	addrs          *addrlimit.Table
+	gate           addressGate
 	closer         listeners.CloseFn
 	conns          connTracker
 	mu             sync.RWMutex
@@ -165,13 +173,14 @@ func (l *WebSocketListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, ErrNotServing.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	if l.addrs != nil {
-		key := addrlimit.Key(r.RemoteAddr)
-		if !l.addrs.Acquire(key) {
+	if l.gate != nil {
+		key, addrs := addrlimit.Key(r.RemoteAddr), l.gate.Addresses()
+		if !addrs.Acquire(key) {
+			l.gate.SocketRefused(l.id, r.RemoteAddr)
 			http.Error(w, "too many MQTT connections from "+key+" (limits.conns_per_addr); close some first", http.StatusTooManyRequests)
 			return
 		}
-		defer l.addrs.Release(key)
+		defer addrs.Release(key)
 	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mqtt"}, OriginPatterns: l.origins})
 	if err != nil {

@@ -15,15 +15,16 @@ import (
 
 	"github.com/coder/websocket"
 
+	"homemq/auth"
 	"homemq/broker"
 )
 
 // TestSocketsBeforeConnectCountPerAddress: sockets that never send CONNECT
 // count toward limits.conns_per_addr from accept, across the TCP and TLS
 // listeners: those over the limit are closed at once (before the TLS
-// handshake); another address still connects; a socket counted at accept
-// is not counted again at CONNECT; and the count goes back to zero when
-// the sockets close.
+// handshake) and reported as refusals; another address still connects; a
+// socket counted at accept is not counted again at CONNECT; and the count
+// goes back to zero when the sockets close.
 func TestSocketsBeforeConnectCountPerAddress(t *testing.T) {
 	const limit, opened = 20, 40
 	b := startBroker(t, func(c *broker.Config) {
@@ -72,6 +73,12 @@ func TestSocketsBeforeConnectCountPerAddress(t *testing.T) {
 	if n := b.Guard.Addresses().Conns("127.0.0.1"); n != limit {
 		t.Fatalf("%d sockets counted for 127.0.0.1, want %d", n, limit)
 	}
+	// the refusals are reported like any connect refused for quota
+	op, _ := b.mintSpec(auth.Spec{Sub: "service:prometheus", Operator: true})
+	eventually(t, 10*time.Second, "the sockets closed at accept counted as connection refusals", func() bool {
+		_, fams := scrapeMetrics(t, b, op)
+		return metricValue(fams, "homemq_limit_refusals_total", "limit", "connections") == opened-limit
+	})
 
 	// another address connects over TLS, TCP and WebSocket
 	for name, dial := range map[string]func() (net.Conn, error){

@@ -46,6 +46,14 @@ func newCounters(l Limits) *counters {
 // (addrlimit.Table.Listener or Acquire); OnConnect spends attempts from it.
 func (g *Guard) Addresses() *addrlimit.Table { return g.counts.addrs }
 
+// SocketRefused reports to the observers a socket that listener closed at
+// accept because its address already held Limits.ConnsPerAddr sockets in
+// Addresses: a connect refused for quota, as one refused at CONNECT is.
+func (g *Guard) SocketRefused(listener, remote string) {
+	g.emit(Event{Kind: EventConnect, Reason: "quota", Listener: listener, Remote: remote,
+		Detail: "too many connections from " + addrlimit.Key(remote) + "; closed at accept"})
+}
+
 // allowAttempt reports whether addr (an addrlimit.Key) may try to connect now.
 func (c *counters) allowAttempt(addr string, now time.Time) bool {
 	return c.addrs.Allow(addr, now)

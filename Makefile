@@ -3,12 +3,11 @@ GO        ?= go
 NODE_DIR  := e2e/node
 FUZZTIME  ?= 20s
 BENCHTIME ?= 1s
-STATICCHECK ?= v0.8.2
 
 .PHONY: build run test unit e2e node-deps bench fuzz lint build-pi bench-compare clean
 
 build:
-	$(GO) build -o bin/homemq ./cmd/homemq
+	$(GO) build -buildvcs=auto -o bin/homemq ./cmd/homemq
 
 ## run: the broker in dev mode on ./homemq-data (self-provisioned certificates and keys)
 run:
@@ -42,10 +41,12 @@ fuzz:
 	  done; \
 	done
 
+## lint: gofmt, go.mod tidy, go vet and staticcheck (pinned by go.mod's tool directive)
 lint:
 	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
+	$(GO) tool staticcheck ./...
 
 ## build-pi: the agent for Raspberry Pi (linux/arm64 and linux/arm v7)
 build-pi:

@@ -92,14 +92,20 @@ type ExchangeOptions struct {
 
 // Exchange serves POST /api/token: an agent credential, an external ID
 // token or a still-valid homemq token in, a fresh short-lived homemq token
-// out, with rights read from the registry at that moment. Failed attempts
-// are rate-limited per source address and per subject.
+// out, with rights read from the registry at that moment.
+//
+// Failed attempts are rate-limited per source address only: a name in a
+// request (an agent id, an unsigned token's sub) proves nothing, so a
+// bucket keyed on it would let anyone lock its owner out. A correct agent
+// credential is accepted even from a limited address (its check is cheap
+// and constant-time, and a 256-bit secret cannot be guessed), so the agent
+// can always renew its token; every other attempt from a limited address
+// is answered 429 before any signature is checked.
 type Exchange struct {
 	opt       ExchangeOptions
 	log       *slog.Logger
 	providers map[string]*externalIssuer // by issuer
 	byAddr    *FailureLimiter
-	bySubject *FailureLimiter
 	cancel    context.CancelFunc
 	now       func() time.Time
 }
@@ -119,7 +125,6 @@ func NewExchange(opt ExchangeOptions) (*Exchange, error) {
 		log:       opt.Logger,
 		providers: map[string]*externalIssuer{},
 		byAddr:    NewFailureLimiter(rl.AddressPerMinute, rl.AddressBurst, rl.MaxTracked),
-		bySubject: NewFailureLimiter(rl.SubjectPerMinute, rl.SubjectBurst, rl.MaxTracked),
 		now:       time.Now,
 	}
 	if x.log == nil {
@@ -158,28 +163,25 @@ func refuse(status int, code string, count bool, format string, args ...any) *re
 func (x *Exchange) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := x.now()
 	ev := ExchangeEvent{Time: now, Remote: AddressKey(r.RemoteAddr)}
-	if wait, blocked := x.byAddr.Blocked(ev.Remote, now); blocked {
-		x.tooMany(w, &ev, wait, "too many failed attempts from this address")
-		return
-	}
+	wait, blocked := x.byAddr.Blocked(ev.Remote, now)
+	const tooManyFromHere = "too many failed attempts from this address"
 	req, rf := readExchangeRequest(w, r)
 	if rf == nil {
 		ev.Type = req.SubjectTokenType
+		if blocked && req.SubjectTokenType != TokenTypeAgentCredential {
+			x.tooMany(w, &ev, wait, tooManyFromHere)
+			return
+		}
 		var spec Spec
-		var subjectKey string
-		spec, subjectKey, rf = x.grant(r.Context(), req, &ev)
+		spec, rf = x.grant(r.Context(), req, &ev)
 		if rf == nil {
 			x.issue(w, spec, &ev)
 			return
 		}
-		if rf.code == "slow_down" {
-			wait, _ := x.bySubject.Blocked(subjectKey, now)
-			x.tooMany(w, &ev, wait, rf.desc)
-			return
-		}
-		if rf.count && subjectKey != "" {
-			x.bySubject.Fail(subjectKey, now)
-		}
+	}
+	if blocked {
+		x.tooMany(w, &ev, wait, tooManyFromHere)
+		return
 	}
 	if rf.count {
 		x.byAddr.Fail(ev.Remote, now)
@@ -220,89 +222,84 @@ func readExchangeRequest(w http.ResponseWriter, r *http.Request) (ExchangeReques
 	return req, nil
 }
 
-// grant checks the subject token and says what to mint. subjectKey is the
-// per-subject rate-limit key (known before anything costly is done).
-func (x *Exchange) grant(ctx context.Context, req ExchangeRequest, ev *ExchangeEvent) (Spec, string, *refusal) {
+// grant checks the subject token and says what to mint.
+func (x *Exchange) grant(ctx context.Context, req ExchangeRequest, ev *ExchangeEvent) (Spec, *refusal) {
 	switch req.SubjectTokenType {
 	case TokenTypeAgentCredential:
 		c, err := ParseAgentCredential(req.SubjectToken)
 		if err != nil {
-			return Spec{}, "", refuse(http.StatusUnauthorized, "invalid_client", true, "%s", strings.TrimPrefix(err.Error(), "auth: "))
+			return Spec{}, refuse(http.StatusUnauthorized, "invalid_client", true, "%s", strings.TrimPrefix(err.Error(), "auth: "))
 		}
-		key := KindAgent + ":" + c.Agent
-		ev.Subject = key
-		if rf := x.subjectBlocked(key); rf != nil {
-			return Spec{}, key, rf
-		}
+		ev.Subject = KindAgent + ":" + c.Agent
 		g, err := x.opt.Directory.CheckAgentCredential(c)
 		if err != nil {
 			if errors.Is(err, ErrNotRegistered) {
-				return Spec{}, key, refuse(http.StatusUnauthorized, "invalid_client", true, "agent credential for %s/%s is not accepted (wrong, rotated or removed)", c.Home, c.Agent)
+				return Spec{}, refuse(http.StatusUnauthorized, "invalid_client", true, "agent credential for %s/%s is not accepted (wrong, rotated or removed)", c.Home, c.Agent)
 			}
-			return Spec{}, key, x.serverError(err)
+			return Spec{}, x.serverError(err)
 		}
-		return agentSpec(g), key, nil
+		return agentSpec(g), nil
 
 	case TokenTypeIDToken:
 		iss, sub, err := unverifiedIssuer(req.SubjectToken)
 		if err != nil {
-			return Spec{}, "", refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
+			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
 		}
 		p, ok := x.providers[iss]
 		if !ok {
-			return Spec{}, "", refuse(http.StatusBadRequest, "invalid_grant", true, "issuer %q is not a trusted identity provider (see token_api.identity_providers)", clip(iss))
+			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "issuer %q is not a trusted identity provider (see token_api.identity_providers)", clip(iss))
 		}
-		key := "idp:" + clip(iss) + "|" + clip(sub)
-		ev.Subject = key
-		if rf := x.subjectBlocked(key); rf != nil {
-			return Spec{}, key, rf
-		}
+		ev.Subject = "idp:" + clip(iss) + "|" + clip(sub) // as claimed, for the log
 		user, err := p.verify(ctx, req.SubjectToken)
 		if err != nil {
-			return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", err.(*Error).Detail)
+			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", err.(*Error).Detail)
 		}
 		ev.Subject = user
-		spec, rf := x.userSpec(user)
-		return spec, key, rf
+		return x.userSpec(user)
 
 	case TokenTypeJWT:
 		_, sub, err := unverifiedIssuer(req.SubjectToken)
 		if err != nil {
-			return Spec{}, "", refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
+			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
 		}
-		key := clip(sub)
-		ev.Subject = key
-		if rf := x.subjectBlocked(key); rf != nil {
-			return Spec{}, key, rf
-		}
+		ev.Subject = clip(sub) // as claimed, for the log
 		c, err := x.opt.Verifier.Verify(req.SubjectToken)
 		if err != nil {
-			return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", strings.TrimPrefix(err.Error(), "token refused: "))
+			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", strings.TrimPrefix(err.Error(), "token refused: "))
 		}
 		if c.Operator {
-			return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", false, "operator tokens are not refreshed here; mint one with homemq token mint --operator")
+			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "operator tokens are not refreshed here; mint one with homemq token mint --operator")
+		}
+		// The new token joins the old one's refresh family, so revoking
+		// either revokes both (Revocation.Matches).
+		root := c.family()
+		if !canStartFamily(root) {
+			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "a token whose jti holds a dot or is longer than %d characters is not refreshed here; sign in again", maxFamilyID)
 		}
 		kind, id, _ := strings.Cut(c.Subject, ":")
 		switch kind {
 		case KindAgent:
 			g, err := x.opt.Directory.AgentGrant(id)
 			if errors.Is(err, ErrNotRegistered) {
-				return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", true, "agent %q is no longer registered", id)
+				return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "agent %q is no longer registered", id)
 			} else if err != nil {
-				return Spec{}, key, x.serverError(err)
+				return Spec{}, x.serverError(err)
 			}
-			return agentSpec(g), key, nil
+			spec := agentSpec(g)
+			spec.Root = root
+			return spec, nil
 		case KindUser:
 			spec, rf := x.userSpec(c.Subject)
-			return spec, key, rf
+			spec.Root = root
+			return spec, rf
 		}
-		return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", false, "%s tokens are not refreshed here; mint them with homemq token mint", kind)
+		return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "%s tokens are not refreshed here; mint them with homemq token mint", kind)
 
 	case "":
-		return Spec{}, "", refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type is missing")
+		return Spec{}, refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type is missing")
 	}
 	ev.Type = "other"
-	return Spec{}, "", refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type must be one of %s, %s, %s", TokenTypeAgentCredential, TokenTypeIDToken, TokenTypeJWT)
+	return Spec{}, refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type must be one of %s, %s, %s", TokenTypeAgentCredential, TokenTypeIDToken, TokenTypeJWT)
 }
 
 func agentSpec(g AgentGrant) Spec {
@@ -320,13 +317,6 @@ func (x *Exchange) userSpec(user string) (Spec, *refusal) {
 		return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "%s is not a member of any home; a home's admin can add you with: homemq member add --home HOME --user '%s' --role member", user, user)
 	}
 	return Spec{Sub: user, Homes: homes}, nil
-}
-
-func (x *Exchange) subjectBlocked(key string) *refusal {
-	if _, blocked := x.bySubject.Blocked(key, x.now()); blocked {
-		return refuse(http.StatusTooManyRequests, "slow_down", false, "too many failed attempts for this subject")
-	}
-	return nil
 }
 
 func (x *Exchange) serverError(err error) *refusal {

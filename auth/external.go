@@ -170,6 +170,9 @@ func (l limitedBody) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // verify checks an ID token and returns the homemq user id it stands for.
 func (e *externalIssuer) verify(ctx context.Context, token string) (string, error) {
+	if strings.IndexFunc(token, notCompact) >= 0 {
+		return "", &Error{Reason: ReasonMalformed, Detail: "ID token refused: a JWT is only base64url and dots (a trailing newline or space?)"}
+	}
 	if t, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{}); err == nil && !slices.Contains(e.algs, t.Method.Alg()) {
 		return "", &Error{Reason: ReasonAlgorithm, Detail: fmt.Sprintf("ID token refused: algorithm %s is not allowed for %s (allowed: %s)", t.Method.Alg(), e.cfg.Name, strings.Join(e.algs, ", "))}
 	}

@@ -114,6 +114,7 @@ func NewVerifier(cfg Config, keys *KeySet, revoked *Revocations) *Verifier {
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
+		jwt.WithStrictDecoding(),
 		jwt.WithTimeFunc(func() time.Time { return v.now() }),
 	)
 	return v
@@ -129,6 +130,9 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, &Error{Reason: ReasonEmpty, Detail: "no token given (put the JWT in the password)"}
 	case len(token) > v.cfg.MaxTokenSize:
 		return nil, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("token is %d bytes, the limit is %d", len(token), v.cfg.MaxTokenSize)}
+	}
+	if i := strings.IndexFunc(token, notCompact); i >= 0 {
+		return nil, &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("token holds %q at byte %d; a JWT is only base64url and dots (a trailing newline or space?)", token[i:i+1], i)}
 	}
 	c := new(Claims)
 	if _, err := v.parser.ParseWithClaims(token, c, v.key); err != nil {
@@ -146,6 +150,13 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// notCompact reports a character that cannot be part of a compact JWS.
+// golang-jwt decodes segments with encoding/base64, which skips CR and LF
+// even in strict mode, so "token\n" would otherwise pass.
+func notCompact(r rune) bool {
+	return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
 }
 
 // headerAlg reads the alg of a token's header without verifying anything.

@@ -50,6 +50,8 @@ type Broker struct {
 
 	tokenAPI *auth.Exchange
 
+	issued hooks.IssuedRecord // what earlier runs may have accepted (restart.go)
+
 	observability // Audit, Metrics and the store (observe.go, storage.go)
 
 	tlsConf   *tls.Config
@@ -89,7 +91,11 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("broker: data folder: %w", err)
 	}
+	freshSecret := !exists(filepath.Join(cfg.Data, auth.MasterSecretFile))
 	if err := b.loadIdentity(); err != nil {
+		return nil, err
+	}
+	if err := b.loadIssued(freshSecret); err != nil {
 		return nil, err
 	}
 	if err := b.loadTLS(); err != nil {
@@ -179,6 +185,10 @@ func (b *Broker) assemble() {
 		MaxKeepalive:    l.MaxKeepalive,
 		Limits: hooks.Limits{ConnsPerSub: l.ConnsPerSub, ConnsPerAddr: l.ConnsPerAddr, ConnectRate: l.ConnectRate,
 			ConnectBurst: l.ConnectBurst, SubscriptionsMax: l.MaxSubscriptions},
+		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub, ReplayPerSub: b.cfg.Envelope.ReplayQuota,
+			RetainedPerAgent: l.RetainedPerAgent, MaxRetainedSize: l.MaxRetainedSize,
+			RetainedRate: l.RetainedRate, RetainedBurst: l.RetainedBurst},
+		Issued: b.issued,
 	}
 	b.Guard = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...)
 	_ = b.Server.AddHook(b.Guard, nil)
@@ -237,6 +247,7 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
 	caps.MaximumClientWritesPending = int32(l.MaxQueued)
 	caps.TopicAliasMaximum = 32
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true // mochi's buildAck otherwise copies the PUBLISH's properties (user properties too) onto PUBACK/PUBREC
 	return &mqtt.Options{
 		Capabilities:           caps,
 		Logger:                 log,
@@ -353,6 +364,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			cancel()
 		}
 		err = b.Server.Close()
+		b.saveIssued()
 		b.closeTokenService()
 		b.closeObservability()
 	})

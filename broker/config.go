@@ -51,6 +51,7 @@ type EnvelopeConfig struct {
 	MaxLifetime time.Duration `yaml:"max_lifetime"`
 	MaxSize     int           `yaml:"max_size"`
 	ReplayCache int           `yaml:"replay_cache"`
+	ReplayQuota int           `yaml:"replay_quota"` // live commands per sub in the replay cache; 0 = off
 }
 
 // LimitsConfig bounds what clients may do.
@@ -76,6 +77,11 @@ type LimitsConfig struct {
 	HTTPReadTimeout       time.Duration `yaml:"http_read_timeout"`    // reading a whole HTTPS request, body included
 	HTTPMaxBody           int64         `yaml:"http_max_body"`        // the largest request body any HTTPS endpoint reads
 	HTTPSConnsPerAddr     int           `yaml:"https_conns_per_addr"` // HTTPS sockets per source address (addrlimit.Key), from accept
+	SessionsPerSub        int           `yaml:"sessions_per_sub"`     // persistent sessions per sub, offline ones included; 0 = off
+	RetainedPerAgent      int           `yaml:"retained_per_agent"`   // retained topics per agent of a home; 0 = off
+	MaxRetainedSize       int           `yaml:"max_retained_size"`    // bytes of a retained payload; 0 = off
+	RetainedRate          float64       `yaml:"retained_rate"`        // retained publishes per second per sub; 0 = off
+	RetainedBurst         int           `yaml:"retained_burst"`
 }
 
 // LogConfig sets the structured log.
@@ -97,6 +103,7 @@ func DefaultConfig() Config {
 			MaxLifetime: 60 * time.Second,
 			MaxSize:     16 << 10,
 			ReplayCache: 1 << 20,
+			ReplayQuota: 4096,
 		},
 		Limits: LimitsConfig{
 			MaxPacketSize:         256 << 10,
@@ -119,6 +126,11 @@ func DefaultConfig() Config {
 			HTTPReadTimeout:       10 * time.Second,
 			HTTPMaxBody:           128 << 10,
 			HTTPSConnsPerAddr:     256,
+			SessionsPerSub:        16,
+			RetainedPerAgent:      256,
+			MaxRetainedSize:       16 << 10,
+			RetainedRate:          20,
+			RetainedBurst:         500,
 		},
 		Log: LogConfig{Level: "info"},
 	}
@@ -167,6 +179,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: envelope.max_size: %d is out of range (256 to 1048576)", e.MaxSize)
 	case e.ReplayCache < 1024:
 		return fmt.Errorf("config: envelope.replay_cache: %d is too small (at least 1024)", e.ReplayCache)
+	case e.ReplayQuota < 0 || e.ReplayQuota > e.ReplayCache:
+		return fmt.Errorf("config: envelope.replay_quota: %d is out of range (0 to envelope.replay_cache, %d; 0 switches it off)", e.ReplayQuota, e.ReplayCache)
 	}
 	l := c.Limits
 	switch {
@@ -184,6 +198,14 @@ func (c Config) Validate() error {
 		return errors.New("config: limits.conns_per_sub, conns_per_addr, connect_rate, connect_burst and max_subscriptions must not be negative (0 switches one off)")
 	case l.MaxInflight == 0 || l.MaxQueued <= 0:
 		return errors.New("config: limits.max_inflight and limits.max_queued must be positive")
+	case l.SessionsPerSub < 0:
+		return fmt.Errorf("config: limits.sessions_per_sub: %d must not be negative (0 switches it off)", l.SessionsPerSub)
+	case l.RetainedPerAgent < 0:
+		return fmt.Errorf("config: limits.retained_per_agent: %d must not be negative (0 switches it off)", l.RetainedPerAgent)
+	case l.MaxRetainedSize < 0 || l.MaxRetainedSize > int(l.MaxPacketSize):
+		return fmt.Errorf("config: limits.max_retained_size: %d is out of range (0 to limits.max_packet_size, %d; 0 switches it off)", l.MaxRetainedSize, l.MaxPacketSize)
+	case l.RetainedRate < 0 || l.RetainedBurst < 0 || (l.RetainedRate > 0 && l.RetainedBurst == 0):
+		return errors.New("config: limits.retained_rate and limits.retained_burst must not be negative, and retained_burst must be positive when retained_rate is (retained_rate 0 switches it off)")
 	}
 	if err := l.validateHTTP(); err != nil {
 		return err

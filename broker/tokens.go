@@ -18,13 +18,19 @@ const EventTokenExchange = "token_exchange"
 
 // openTokenService opens the registry (the broker holds registry.db for as
 // long as it runs; the CLI sees the lock and goes through the admin API)
-// and mounts the token exchange and the admin APIs of issue 6.
+// and mounts the token exchange and the operators' admin API.
 func (b *Broker) openTokenService() error {
 	reg, err := registry.Open(b.cfg.Data, &registry.Options{Timeout: 2 * time.Second})
 	if errors.Is(err, registry.ErrLocked) {
 		return fmt.Errorf("broker: %w; is another homemq serve running on data folder %s?", err, b.cfg.Data)
 	}
 	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	// The CLI writes revocations.json only while it holds registry.db; one
+	// written after loadIdentity read the file is read now.
+	if err := b.Revoked.Reload(); err != nil {
+		_ = reg.Close()
 		return fmt.Errorf("broker: %w", err)
 	}
 	x, err := auth.NewExchange(auth.ExchangeOptions{

@@ -34,7 +34,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestAgentCommand runs the built 'homemq agent --config agent.yaml' on
+// TestAgentCommand runs the built 'homemq agent run --config agent.yaml' on
 // simulated GPIO: a bad config is refused naming the key, --check accepts a
 // good one, the running agent answers a signed command and reports an
 // input driven on its stdin, and SIGTERM leaves the lamp off, says offline
@@ -71,16 +71,16 @@ devices:
 		t.Fatal(err)
 	}
 
-	out, err := exec.Command(bin, "agent", "--config", bad).CombinedOutput()
+	out, err := exec.Command(bin, "agent", "run", "--config", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "colour") {
 		t.Fatalf("a config with an unknown key: %v\n%s", err, out)
 	}
-	out, err = exec.Command(bin, "agent", "--config", good, "--check").CombinedOutput()
+	out, err = exec.Command(bin, "agent", "run", "--config", good, "--check").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "ok") {
 		t.Fatalf("--check: %v\n%s", err, out)
 	}
 
-	cmd := exec.Command(bin, "agent", "--config", good, "--sim-input", "--log-level", "debug")
+	cmd := exec.Command(bin, "agent", "run", "--config", good, "--sim-input", "--log-level", "debug")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

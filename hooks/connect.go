@@ -46,12 +46,17 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if !g.counts.admit(g.cfg.Limits, c.Subject) {
 		return g.refuseConnect(cl, c, 0x97, "quota", "too many connections for "+c.Subject)
 	}
+	if err := g.admitSession(cl, c); err != nil {
+		return err
+	}
 	if cl.Net.Listener != internalListener && (pk.Connect.Keepalive == 0 || pk.Connect.Keepalive > g.cfg.MaxKeepalive) {
 		cl.State.Keepalive = g.cfg.MaxKeepalive
 		cl.State.ServerKeepalive = true
 	}
 	g.offline.Delete(cl.ID) // a live connection takes over any offline session of this ID
-	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject}
+	g.cancelWill(cl.ID)
+	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject,
+		will: takeWill(cl, pk)}
 	gr := g.newGrant(c)
 	s.grant.Store(gr)
 	g.sessions.Store(cl, s)
@@ -183,30 +188,14 @@ func (g *Guard) disconnect(cl *mqtt.Client, code packets.Code) {
 	cl.Stop(code)
 }
 
-// OnPacketEncode adds the authentication method to the CONNACK of a client
-// that connected with one, so it knows it may re-authenticate, and keeps the
-// reason string on CONNACK and DISCONNECT even for a client that asked for
-// no problem information: MQTT 5 allows it there [MQTT-3.1.2-29], and a
-// client cut off at exp must be told why.
-func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	switch pk.FixedHeader.Type {
-	case packets.Connack:
-		pk.Mods.DisallowProblemInfo = false
-		if pk.ReasonCode < 0x80 && cl.Properties.Props.AuthenticationMethod == AuthMethod {
-			pk.Properties.AuthenticationMethod = AuthMethod
-		}
-	case packets.Disconnect:
-		pk.Mods.DisallowProblemInfo = false
-	}
-	return pk
-}
-
-// OnDisconnect forgets the connection's session.
+// OnDisconnect sends the connection's will where it is due (will.go) and
+// forgets the connection's session.
 func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	s := g.session(cl)
 	if s == nil {
 		return
 	}
+	g.willOnDisconnect(cl, s)
 	if !expire && !s.closed.Load() {
 		g.keepOffline(cl, s.grant.Load()) // mochi keeps the session and queues for it
 	}

@@ -35,6 +35,12 @@ type Config struct {
 	MaxKeepalive uint16
 	// Limits bound connections per identity and address.
 	Limits Limits
+	// Quotas bound sessions, replay entries and retained messages per identity.
+	Quotas Quotas
+	// Issued is what an earlier run on the same data, whose replay cache is
+	// gone, may have accepted (restart.go). Zero: nothing but commands
+	// issued before this Guard started is refused for that reason.
+	Issued IssuedRecord
 }
 
 // DefaultConfig returns safe defaults.
@@ -48,6 +54,7 @@ func DefaultConfig() Config {
 		CommandBurst:    20,
 		MaxKeepalive:    300,
 		Limits:          DefaultLimits(),
+		Quotas:          DefaultQuotas(),
 	}
 }
 
@@ -66,6 +73,10 @@ type Guard struct {
 	counts    *counters
 	started   int64 // unix seconds: commands issued before are refused (the replay cache is in memory)
 	now       func() time.Time
+	store     SessionStore // told what the Guard drops from sessions (nil: no store)
+	wills     sync.Map     // client ID -> *pendingWill: delayed wills of ended connections
+
+	quotaState // the bookkeeping of Quotas and of the restart rule (quotas.go)
 }
 
 // grant is what one verified token allows; it is replaced whole on re-auth.
@@ -87,6 +98,12 @@ type session struct {
 	commands *rate.Limiter
 	sub      string                          // the sub the connection was counted under
 	overSubs atomic.Pointer[map[string]bool] // filters of the SUBSCRIBE being processed that break the quota
+	aliases  map[uint16]*outAlias            // outbound topic aliases mochi assigned (under mu)
+	will     *will                           // the will, kept by the Guard (see will.go); set at CONNECT
+
+	// subackReason says why filters of the SUBSCRIBE being processed were
+	// refused; OnPacketEncode puts it on the SUBACK.
+	subackReason atomic.Pointer[string]
 }
 
 // New returns a Guard for server that verifies tokens with verifier and
@@ -101,7 +118,7 @@ func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config
 		verifier:  verifier,
 		master:    bytes.Clone(master),
 		cfg:       cfg,
-		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, cfg.Envelope.Horizon()),
+		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, cfg.Envelope.Horizon(), envelope.OwnerQuota(cfg.Quotas.ReplayPerSub)),
 		observers: observers,
 		counts:    newCounters(cfg.Limits),
 		started:   time.Now().Unix(),

@@ -56,7 +56,7 @@ type Case struct {
 	Only string
 }
 
-// Cases returns the scenarios of `make bench-compare` (issue 10, a–d):
+// Cases returns the scenarios of `make bench-compare` (a–d, docs/performance.md):
 // each measured window lasts d after a warmup of w; idle holds conns.
 func Cases(d, w time.Duration, conns int) []Case {
 	sp := func(s load.Spec) load.Spec {

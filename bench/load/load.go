@@ -11,7 +11,7 @@ import (
 // Scenario names a kind of load.
 type Scenario string
 
-// The scenarios of issue 10.
+// The scenarios of make bench-compare (docs/performance.md).
 const (
 	// State: Pubs agents per group publish state, Subs viewers per group
 	// receive every group's message (fan-in and fan-out at once).

@@ -19,33 +19,44 @@ import (
 )
 
 func init() {
-	register("agent", "run the Pi agent (agent --config agent.yaml), or manage agents: agent add|rotate|remove|list", agentCmd)
+	register("agent", "run the Pi agent (agent run --config agent.yaml), or manage agents: agent add|rotate|remove|list", agentCmd)
 }
 
-// agentCmd runs the Pi agent; agent add|rotate|remove|list are the
-// registry's commands (agentadmin.go).
+const agentUsage = `usage:
+  homemq agent run --config agent.yaml [--log-level L] [--check] [--sim-input]   run the Pi agent
+  homemq agent add|rotate|remove|list …   manage agents in the broker's registry ('homemq agent add -h')`
+
+// agentCmd runs the Pi agent (agent run); agent add|rotate|remove|list are
+// the registry's commands (agentadmin.go).
 func agentCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "add", "rotate", "remove", "list":
-			return agentAdmin(args, stdout, stderr)
-		}
+	if done, err := needsVerb(args, stdout, agentUsage); done {
+		return err
 	}
-	fs := newFlags("agent", stderr)
+	switch args[0] {
+	case "run":
+		return agentRun(args[1:], stdout, stderr)
+	case "add", "rotate", "remove", "list":
+		return agentAdmin(args, stdout, stderr)
+	}
+	return fmt.Errorf("unknown agent command %q\n%s", args[0], agentUsage)
+}
+
+// agentRun runs the Pi agent until SIGINT or SIGTERM.
+func agentRun(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("agent run", stderr)
 	configFile := fs.String("config", "", "the agent's YAML config (see docs/agent.md)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	check := fs.Bool("check", false, "check the config and exit")
 	simInput := fs.Bool("sim-input", false, "with gpio: sim, read lines 'PIN high|low' from stdin to drive simulated inputs")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: homemq agent --config agent.yaml [--log-level L] [--check] [--sim-input]")
-		fmt.Fprintln(stderr, "       homemq agent add|rotate|remove|list … (manage agents in the broker's registry)")
+		fmt.Fprintln(stderr, "usage: homemq agent run --config agent.yaml [--log-level L] [--check] [--sim-input]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q; run the agent with --config agent.yaml, or use agent add|rotate|remove|list", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q; run the agent with: homemq agent run --config agent.yaml", fs.Arg(0))
 	}
 	if *configFile == "" {
 		return errors.New("--config agent.yaml is required (see docs/agent.md for an example)")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -13,9 +12,11 @@ func init() {
 	register("certs", "make a CA (certs init) and leaf certificates (certs issue) for real deployments", certsCmd)
 }
 
+const certsUsage = "usage: homemq certs init --dir DIR | homemq certs issue --ca DIR --name NAME [--name …] --out PREFIX [--client]"
+
 func certsCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("usage: homemq certs init --dir DIR | homemq certs issue --ca DIR --name NAME [--name …] --out PREFIX [--client]")
+	if done, err := needsVerb(args, stdout, certsUsage); done {
+		return err
 	}
 	switch args[0] {
 	case "init":

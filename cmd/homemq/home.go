@@ -22,8 +22,8 @@ const homeUsage = `usage:
 each also takes --data DIR, --config FILE, --server HOST:PORT (before or after H)`
 
 func homeCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New(homeUsage)
+	if done, err := needsVerb(args, stdout, homeUsage); done {
+		return err
 	}
 	verb := args[0]
 	ops := map[string]string{"add": registry.OpHomeAdd, "remove": registry.OpHomeRemove, "list": registry.OpHomeList}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -14,8 +13,12 @@ func init() {
 }
 
 func keysCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "rotate" {
-		return errors.New("usage: homemq keys rotate [--data DIR] [--config FILE] [--server HOST:PORT]")
+	const usage = "usage: homemq keys rotate [--data DIR] [--config FILE] [--server HOST:PORT]"
+	if done, err := needsVerb(args, stdout, usage); done {
+		return err
+	}
+	if args[0] != "rotate" {
+		return fmt.Errorf("unknown keys command %q\n%s", args[0], usage)
 	}
 	fs := newFlags("keys rotate", stderr)
 	af := addAdminFlags(fs)

@@ -5,10 +5,14 @@
 // Usage:
 //
 //	homemq serve   [--config FILE] [--data DIR] [--mqtt ADDR] [--https ADDR] [--mqtt-plain ADDR]
+//	homemq agent run --config agent.yaml | homemq agent add|rotate|remove|list …
 //	homemq token mint --data DIR --sub SUB --home HOME=ROLE … [--operator] [--ttl DUR] [--json]
 //	homemq certs init --dir DIR | homemq certs issue --ca DIR --name NAME … --out PREFIX
 //	homemq revoke  --data DIR (--jti ID | --sub SUB)
 //	homemq send    --data DIR | --token T --key K, --topic T --msg M
+//	homemq version
+//
+// Every command answers -h and --help with its usage (exit status 0).
 package main
 
 import (
@@ -38,9 +42,13 @@ func main() {
 
 // run dispatches to a subcommand and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
 		return 2
+	}
+	if isHelp(args[0]) || args[0] == "help" {
+		usage(stdout)
+		return 0
 	}
 	c, ok := commands[args[0]]
 	if !ok {
@@ -50,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := c.run(args[1:], stdout, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 2
+			return 0 // the flag set printed the usage the user asked for
 		}
 		fmt.Fprintf(stderr, "homemq %s: %v\n", args[0], err)
 		return 1
@@ -69,6 +77,23 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nrun 'homemq <command> -h' for its flags")
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "-help" }
+
+// needsVerb handles the first argument of a command that takes a verb
+// (home add, keys rotate): none is an error that shows usage, and -h or
+// --help prints usage to stdout. It reports whether the command is done.
+func needsVerb(args []string, stdout io.Writer, usage string) (bool, error) {
+	switch {
+	case len(args) == 0:
+		return true, errors.New(usage)
+	case isHelp(args[0]):
+		fmt.Fprintln(stdout, usage)
+		return true, nil
+	}
+	return false, nil
 }
 
 // newFlags returns a flag set that reports errors instead of exiting.

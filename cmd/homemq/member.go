@@ -21,8 +21,8 @@ U is user:ID or ID (a user from an identity provider is user:{provider}|{sub});
 each also takes --data DIR, --config FILE, --server HOST:PORT`
 
 func memberCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New(memberUsage)
+	if done, err := needsVerb(args, stdout, memberUsage); done {
+		return err
 	}
 	verb := args[0]
 	switch verb {

@@ -20,8 +20,12 @@ func init() {
 }
 
 func tokenCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "mint" {
-		return errors.New("usage: homemq token mint --data DIR --sub SUB --home HOME=ROLE [--home …] [--operator] [--ttl DUR] [--json]")
+	const usage = "usage: homemq token mint --data DIR --sub SUB --home HOME=ROLE [--home …] [--operator] [--ttl DUR] [--json]"
+	if done, err := needsVerb(args, stdout, usage); done {
+		return err
+	}
+	if args[0] != "mint" {
+		return fmt.Errorf("unknown token command %q\n%s", args[0], usage)
 	}
 	fs := newFlags("token mint", stderr)
 	data := fs.String("data", "", "the broker's data folder, holding its signing key (default ./homemq-data)")

@@ -4,7 +4,7 @@
 /** Home, agent and device ids: 1–64 of [a-z0-9_-] (docs/topics.md). */
 export const ID = /^[a-z0-9_-]{1,64}$/;
 
-/** Roles whose holders may send commands (design.md's role table). */
+/** Roles whose holders may send commands (the role table of docs/architecture.md). */
 const COMMANDERS = new Set(['admin', 'member', 'service']);
 
 /** MQTT 5 reason codes the broker uses, for readable refusals. */

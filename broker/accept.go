@@ -16,9 +16,9 @@ const maxAcceptDelay = time.Second
 // that passes (out of file descriptors or kernel memory, a connection
 // aborted before it was accepted), waits and tries again, doubling the wait
 // up to maxAcceptDelay, instead of returning the error. A TCPListener's
-// Serve loop, like mochi's own listeners, stops for good on any Accept
-// error, so a flood that used up the descriptors for a moment would
-// otherwise end MQTT service until a restart. net/http's Server retries
+// Serve loop, like mochi's listeners.TCP.Serve it stands in for, stops for
+// good on any Accept error, so a flood that used up the descriptors for a
+// moment would otherwise end MQTT service until a restart. net/http's Server retries
 // the same way, so the HTTPS listener needs no wrapper.
 func retryAccept(ln net.Listener, log *slog.Logger) net.Listener {
 	return &retryListener{Listener: ln, log: log}

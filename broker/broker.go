@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"homemq/addrlimit"
 	"homemq/auth"
 	"homemq/bridge"
 	"homemq/certs"
@@ -200,16 +201,19 @@ func (b *Broker) assemble() {
 	if a := b.cfg.Listeners.MQTT; a != "" {
 		b.mqttTLS = NewTCPListener("mqtts", a, b.tlsConf, l.ConnectTimeout)
 		b.mqttTLS.closer, b.mqttTLS.queue = b.closeClientsOf, queue
+		b.mqttTLS.gate = b.Guard
 		_ = b.Server.AddListener(b.mqttTLS)
 	}
 	if a := b.cfg.Listeners.MQTTPlain; a != "" {
 		b.mqttPlain = NewTCPListener("mqtt", a, nil, l.ConnectTimeout)
 		b.mqttPlain.closer, b.mqttPlain.queue = b.closeClientsOf, queue
+		b.mqttPlain.gate = b.Guard
 		_ = b.Server.AddListener(b.mqttPlain)
 	}
 	if b.cfg.Listeners.HTTPS != "" {
 		b.ws = NewWebSocketListener("wss", l.WebSocketOrigins, l.WebSocketReadLimit, l.ConnectTimeout)
 		b.ws.closer, b.ws.queue = b.closeClientsOf, queue
+		b.ws.gate = b.Guard
 		_ = b.Server.AddListener(b.ws)
 		b.Mux.Handle("/mqtt", b.ws)
 	}
@@ -293,16 +297,20 @@ func (b *Broker) Start() error {
 			return fmt.Errorf("broker: listeners.https: %w", err)
 		}
 		b.httpsLn = ln
+		l := b.cfg.Limits
+		// sockets per address are counted from accept, before the TLS handshake
+		httpsAddrs := addrlimit.New(addrlimit.Config{MaxConns: l.HTTPSConnsPerAddr})
 		b.https = &http.Server{
-			Handler:           securityHeaders(b.Mux),
+			Handler:           securityHeaders(limitBodies(l.HTTPMaxBody, b.Mux)),
 			TLSConfig:         b.tlsConf,
-			ReadHeaderTimeout: b.cfg.Limits.HTTPReadHeaderTimout,
+			ReadHeaderTimeout: l.HTTPReadHeaderTimeout,
+			ReadTimeout:       l.HTTPReadTimeout, // net/http lifts it once the body is read (limitBodies)
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    32 << 10,
 			ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 		}
 		go func() {
-			if err := b.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := b.https.ServeTLS(httpsAddrs.Listener(ln, nil), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				b.log.Error("https server stopped", "error", err)
 			}
 		}()

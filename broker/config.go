@@ -56,29 +56,32 @@ type EnvelopeConfig struct {
 
 // LimitsConfig bounds what clients may do.
 type LimitsConfig struct {
-	MaxPacketSize        uint32        `yaml:"max_packet_size"`
-	ConnectTimeout       time.Duration `yaml:"connect_timeout"`
-	MaxKeepalive         uint16        `yaml:"max_keepalive"`
-	MaxSessionExpiry     time.Duration `yaml:"max_session_expiry"`
-	MaxInflight          uint16        `yaml:"max_inflight"`
-	MaxQueued            int           `yaml:"max_queued"`
-	RefusalLimit         int           `yaml:"refusal_limit"`
-	RefusalWindow        time.Duration `yaml:"refusal_window"`
-	ConnsPerSub          int           `yaml:"conns_per_sub"`
-	ConnsPerAddr         int           `yaml:"conns_per_addr"`
-	ConnectRate          float64       `yaml:"connect_rate"`
-	ConnectBurst         int           `yaml:"connect_burst"`
-	MaxSubscriptions     int           `yaml:"max_subscriptions"`
-	CommandRate          float64       `yaml:"command_rate"`
-	CommandBurst         int           `yaml:"command_burst"`
-	WebSocketOrigins     []string      `yaml:"websocket_origins"`
-	WebSocketReadLimit   int64         `yaml:"websocket_read_limit"`
-	HTTPReadHeaderTimout time.Duration `yaml:"http_read_header_timeout"`
-	SessionsPerSub       int           `yaml:"sessions_per_sub"`   // persistent sessions per sub, offline ones included; 0 = off
-	RetainedPerAgent     int           `yaml:"retained_per_agent"` // retained topics per agent of a home; 0 = off
-	MaxRetainedSize      int           `yaml:"max_retained_size"`  // bytes of a retained payload; 0 = off
-	RetainedRate         float64       `yaml:"retained_rate"`      // retained publishes per second per sub; 0 = off
-	RetainedBurst        int           `yaml:"retained_burst"`
+	MaxPacketSize         uint32        `yaml:"max_packet_size"`
+	ConnectTimeout        time.Duration `yaml:"connect_timeout"`
+	MaxKeepalive          uint16        `yaml:"max_keepalive"`
+	MaxSessionExpiry      time.Duration `yaml:"max_session_expiry"`
+	MaxInflight           uint16        `yaml:"max_inflight"`
+	MaxQueued             int           `yaml:"max_queued"`
+	RefusalLimit          int           `yaml:"refusal_limit"`
+	RefusalWindow         time.Duration `yaml:"refusal_window"`
+	ConnsPerSub           int           `yaml:"conns_per_sub"`
+	ConnsPerAddr          int           `yaml:"conns_per_addr"`
+	ConnectRate           float64       `yaml:"connect_rate"`
+	ConnectBurst          int           `yaml:"connect_burst"`
+	MaxSubscriptions      int           `yaml:"max_subscriptions"`
+	CommandRate           float64       `yaml:"command_rate"`
+	CommandBurst          int           `yaml:"command_burst"`
+	WebSocketOrigins      []string      `yaml:"websocket_origins"`
+	WebSocketReadLimit    int64         `yaml:"websocket_read_limit"`
+	HTTPReadHeaderTimeout time.Duration `yaml:"http_read_header_timeout"`
+	HTTPReadTimeout       time.Duration `yaml:"http_read_timeout"`    // reading a whole HTTPS request, body included
+	HTTPMaxBody           int64         `yaml:"http_max_body"`        // the largest request body any HTTPS endpoint reads
+	HTTPSConnsPerAddr     int           `yaml:"https_conns_per_addr"` // HTTPS sockets per source address (addrlimit.Key), from accept
+	SessionsPerSub        int           `yaml:"sessions_per_sub"`     // persistent sessions per sub, offline ones included; 0 = off
+	RetainedPerAgent      int           `yaml:"retained_per_agent"`   // retained topics per agent of a home; 0 = off
+	MaxRetainedSize       int           `yaml:"max_retained_size"`    // bytes of a retained payload; 0 = off
+	RetainedRate          float64       `yaml:"retained_rate"`        // retained publishes per second per sub; 0 = off
+	RetainedBurst         int           `yaml:"retained_burst"`
 	// WriteBuffer is the most bytes queued for one connection and not yet
 	// written to its socket; a client that lets more pile up is disconnected.
 	WriteBuffer int `yaml:"write_buffer"`
@@ -109,30 +112,33 @@ func DefaultConfig() Config {
 			ReplayQuota: 4096,
 		},
 		Limits: LimitsConfig{
-			MaxPacketSize:        256 << 10,
-			ConnectTimeout:       10 * time.Second,
-			MaxKeepalive:         300,
-			MaxSessionExpiry:     24 * time.Hour,
-			MaxInflight:          256,
-			MaxQueued:            1024,
-			RefusalLimit:         20,
-			RefusalWindow:        time.Minute,
-			ConnsPerSub:          32,
-			ConnsPerAddr:         256,
-			ConnectRate:          20,
-			ConnectBurst:         50,
-			MaxSubscriptions:     100,
-			CommandRate:          10,
-			CommandBurst:         20,
-			WebSocketReadLimit:   256<<10 + 1024,
-			HTTPReadHeaderTimout: 10 * time.Second,
-			SessionsPerSub:       16,
-			RetainedPerAgent:     256,
-			MaxRetainedSize:      16 << 10,
-			RetainedRate:         20,
-			RetainedBurst:        500,
-			WriteBuffer:          1 << 20,
-			WriteTimeout:         5 * time.Second,
+			MaxPacketSize:         256 << 10,
+			ConnectTimeout:        10 * time.Second,
+			MaxKeepalive:          300,
+			MaxSessionExpiry:      24 * time.Hour,
+			MaxInflight:           256,
+			MaxQueued:             1024,
+			RefusalLimit:          20,
+			RefusalWindow:         time.Minute,
+			ConnsPerSub:           32,
+			ConnsPerAddr:          256,
+			ConnectRate:           20,
+			ConnectBurst:          50,
+			MaxSubscriptions:      100,
+			CommandRate:           10,
+			CommandBurst:          20,
+			WebSocketReadLimit:    256<<10 + 1024,
+			HTTPReadHeaderTimeout: 10 * time.Second,
+			HTTPReadTimeout:       10 * time.Second,
+			HTTPMaxBody:           128 << 10,
+			HTTPSConnsPerAddr:     256,
+			SessionsPerSub:        16,
+			RetainedPerAgent:      256,
+			MaxRetainedSize:       16 << 10,
+			RetainedRate:          20,
+			RetainedBurst:         500,
+			WriteBuffer:           1 << 20,
+			WriteTimeout:          5 * time.Second,
 		},
 		Log: LogConfig{Level: "info"},
 	}
@@ -213,6 +219,9 @@ func (c Config) Validate() error {
 	case l.WriteTimeout < 100*time.Millisecond || l.WriteTimeout > 10*time.Minute:
 		return fmt.Errorf("config: limits.write_timeout: %v is out of range (100ms to 10m)", l.WriteTimeout)
 	}
+	if err := l.validateHTTP(); err != nil {
+		return err
+	}
 	if c.Observe.AuditMaxSize < 0 || c.Observe.AuditKeep < 0 {
 		return errors.New("config: observe.audit_max_size and observe.audit_keep must not be negative")
 	}
@@ -220,6 +229,21 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	return nil
+}
+
+// validateHTTP checks the HTTPS listener's limits.
+func (l LimitsConfig) validateHTTP() error {
+	switch {
+	case l.HTTPReadHeaderTimeout <= 0:
+		return fmt.Errorf("config: limits.http_read_header_timeout: %v must be positive", l.HTTPReadHeaderTimeout)
+	case l.HTTPReadTimeout <= 0:
+		return fmt.Errorf("config: limits.http_read_timeout: %v must be positive", l.HTTPReadTimeout)
+	case l.HTTPMaxBody < 1<<10 || l.HTTPMaxBody > 16<<20:
+		return fmt.Errorf("config: limits.http_max_body: %d is out of range (1024 to 16777216)", l.HTTPMaxBody)
+	case l.HTTPSConnsPerAddr < 0:
+		return fmt.Errorf("config: limits.https_conns_per_addr: %d must not be negative (0 switches it off)", l.HTTPSConnsPerAddr)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/xid"
 	"golang.org/x/time/rate"
 
+	"homemq/addrlimit"
 	"homemq/auth"
 	"homemq/topics"
 )
@@ -33,22 +34,19 @@ var v3Connack = map[byte]byte{
 // data with method homemq-jwt), the client-ID rule and the will. A refused
 // client gets a CONNACK with a reason code and reason string and is closed.
 func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	addr := hostOf(cl.Net.Remote)
-	if cl.Net.Listener != internalListener && !g.counts.allowAttempt(g.cfg.Limits, addr, g.now()) {
+	addr := addrlimit.Key(cl.Net.Remote)
+	if cl.Net.Listener != internalListener && !g.counts.allowAttempt(addr, g.now()) {
 		return g.refuseConnect(cl, nil, 0x9F, "rate", "connection rate exceeded for "+addr+"; slow down")
 	}
 	c, code, why, detail := g.authenticate(cl, pk)
 	if code != 0 {
 		return g.refuseConnect(cl, c, code, why, detail)
 	}
-	if ok, which := g.counts.admit(g.cfg.Limits, c.Subject, addr); !ok {
-		detail = "too many connections for " + c.Subject
-		if which == "address" {
-			detail = "too many connections from " + addr
-		}
-		return g.refuseConnect(cl, c, 0x97, "quota", detail)
+	// sockets per address were counted at accept (Guard.Addresses)
+	if !g.counts.admit(g.cfg.Limits, c.Subject) {
+		return g.refuseConnect(cl, c, 0x97, "quota", "too many connections for "+c.Subject)
 	}
-	if err := g.admitSession(cl, c, addr); err != nil {
+	if err := g.admitSession(cl, c); err != nil {
 		return err
 	}
 	if cl.Net.Listener != internalListener && (pk.Connect.Keepalive == 0 || pk.Connect.Keepalive > g.cfg.MaxKeepalive) {
@@ -57,7 +55,7 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	g.offline.Delete(cl.ID) // a live connection takes over any offline session of this ID
 	g.cancelWill(cl.ID)
-	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject, addr: addr,
+	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject,
 		will: takeWill(cl, pk)}
 	gr := g.newGrant(c)
 	s.grant.Store(gr)
@@ -269,7 +267,7 @@ func (g *Guard) forget(cl *mqtt.Client, s *session) bool {
 // whichever of a cut-off and the end of the connection comes first.
 func (g *Guard) release(s *session) {
 	if s.released.CompareAndSwap(false, true) {
-		g.counts.release(s.sub, s.addr)
+		g.counts.release(s.sub)
 	}
 }
 

@@ -98,13 +98,12 @@ type session struct {
 	closed   atomic.Bool // revoked or expired: refuse everything
 	revoked  atomic.Bool
 	cut      atomic.Bool // cutOff has run
-	released atomic.Bool // the connection slots sub and addr are given back
+	released atomic.Bool // the connection slot of sub is given back
 	timer    *time.Timer
 	mu       sync.Mutex
 	refusals []int64 // times of recent refusals (unix nanos), at most RefusalLimit
 	commands *rate.Limiter
-	sub      string // the sub and address the connection was counted under
-	addr     string
+	sub      string                          // the sub the connection was counted under
 	overSubs atomic.Pointer[map[string]bool] // filters of the SUBSCRIBE being processed that break the quota
 	aliases  map[uint16]*outAlias            // outbound topic aliases mochi assigned (under mu)
 	will     *will                           // the will, kept by the Guard (see will.go); set at CONNECT
@@ -131,7 +130,7 @@ func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config
 		cfg:       cfg,
 		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, cfg.Envelope.Horizon(), envelope.OwnerQuota(cfg.Quotas.ReplayPerSub)),
 		observers: observers,
-		counts:    newCounters(),
+		counts:    newCounters(cfg.Limits),
 		started:   time.Now().Unix(),
 		now:       time.Now,
 	}

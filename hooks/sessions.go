@@ -55,15 +55,15 @@ func persistent(cl *mqtt.Client) bool {
 }
 
 // admitSession enforces Quotas.SessionsPerSub at CONNECT, after the
-// connection was counted under sub and addr: a refusal uncounts it and
-// answers CONNACK 0x97 with a reason string.
-func (g *Guard) admitSession(cl *mqtt.Client, c *auth.Claims, addr string) error {
+// connection was counted under sub: a refusal uncounts it and answers
+// CONNACK 0x97 with a reason string.
+func (g *Guard) admitSession(cl *mqtt.Client, c *auth.Claims) error {
 	max := g.cfg.Quotas.SessionsPerSub
 	if max <= 0 || !persistent(cl) {
 		return nil
 	}
 	if n, ok := g.sessionIdx.admit(g.server, c.Subject, cl.ID, max, g.now()); !ok {
-		g.counts.release(c.Subject, addr)
+		g.counts.release(c.Subject)
 		return g.refuseConnect(cl, c, 0x97, "session_quota", fmt.Sprintf(
 			"too many persistent sessions for %s (%d of %d): reconnect with the client ID of one of them, or end one with session expiry 0", c.Subject, n, max))
 	}

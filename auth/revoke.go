@@ -155,7 +155,7 @@ func (r *Revocations) Add(e Revocation) error {
 // matches that token and its whole refresh family.
 func (e Revocation) Matches(c *Claims) bool {
 	if e.JTI != "" {
-		return e.JTI == c.ID || Family(e.JTI) == c.family()
+		return e.JTI == c.ID || Family(e.JTI) == c.Family()
 	}
 	return e.Sub == c.Subject && !c.IssuedAtTime().After(time.Unix(e.At, 0))
 }
@@ -170,8 +170,8 @@ func (r *Revocations) Check(c *Claims) error {
 	if e, ok := r.jtis[c.ID]; ok && e.Matches(c) {
 		return &Error{Reason: ReasonRevoked, Detail: "token was revoked"}
 	}
-	if e, ok := r.families[c.family()]; ok && e.Matches(c) {
-		return &Error{Reason: ReasonRevoked, Detail: "token was revoked: it belongs to the refresh family of revoked token " + clip(e.JTI)}
+	if e, ok := r.families[c.Family()]; ok && e.Matches(c) {
+		return &Error{Reason: ReasonRevoked, Detail: "token was revoked: it belongs to the refresh family of revoked token " + Clip(e.JTI)}
 	}
 	if e, ok := r.subs[c.Subject]; ok && e.Matches(c) {
 		return &Error{Reason: ReasonRevoked, Detail: "every token of " + c.Subject + " issued before " + time.Unix(e.At, 0).UTC().Format(time.RFC3339) + " was revoked"}

@@ -72,7 +72,7 @@ func TestRevokingATokenRevokesItsRefreshFamily(t *testing.T) {
 	}
 	rootTok, root := mint("")
 	childTok, child := mint(root.ID)        // refreshed from root
-	grandTok, grand := mint(child.family()) // refreshed from child: same family
+	grandTok, grand := mint(child.Family()) // refreshed from child: same family
 	otherTok, other := mint("")
 	if grand.Root != root.ID || Family(grand.ID) != root.ID {
 		t.Fatalf("grandchild root %q jti %q, want the family %q", grand.Root, grand.ID, root.ID)

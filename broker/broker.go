@@ -24,6 +24,7 @@ import (
 	"homemq/envelope"
 	"homemq/hooks"
 	"homemq/registry"
+	"homemq/tokenapi"
 	"homemq/webapp"
 )
 
@@ -49,7 +50,7 @@ type Broker struct {
 	// before Start.
 	Mux *http.ServeMux
 
-	tokenAPI *auth.Exchange
+	tokenAPI *tokenapi.Exchange
 
 	issued hooks.IssuedRecord // what earlier runs may have accepted (restart.go)
 

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"homemq/auth"
+	"homemq/tokenapi"
 )
 
 // Config is everything homemq serve can be told, in YAML form.
@@ -26,7 +27,7 @@ type Config struct {
 	Observe   ObserveConfig   `yaml:"observe"`
 
 	// TokenAPI configures POST /api/token: identity providers, rate limits.
-	TokenAPI auth.TokenAPIConfig `yaml:"token_api"`
+	TokenAPI tokenapi.Config `yaml:"token_api"`
 }
 
 // ListenersConfig says where to listen; an empty address is off.

@@ -10,6 +10,7 @@ import (
 	"homemq/envelope"
 	"homemq/hooks"
 	"homemq/registry"
+	"homemq/tokenapi"
 )
 
 // EventTokenExchange is the hooks.Event kind of a POST /api/token answer
@@ -33,7 +34,7 @@ func (b *Broker) openTokenService() error {
 		_ = reg.Close()
 		return fmt.Errorf("broker: %w", err)
 	}
-	x, err := auth.NewExchange(auth.ExchangeOptions{
+	x, err := tokenapi.NewExchange(tokenapi.ExchangeOptions{
 		Issuer:    b.Issuer,
 		Verifier:  b.Verifier,
 		Directory: reg,
@@ -52,7 +53,7 @@ func (b *Broker) openTokenService() error {
 		_, err := b.Revoke(RevokeRequest{Sub: sub})
 		return err
 	})))
-	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(auth.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
+	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(tokenapi.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
 	return nil
 }
 
@@ -67,7 +68,7 @@ func (b *Broker) closeTokenService() {
 	}
 }
 
-func (b *Broker) observeExchange(e auth.ExchangeEvent) {
+func (b *Broker) observeExchange(e tokenapi.ExchangeEvent) {
 	if len(b.observers) == 0 {
 		return
 	}

@@ -29,6 +29,7 @@ import (
 	"homemq/broker"
 	"homemq/envelope"
 	"homemq/registry"
+	"homemq/tokenapi"
 )
 
 // tokCLI runs the built homemq against a data folder, through the running
@@ -266,8 +267,8 @@ func newTestIdentityProvider(t *testing.T) *testIdentityProvider {
 	return &testIdentityProvider{iss: srv.URL, key: key}
 }
 
-func (p *testIdentityProvider) config(name string) auth.IdentityProvider {
-	return auth.IdentityProvider{Name: name, Issuer: p.iss, JWKSURL: p.iss + "/.well-known/jwks.json", Audiences: []string{"homemq-app"}, Algorithms: []string{"ES256"}}
+func (p *testIdentityProvider) config(name string) tokenapi.IdentityProvider {
+	return tokenapi.IdentityProvider{Name: name, Issuer: p.iss, JWKSURL: p.iss + "/.well-known/jwks.json", Audiences: []string{"homemq-app"}, Algorithms: []string{"ES256"}}
 }
 
 func (p *testIdentityProvider) idToken(t *testing.T, sub, aud string) string {
@@ -290,7 +291,7 @@ func TestIDTokenExchangeGivesExactlyTheMemberships(t *testing.T) {
 	idp := newTestIdentityProvider(t)
 	stranger := newTestIdentityProvider(t)
 	b := startBroker(t, func(c *broker.Config) {
-		c.TokenAPI.IdentityProviders = []auth.IdentityProvider{idp.config("test")}
+		c.TokenAPI.IdentityProviders = []tokenapi.IdentityProvider{idp.config("test")}
 	})
 	srv := b.Addrs()["https"]
 	for _, h := range []string{"h1", "h2", "h3"} {

@@ -77,33 +77,6 @@ func readRevocations(path string) ([]Revocation, error) {
 	return list, nil
 }
 
-// Reload reads the file again and adds the entries it holds that the list
-// lacks. The broker reads the list before it takes registry.db's lock, so
-// it calls Reload once it holds the lock: an entry the CLI wrote in
-// between (it writes only while it holds that lock) is not missed. It
-// tells no listener; call it before connections are accepted.
-func (r *Revocations) Reload() error {
-	if r.path == "" {
-		return nil
-	}
-	list, err := readRevocations(r.path)
-	if err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range list {
-		if old, ok := r.jtis[e.JTI]; e.JTI != "" && ok && old.Until >= e.Until {
-			continue
-		}
-		if old, ok := r.subs[e.Sub]; e.JTI == "" && ok && old.At >= e.At {
-			continue
-		}
-		r.put(e)
-	}
-	return nil
-}
-
 func (r *Revocations) put(e Revocation) {
 	if e.JTI != "" {
 		r.jtis[e.JTI] = e

@@ -80,8 +80,10 @@ func WithObservers(obs ...hooks.Observer) Option {
 // WithLogger sets the structured logger.
 func WithLogger(l *slog.Logger) Option { return func(b *Broker) { b.log = l } }
 
-// New prepares a broker from cfg: it makes the data folder and, on first
-// start, the keys and (in dev mode) certificates. Nothing listens until Start.
+// New prepares a broker from cfg: it makes the data folder, takes its lock
+// (registry.db, held until Shutdown) and only then reads it, making on
+// first start the keys and (in dev mode) certificates. Nothing listens
+// until Start.
 func New(cfg Config, opts ...Option) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -94,29 +96,43 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("broker: data folder: %w", err)
 	}
-	freshSecret := !exists(filepath.Join(cfg.Data, auth.MasterSecretFile))
-	if err := b.loadIdentity(); err != nil {
+	if err := b.lockData(); err != nil {
 		return nil, err
 	}
-	if err := b.loadIssued(freshSecret); err != nil {
-		return nil, err
-	}
-	if err := b.loadTLS(); err != nil {
-		return nil, err
-	}
-	if err := b.openObservability(); err != nil {
-		return nil, err
-	}
-	b.assemble()
-	if err := b.attachObservability(); err != nil {
-		return nil, err
-	}
-	if err := b.openTokenService(); err != nil {
+	if err := b.open(); err != nil {
+		b.closeTokenService() // releases the data folder's lock
 		return nil, err
 	}
 	return b, nil
 }
 
+// open reads the data folder and assembles the broker; lockData has taken
+// the data folder's lock.
+func (b *Broker) open() error {
+	freshSecret := !exists(filepath.Join(b.cfg.Data, auth.MasterSecretFile))
+	if err := b.loadIdentity(); err != nil {
+		return err
+	}
+	if err := b.loadIssued(freshSecret); err != nil {
+		return err
+	}
+	if err := b.loadTLS(); err != nil {
+		return err
+	}
+	if err := b.openObservability(); err != nil {
+		return err
+	}
+	b.assemble()
+	if err := b.attachObservability(); err != nil {
+		return err
+	}
+	return b.openTokenService()
+}
+
+// loadIdentity reads the signing keys, the message-key master secret and
+// the revocation list, making the first two on first start. It runs under
+// the data folder's lock (lockData): an offline homemq keys rotate or
+// homemq revoke either finished before it or waits for the broker to stop.
 func (b *Broker) loadIdentity() error {
 	var err error
 	if b.Keys, err = auth.LoadOrCreateKeys(b.cfg.Data); err != nil {

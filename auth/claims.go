@@ -30,8 +30,8 @@ type Claims struct {
 	Root string `json:"root,omitempty"`
 }
 
-// maxFamilyID bounds a jti that can start a refresh family.
-const maxFamilyID = 64
+// MaxFamilyID bounds a jti that can start a refresh family.
+const MaxFamilyID = 64
 
 // Family returns the refresh family a jti belongs to: the part before its
 // first dot. A token that was not refreshed is its own family.
@@ -40,19 +40,19 @@ func Family(jti string) string {
 	return f
 }
 
-// family returns the refresh family of these claims: Root, or for a token
+// Family returns the refresh family of these claims: Root, or for a token
 // that was not refreshed its own jti.
-func (c *Claims) family() string {
+func (c *Claims) Family() string {
 	if c.Root != "" {
 		return c.Root
 	}
 	return c.ID
 }
 
-// canStartFamily reports whether a token's jti can be the Root of tokens
+// CanStartFamily reports whether a token's jti can be the Root of tokens
 // refreshed from it: at most 64 characters and no dot.
-func canStartFamily(jti string) bool {
-	return jti != "" && len(jti) <= maxFamilyID && !strings.Contains(jti, ".")
+func CanStartFamily(jti string) bool {
+	return jti != "" && len(jti) <= MaxFamilyID && !strings.Contains(jti, ".")
 }
 
 // Subject kinds, the part of sub before the colon.
@@ -81,7 +81,7 @@ func (c *Claims) UnmarshalJSON(b []byte) error {
 	}
 	for _, k := range []string{"exp", "iat", "nbf"} {
 		if v, ok := raw[k]; ok && !isJSONNumber(v) {
-			return &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("token claim %s must be a number of seconds, not %s", k, clip(string(v)))}
+			return &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("token claim %s must be a number of seconds, not %s", k, Clip(string(v)))}
 		}
 	}
 	type plain Claims // the same fields without this method
@@ -126,8 +126,8 @@ func (c *Claims) validate() error {
 	}
 	if c.Root != "" {
 		rest, ok := strings.CutPrefix(c.ID, c.Root+".")
-		if !ok || !canStartFamily(c.Root) || rest == "" || strings.Contains(rest, ".") {
-			return &Error{Reason: ReasonBadClaim, Detail: fmt.Sprintf("token's jti %q does not belong to its root %q", clip(c.ID), clip(c.Root))}
+		if !ok || !CanStartFamily(c.Root) || rest == "" || strings.Contains(rest, ".") {
+			return &Error{Reason: ReasonBadClaim, Detail: fmt.Sprintf("token's jti %q does not belong to its root %q", Clip(c.ID), Clip(c.Root))}
 		}
 	}
 	for h, r := range c.Homes {

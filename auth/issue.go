@@ -63,8 +63,8 @@ func (is *Issuer) Mint(s Spec) (string, *Claims, error) {
 	if !s.NotAfter.IsZero() && exp.After(s.NotAfter) {
 		exp = s.NotAfter
 	}
-	if s.Root != "" && !canStartFamily(s.Root) {
-		return "", nil, fmt.Errorf("auth: root %q cannot name a refresh family (at most %d characters, no dot)", clip(s.Root), maxFamilyID)
+	if s.Root != "" && !CanStartFamily(s.Root) {
+		return "", nil, fmt.Errorf("auth: root %q cannot name a refresh family (at most %d characters, no dot)", Clip(s.Root), MaxFamilyID)
 	}
 	rnd := make([]byte, 16)
 	if _, err := rand.Read(rnd); err != nil {

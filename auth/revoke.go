@@ -77,33 +77,6 @@ func readRevocations(path string) ([]Revocation, error) {
 	return list, nil
 }
 
-// Reload reads the file again and adds the entries it holds that the list
-// lacks. The broker reads the list before it takes registry.db's lock, so
-// it calls Reload once it holds the lock: an entry the CLI wrote in
-// between (it writes only while it holds that lock) is not missed. It
-// tells no listener; call it before connections are accepted.
-func (r *Revocations) Reload() error {
-	if r.path == "" {
-		return nil
-	}
-	list, err := readRevocations(r.path)
-	if err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range list {
-		if old, ok := r.jtis[e.JTI]; e.JTI != "" && ok && old.Until >= e.Until {
-			continue
-		}
-		if old, ok := r.subs[e.Sub]; e.JTI == "" && ok && old.At >= e.At {
-			continue
-		}
-		r.put(e)
-	}
-	return nil
-}
-
 func (r *Revocations) put(e Revocation) {
 	if e.JTI != "" {
 		r.jtis[e.JTI] = e
@@ -155,7 +128,7 @@ func (r *Revocations) Add(e Revocation) error {
 // matches that token and its whole refresh family.
 func (e Revocation) Matches(c *Claims) bool {
 	if e.JTI != "" {
-		return e.JTI == c.ID || Family(e.JTI) == c.family()
+		return e.JTI == c.ID || Family(e.JTI) == c.Family()
 	}
 	return e.Sub == c.Subject && !c.IssuedAtTime().After(time.Unix(e.At, 0))
 }
@@ -170,8 +143,8 @@ func (r *Revocations) Check(c *Claims) error {
 	if e, ok := r.jtis[c.ID]; ok && e.Matches(c) {
 		return &Error{Reason: ReasonRevoked, Detail: "token was revoked"}
 	}
-	if e, ok := r.families[c.family()]; ok && e.Matches(c) {
-		return &Error{Reason: ReasonRevoked, Detail: "token was revoked: it belongs to the refresh family of revoked token " + clip(e.JTI)}
+	if e, ok := r.families[c.Family()]; ok && e.Matches(c) {
+		return &Error{Reason: ReasonRevoked, Detail: "token was revoked: it belongs to the refresh family of revoked token " + Clip(e.JTI)}
 	}
 	if e, ok := r.subs[c.Subject]; ok && e.Matches(c) {
 		return &Error{Reason: ReasonRevoked, Detail: "every token of " + c.Subject + " issued before " + time.Unix(e.At, 0).UTC().Format(time.RFC3339) + " was revoked"}

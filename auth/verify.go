@@ -141,7 +141,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 				return nil, &Error{Reason: ReasonAlgorithm, Detail: fmt.Sprintf("token algorithm %q is not allowed (allowed: %s)", alg, strings.Join(v.cfg.Algorithms, ", "))}
 			}
 		}
-		return nil, classify(err)
+		return nil, Classify(err)
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -158,6 +158,10 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 func notCompact(r rune) bool {
 	return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
 }
+
+// CompactJWS reports whether token holds only base64url characters and
+// dots, as a compact JWS does.
+func CompactJWS(token string) bool { return strings.IndexFunc(token, notCompact) < 0 }
 
 // headerAlg reads the alg of a token's header without verifying anything.
 func (v *Verifier) headerAlg(token string) string {
@@ -194,7 +198,10 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 	return nil, &Error{Reason: ReasonUnknownKey, Detail: fmt.Sprintf("no key with kid %q (signed by another issuer, or a key retired long ago)", kid)}
 }
 
-func classify(err error) *Error {
+// Classify turns an error of golang-jwt's parser into an *Error with the
+// Reason and a sentence for the user; an *Error in err's chain is returned
+// as it is.
+func Classify(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -29,6 +30,7 @@ import (
 	"homemq/broker"
 	"homemq/envelope"
 	"homemq/registry"
+	"homemq/tokenapi"
 )
 
 // tokCLI runs the built homemq against a data folder, through the running
@@ -266,8 +268,8 @@ func newTestIdentityProvider(t *testing.T) *testIdentityProvider {
 	return &testIdentityProvider{iss: srv.URL, key: key}
 }
 
-func (p *testIdentityProvider) config(name string) auth.IdentityProvider {
-	return auth.IdentityProvider{Name: name, Issuer: p.iss, JWKSURL: p.iss + "/.well-known/jwks.json", Audiences: []string{"homemq-app"}, Algorithms: []string{"ES256"}}
+func (p *testIdentityProvider) config(name string) tokenapi.IdentityProvider {
+	return tokenapi.IdentityProvider{Name: name, Issuer: p.iss, JWKSURL: p.iss + "/.well-known/jwks.json", Audiences: []string{"homemq-app"}, Algorithms: []string{"ES256"}}
 }
 
 func (p *testIdentityProvider) idToken(t *testing.T, sub, aud string) string {
@@ -290,7 +292,7 @@ func TestIDTokenExchangeGivesExactlyTheMemberships(t *testing.T) {
 	idp := newTestIdentityProvider(t)
 	stranger := newTestIdentityProvider(t)
 	b := startBroker(t, func(c *broker.Config) {
-		c.TokenAPI.IdentityProviders = []auth.IdentityProvider{idp.config("test")}
+		c.TokenAPI.IdentityProviders = []tokenapi.IdentityProvider{idp.config("test")}
 	})
 	srv := b.Addrs()["https"]
 	for _, h := range []string{"h1", "h2", "h3"} {
@@ -328,19 +330,23 @@ func TestIDTokenExchangeGivesExactlyTheMemberships(t *testing.T) {
 		t.Fatalf("alice subscribes to h3, where she is no member: 0x%02X", got)
 	}
 
+	// member remove revokes the user's current tokens (their homes are in
+	// them): the old token no longer refreshes, a new sign-in gets what the
+	// registry says now.
 	mustCLI(t, b.Data, srv, "member", "remove", "--home", "h2", "--user", "user:test|alice")
-	for name, a := range map[string]tokAnswer{
-		"new ID token":           tokExchange(t, b, auth.TokenTypeIDToken, idp.idToken(t, "alice", "homemq-app")),
-		"refreshed homemq token": tokExchange(t, b, auth.TokenTypeJWT, a.token()),
-	} {
-		c := tokClaims(t, b, a)
-		if !reflect.DeepEqual(c.Homes, map[string]string{"h1": "admin"}) {
-			t.Fatalf("%s after removing h2: homes %v", name, c.Homes)
-		}
-		again := b.mustV5(overTLS, "user:test|alice/"+strings.ReplaceAll(name, " ", "-"), a.token())
-		if got := again.subscribe(t, "homes/h2/agents/+/devices/+/state", 0); got != 0x87 {
-			t.Fatalf("%s still reads h2: 0x%02X", name, got)
-		}
+	if r := tokExchange(t, b, auth.TokenTypeJWT, a.token()); r.status != 400 || r.body["error"] != "invalid_grant" || !strings.Contains(fmt.Sprint(r.body["error_description"]), "revoked") {
+		t.Fatalf("refreshing the token of before the removal: %d %v, want 400 invalid_grant (revoked)", r.status, r.body)
+	}
+	a = tokExchange(t, b, auth.TokenTypeIDToken, idp.idToken(t, "alice", "homemq-app"))
+	if c := tokClaims(t, b, a); !reflect.DeepEqual(c.Homes, map[string]string{"h1": "admin"}) {
+		t.Fatalf("new sign-in after removing h2: homes %v", c.Homes)
+	}
+	again := b.mustV5(overTLS, "user:test|alice/again", a.token())
+	if got := again.subscribe(t, "homes/h2/agents/+/devices/+/state", 0); got != 0x87 {
+		t.Fatalf("the new sign-in still reads h2: 0x%02X", got)
+	}
+	if r := tokExchange(t, b, auth.TokenTypeJWT, a.token()); tokClaims(t, b, r).Homes["h1"] != "admin" {
+		t.Fatalf("refreshing the new sign-in: %d %v", r.status, r.body)
 	}
 }
 
@@ -380,8 +386,17 @@ func TestKeysRotateKeepsOldTokensAndSignsWithTheNewKid(t *testing.T) {
 	}
 	b.mustV5(overTLS, "agent:pi/old", oldTok)
 	b.mustV5(overTLS, "agent:pi/new", newTok)
-	b.mustV5(overTLS, "user:alice/short", shortTok)
-	time.Sleep(time.Until(short.ExpiresAtTime().Add(50 * time.Millisecond)))
+	shortConn := b.mustV5(overTLS, "user:alice/short", shortTok)
+	// The broker cuts the short token's connection off at its exp: from
+	// then on the token must be refused at CONNECT too.
+	select {
+	case d := <-shortConn.disconnect:
+		if d.ReasonCode != 0xA0 {
+			t.Fatalf("the old-key token's connection was closed with 0x%02X %s, want 0xA0 at exp", d.ReasonCode, d.Properties.ReasonString)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the old-key token's connection is still open after its exp %v", short.ExpiresAtTime())
+	}
 	if _, ca, err := b.v5(overTLS, "user:alice/late", shortTok); err == nil || ca == nil || ca.ReasonCode != 0x86 {
 		t.Fatalf("an old-key token after its exp: %v %+v", err, ca)
 	}

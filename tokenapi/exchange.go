@@ -1,4 +1,4 @@
-package auth
+package tokenapi
 
 import (
 	"context"
@@ -12,27 +12,21 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// The token exchange's grant and token types (RFC 8693 style).
-const (
-	GrantTokenExchange       = "urn:ietf:params:oauth:grant-type:token-exchange"
-	TokenTypeAgentCredential = "urn:homemq:token-type:agent-credential"
-	TokenTypeIDToken         = "urn:ietf:params:oauth:token-type:id_token"
-	TokenTypeJWT             = "urn:ietf:params:oauth:token-type:jwt"
+	"homemq/auth"
 )
 
 // maxSubjectToken bounds subject_token (an ID token with many claims fits).
 const maxSubjectToken = 16 << 10
 
-// TokenAPIConfig configures POST /api/token (YAML key token_api).
-type TokenAPIConfig struct {
+// Config configures POST /api/token (YAML key token_api).
+type Config struct {
 	IdentityProviders []IdentityProvider `yaml:"identity_providers"`
 	RateLimit         RateLimitConfig    `yaml:"rate_limit"`
 }
 
 // Validate names the first bad setting by its YAML key.
-func (c TokenAPIConfig) Validate() error {
+func (c Config) Validate() error {
 	names, issuers := map[string]bool{}, map[string]bool{}
 	for i, p := range c.IdentityProviders {
 		key := fmt.Sprintf("token_api.identity_providers[%d]", i)
@@ -45,23 +39,6 @@ func (c TokenAPIConfig) Validate() error {
 		names[p.Name], issuers[p.Issuer] = true, true
 	}
 	return c.RateLimit.WithDefaults().Validate()
-}
-
-// ExchangeRequest is the body of POST /api/token (JSON, or form-encoded).
-type ExchangeRequest struct {
-	GrantType        string `json:"grant_type"`
-	SubjectToken     string `json:"subject_token"`
-	SubjectTokenType string `json:"subject_token_type"`
-}
-
-// ExchangeResponse is a successful answer.
-type ExchangeResponse struct {
-	AccessToken     string `json:"access_token"`
-	IssuedTokenType string `json:"issued_token_type"`
-	TokenType       string `json:"token_type"`
-	ExpiresIn       int64  `json:"expires_in"`
-	// MsgKey is the token's command-envelope key, base64url without padding.
-	MsgKey string `json:"msg_key"`
 }
 
 // ExchangeEvent tells an observer (audit log, metrics) of one exchange. It
@@ -80,12 +57,12 @@ type ExchangeEvent struct {
 
 // ExchangeOptions assemble an Exchange.
 type ExchangeOptions struct {
-	Issuer    *Issuer
-	Verifier  *Verifier // checks homemq tokens given back for a fresh one
+	Issuer    *auth.Issuer
+	Verifier  *auth.Verifier // checks homemq tokens given back for a fresh one
 	Directory Directory
 	// MsgKey derives a token's command-envelope key from its jti.
 	MsgKey  func(jti string) []byte
-	Config  TokenAPIConfig
+	Config  Config
 	Logger  *slog.Logger
 	Observe func(ExchangeEvent) // optional
 }
@@ -114,7 +91,7 @@ type Exchange struct {
 // providers' keys in the background; Close stops that.
 func NewExchange(opt ExchangeOptions) (*Exchange, error) {
 	if opt.Issuer == nil || opt.Verifier == nil || opt.Directory == nil || opt.MsgKey == nil {
-		return nil, errors.New("auth: NewExchange needs an Issuer, a Verifier, a Directory and MsgKey")
+		return nil, errors.New("tokenapi: NewExchange needs an Issuer, a Verifier, a Directory and MsgKey")
 	}
 	if err := opt.Config.Validate(); err != nil {
 		return nil, err
@@ -168,11 +145,11 @@ func (x *Exchange) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req, rf := readExchangeRequest(w, r)
 	if rf == nil {
 		ev.Type = req.SubjectTokenType
-		if blocked && req.SubjectTokenType != TokenTypeAgentCredential {
+		if blocked && req.SubjectTokenType != auth.TokenTypeAgentCredential {
 			x.tooMany(w, &ev, wait, tooManyFromHere)
 			return
 		}
-		var spec Spec
+		var spec auth.Spec
 		spec, rf = x.grant(r.Context(), req, &ev)
 		if rf == nil {
 			x.issue(w, spec, &ev)
@@ -194,8 +171,8 @@ func (x *Exchange) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeOAuthError(w, rf.status, rf.code, rf.desc)
 }
 
-func readExchangeRequest(w http.ResponseWriter, r *http.Request) (ExchangeRequest, *refusal) {
-	var req ExchangeRequest
+func readExchangeRequest(w http.ResponseWriter, r *http.Request) (auth.ExchangeRequest, *refusal) {
+	var req auth.ExchangeRequest
 	r.Body = http.MaxBytesReader(w, r.Body, maxSubjectToken+4096)
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
@@ -207,13 +184,13 @@ func readExchangeRequest(w http.ResponseWriter, r *http.Request) (ExchangeReques
 		if err := r.ParseForm(); err != nil {
 			return req, refuse(http.StatusBadRequest, "invalid_request", true, "form body could not be read")
 		}
-		req = ExchangeRequest{GrantType: r.PostForm.Get("grant_type"), SubjectToken: r.PostForm.Get("subject_token"), SubjectTokenType: r.PostForm.Get("subject_token_type")}
+		req = auth.ExchangeRequest{GrantType: r.PostForm.Get("grant_type"), SubjectToken: r.PostForm.Get("subject_token"), SubjectTokenType: r.PostForm.Get("subject_token_type")}
 	default:
 		return req, refuse(http.StatusBadRequest, "invalid_request", true, "Content-Type must be application/json or application/x-www-form-urlencoded")
 	}
 	switch {
-	case req.GrantType != GrantTokenExchange:
-		return req, refuse(http.StatusBadRequest, "unsupported_grant_type", true, "grant_type must be %s", GrantTokenExchange)
+	case req.GrantType != auth.GrantTokenExchange:
+		return req, refuse(http.StatusBadRequest, "unsupported_grant_type", true, "grant_type must be %s", auth.GrantTokenExchange)
 	case req.SubjectToken == "":
 		return req, refuse(http.StatusBadRequest, "invalid_request", true, "subject_token is missing")
 	case len(req.SubjectToken) > maxSubjectToken:
@@ -223,100 +200,100 @@ func readExchangeRequest(w http.ResponseWriter, r *http.Request) (ExchangeReques
 }
 
 // grant checks the subject token and says what to mint.
-func (x *Exchange) grant(ctx context.Context, req ExchangeRequest, ev *ExchangeEvent) (Spec, *refusal) {
+func (x *Exchange) grant(ctx context.Context, req auth.ExchangeRequest, ev *ExchangeEvent) (auth.Spec, *refusal) {
 	switch req.SubjectTokenType {
-	case TokenTypeAgentCredential:
-		c, err := ParseAgentCredential(req.SubjectToken)
+	case auth.TokenTypeAgentCredential:
+		c, err := auth.ParseAgentCredential(req.SubjectToken)
 		if err != nil {
-			return Spec{}, refuse(http.StatusUnauthorized, "invalid_client", true, "%s", strings.TrimPrefix(err.Error(), "auth: "))
+			return auth.Spec{}, refuse(http.StatusUnauthorized, "invalid_client", true, "%s", strings.TrimPrefix(err.Error(), "auth: "))
 		}
-		ev.Subject = KindAgent + ":" + c.Agent
+		ev.Subject = auth.KindAgent + ":" + c.Agent
 		g, err := x.opt.Directory.CheckAgentCredential(c)
 		if err != nil {
-			if errors.Is(err, ErrNotRegistered) {
-				return Spec{}, refuse(http.StatusUnauthorized, "invalid_client", true, "agent credential for %s/%s is not accepted (wrong, rotated or removed)", c.Home, c.Agent)
+			if errors.Is(err, auth.ErrNotRegistered) {
+				return auth.Spec{}, refuse(http.StatusUnauthorized, "invalid_client", true, "agent credential for %s/%s is not accepted (wrong, rotated or removed)", c.Home, c.Agent)
 			}
-			return Spec{}, x.serverError(err)
+			return auth.Spec{}, x.serverError(err)
 		}
 		return agentSpec(g), nil
 
-	case TokenTypeIDToken:
+	case auth.TokenTypeIDToken:
 		iss, sub, err := unverifiedIssuer(req.SubjectToken)
 		if err != nil {
-			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
 		}
 		p, ok := x.providers[iss]
 		if !ok {
-			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "issuer %q is not a trusted identity provider (see token_api.identity_providers)", clip(iss))
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "issuer %q is not a trusted identity provider (see token_api.identity_providers)", auth.Clip(iss))
 		}
-		ev.Subject = "idp:" + clip(iss) + "|" + clip(sub) // as claimed, for the log
+		ev.Subject = "idp:" + auth.Clip(iss) + "|" + auth.Clip(sub) // as claimed, for the log
 		user, err := p.verify(ctx, req.SubjectToken)
 		if err != nil {
-			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", err.(*Error).Detail)
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", err.(*auth.Error).Detail)
 		}
 		ev.Subject = user
 		return x.userSpec(user)
 
-	case TokenTypeJWT:
+	case auth.TokenTypeJWT:
 		_, sub, err := unverifiedIssuer(req.SubjectToken)
 		if err != nil {
-			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
 		}
-		ev.Subject = clip(sub) // as claimed, for the log
+		ev.Subject = auth.Clip(sub) // as claimed, for the log
 		c, err := x.opt.Verifier.Verify(req.SubjectToken)
 		if err != nil {
-			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", strings.TrimPrefix(err.Error(), "token refused: "))
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", strings.TrimPrefix(err.Error(), "token refused: "))
 		}
 		if c.Operator {
-			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "operator tokens are not refreshed here; mint one with homemq token mint --operator")
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "operator tokens are not refreshed here; mint one with homemq token mint --operator")
 		}
 		// The new token joins the old one's refresh family, so revoking
 		// either revokes both (Revocation.Matches).
-		root := c.family()
-		if !canStartFamily(root) {
-			return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "a token whose jti holds a dot or is longer than %d characters is not refreshed here; sign in again", maxFamilyID)
+		root := c.Family()
+		if !auth.CanStartFamily(root) {
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "a token whose jti holds a dot or is longer than %d characters is not refreshed here; sign in again", auth.MaxFamilyID)
 		}
 		kind, id, _ := strings.Cut(c.Subject, ":")
 		switch kind {
-		case KindAgent:
+		case auth.KindAgent:
 			g, err := x.opt.Directory.AgentGrant(id)
-			if errors.Is(err, ErrNotRegistered) {
-				return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "agent %q is no longer registered", id)
+			if errors.Is(err, auth.ErrNotRegistered) {
+				return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "agent %q is no longer registered", id)
 			} else if err != nil {
-				return Spec{}, x.serverError(err)
+				return auth.Spec{}, x.serverError(err)
 			}
 			spec := agentSpec(g)
 			spec.Root = root
 			return spec, nil
-		case KindUser:
+		case auth.KindUser:
 			spec, rf := x.userSpec(c.Subject)
 			spec.Root = root
 			return spec, rf
 		}
-		return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "%s tokens are not refreshed here; mint them with homemq token mint", kind)
+		return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "%s tokens are not refreshed here; mint them with homemq token mint", kind)
 
 	case "":
-		return Spec{}, refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type is missing")
+		return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type is missing")
 	}
 	ev.Type = "other"
-	return Spec{}, refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type must be one of %s, %s, %s", TokenTypeAgentCredential, TokenTypeIDToken, TokenTypeJWT)
+	return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type must be one of %s, %s, %s", auth.TokenTypeAgentCredential, auth.TokenTypeIDToken, auth.TokenTypeJWT)
 }
 
-func agentSpec(g AgentGrant) Spec {
-	return Spec{Sub: KindAgent + ":" + g.Agent, Homes: map[string]string{g.Home: "agent"}, Devices: g.Devices}
+func agentSpec(g auth.AgentGrant) auth.Spec {
+	return auth.Spec{Sub: auth.KindAgent + ":" + g.Agent, Homes: map[string]string{g.Home: "agent"}, Devices: g.Devices}
 }
 
 // userSpec reads the user's memberships now. A user with none gets no
 // token (and learns the id to ask a home's admin to add).
-func (x *Exchange) userSpec(user string) (Spec, *refusal) {
+func (x *Exchange) userSpec(user string) (auth.Spec, *refusal) {
 	homes, err := x.opt.Directory.Memberships(user)
 	if err != nil {
-		return Spec{}, x.serverError(err)
+		return auth.Spec{}, x.serverError(err)
 	}
 	if len(homes) == 0 {
-		return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "%s is not a member of any home; a home's admin can add you with: homemq member add --home HOME --user '%s' --role member", user, user)
+		return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "%s is not a member of any home; a home's admin can add you with: homemq member add --home HOME --user '%s' --role member", user, user)
 	}
-	return Spec{Sub: user, Homes: homes}, nil
+	return auth.Spec{Sub: user, Homes: homes}, nil
 }
 
 func (x *Exchange) serverError(err error) *refusal {
@@ -327,9 +304,9 @@ func (x *Exchange) serverError(err error) *refusal {
 // issue mints the token and answers. A token minted in the same second as
 // a revocation of its sub would be born revoked (revocations have second
 // resolution), so it is minted again a second later.
-func (x *Exchange) issue(w http.ResponseWriter, spec Spec, ev *ExchangeEvent) {
+func (x *Exchange) issue(w http.ResponseWriter, spec auth.Spec, ev *ExchangeEvent) {
 	var tok string
-	var c *Claims
+	var c *auth.Claims
 	for attempt := 0; ; attempt++ {
 		var err error
 		if tok, c, err = x.opt.Issuer.Mint(spec); err == nil {
@@ -338,7 +315,7 @@ func (x *Exchange) issue(w http.ResponseWriter, spec Spec, ev *ExchangeEvent) {
 		if err == nil {
 			break
 		}
-		if ReasonOf(err) == ReasonRevoked && attempt == 0 {
+		if auth.ReasonOf(err) == auth.ReasonRevoked && attempt == 0 {
 			now := x.now()
 			time.Sleep(now.Truncate(time.Second).Add(time.Second + 10*time.Millisecond).Sub(now))
 			continue
@@ -354,9 +331,9 @@ func (x *Exchange) issue(w http.ResponseWriter, spec Spec, ev *ExchangeEvent) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	_ = json.NewEncoder(w).Encode(ExchangeResponse{
+	_ = json.NewEncoder(w).Encode(auth.ExchangeResponse{
 		AccessToken:     tok,
-		IssuedTokenType: TokenTypeJWT,
+		IssuedTokenType: auth.TokenTypeJWT,
 		TokenType:       "Bearer",
 		ExpiresIn:       int64(time.Until(c.ExpiresAtTime()).Round(time.Second) / time.Second),
 		MsgKey:          base64.RawURLEncoding.EncodeToString(x.opt.MsgKey(c.ID)),
@@ -388,12 +365,4 @@ func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
-}
-
-// clip bounds attacker-chosen strings that go into keys, logs and messages.
-func clip(s string) string {
-	if len(s) > 128 {
-		return s[:128] + "…"
-	}
-	return s
 }

@@ -1,4 +1,4 @@
-package auth_test
+package tokenapi_test
 
 import (
 	"bytes"
@@ -25,6 +25,7 @@ import (
 
 	"homemq/auth"
 	"homemq/registry"
+	"homemq/tokenapi"
 )
 
 // testIdP is an OpenID provider: an ECDSA key and a JWKS endpoint.
@@ -62,8 +63,8 @@ func newTestIdP(t testing.TB) *testIdP {
 	return p
 }
 
-func (p *testIdP) provider(name string) auth.IdentityProvider {
-	return auth.IdentityProvider{Name: name, Issuer: p.iss, JWKSURL: p.iss + "/jwks", Audiences: []string{"homemq-app"}}
+func (p *testIdP) provider(name string) tokenapi.IdentityProvider {
+	return tokenapi.IdentityProvider{Name: name, Issuer: p.iss, JWKSURL: p.iss + "/jwks", Audiences: []string{"homemq-app"}}
 }
 
 // idToken signs claims over sensible defaults (nil values delete a claim).
@@ -88,7 +89,7 @@ func (p *testIdP) idToken(t *testing.T, over jwt.MapClaims) string {
 }
 
 type fixture struct {
-	x        *auth.Exchange
+	x        *tokenapi.Exchange
 	reg      *registry.Registry
 	verifier *auth.Verifier
 	issuer   *auth.Issuer
@@ -117,7 +118,7 @@ func (s *syncBuffer) String() string {
 
 func msgKey(jti string) []byte { s := sha256.Sum256([]byte("k" + jti)); return s[:] }
 
-func newFixture(t testing.TB, edit ...func(*auth.TokenAPIConfig)) *fixture {
+func newFixture(t testing.TB, edit ...func(*tokenapi.Config)) *fixture {
 	t.Helper()
 	reg, err := registry.Open(t.TempDir(), nil)
 	if err != nil {
@@ -129,11 +130,11 @@ func newFixture(t testing.TB, edit ...func(*auth.TokenAPIConfig)) *fixture {
 	f.revoked, _ = auth.LoadRevocations("")
 	f.verifier = auth.NewVerifier(auth.Config{}, keys, f.revoked)
 	f.issuer = auth.NewIssuer(auth.Config{}, keys)
-	cfg := auth.TokenAPIConfig{IdentityProviders: []auth.IdentityProvider{f.idp.provider("idp")}}
+	cfg := tokenapi.Config{IdentityProviders: []tokenapi.IdentityProvider{f.idp.provider("idp")}}
 	for _, e := range edit {
 		e(&cfg)
 	}
-	f.x, err = auth.NewExchange(auth.ExchangeOptions{
+	f.x, err = tokenapi.NewExchange(tokenapi.ExchangeOptions{
 		Issuer: f.issuer, Verifier: f.verifier, Directory: reg,
 		MsgKey: msgKey, Config: cfg, Logger: slog.New(slog.NewTextHandler(f.logs, nil)),
 	})
@@ -365,8 +366,8 @@ func TestExchangeAfterRevocationInTheSameSecond(t *testing.T) {
 // gets its token; guesses at one agent from many addresses never lock the
 // agent out.
 func TestExchangeRateLimits(t *testing.T) {
-	f := newFixture(t, func(c *auth.TokenAPIConfig) {
-		c.RateLimit = auth.RateLimitConfig{AddressBurst: 3, AddressPerMinute: 1}
+	f := newFixture(t, func(c *tokenapi.Config) {
+		c.RateLimit = tokenapi.RateLimitConfig{AddressBurst: 3, AddressPerMinute: 1}
 	})
 	wrong := f.cred[:len(f.cred)-4] + "AAAA"
 	for i := 0; i < 3; i++ {
@@ -399,7 +400,7 @@ func TestExchangeRateLimits(t *testing.T) {
 // TestExchangeEmailUserClaim: with user_claim email the user id is the
 // verified email; an unverified one is refused.
 func TestExchangeEmailUserClaim(t *testing.T) {
-	f := newFixture(t, func(c *auth.TokenAPIConfig) { c.IdentityProviders[0].UserClaim = "email" })
+	f := newFixture(t, func(c *tokenapi.Config) { c.IdentityProviders[0].UserClaim = "email" })
 	if _, err := f.reg.AddMember("h2", "user:idp|alice@example.com", "member"); err != nil {
 		t.Fatal(err)
 	}
@@ -414,34 +415,34 @@ func TestExchangeEmailUserClaim(t *testing.T) {
 }
 
 func TestTokenAPIConfigValidate(t *testing.T) {
-	good := auth.IdentityProvider{Name: "google", Issuer: "https://accounts.google.com", JWKSURL: "https://www.googleapis.com/oauth2/v3/certs", Audiences: []string{"app"}}
+	good := tokenapi.IdentityProvider{Name: "google", Issuer: "https://accounts.google.com", JWKSURL: "https://www.googleapis.com/oauth2/v3/certs", Audiences: []string{"app"}}
 	tests := []struct {
 		name   string
-		edit   func(*auth.IdentityProvider)
+		edit   func(*tokenapi.IdentityProvider)
 		phrase string
 	}{
-		{"good", func(*auth.IdentityProvider) {}, ""},
-		{"bad name", func(p *auth.IdentityProvider) { p.Name = "Google!" }, "identity_providers[0].name"},
-		{"no issuer", func(p *auth.IdentityProvider) { p.Issuer = "" }, ".issuer"},
-		{"http jwks", func(p *auth.IdentityProvider) { p.JWKSURL = "http://example.com/jwks" }, "must be https"},
-		{"http loopback jwks", func(p *auth.IdentityProvider) { p.JWKSURL = "http://127.0.0.1:9/jwks" }, ""},
-		{"no audience", func(p *auth.IdentityProvider) { p.Audiences = nil }, ".audiences"},
-		{"HS256", func(p *auth.IdentityProvider) { p.Algorithms = []string{"RS256", "HS256"} }, `"HS256" is not allowed`},
-		{"none", func(p *auth.IdentityProvider) { p.Algorithms = []string{"none"} }, "not allowed"},
+		{"good", func(*tokenapi.IdentityProvider) {}, ""},
+		{"bad name", func(p *tokenapi.IdentityProvider) { p.Name = "Google!" }, "identity_providers[0].name"},
+		{"no issuer", func(p *tokenapi.IdentityProvider) { p.Issuer = "" }, ".issuer"},
+		{"http jwks", func(p *tokenapi.IdentityProvider) { p.JWKSURL = "http://example.com/jwks" }, "must be https"},
+		{"http loopback jwks", func(p *tokenapi.IdentityProvider) { p.JWKSURL = "http://127.0.0.1:9/jwks" }, ""},
+		{"no audience", func(p *tokenapi.IdentityProvider) { p.Audiences = nil }, ".audiences"},
+		{"HS256", func(p *tokenapi.IdentityProvider) { p.Algorithms = []string{"RS256", "HS256"} }, `"HS256" is not allowed`},
+		{"none", func(p *tokenapi.IdentityProvider) { p.Algorithms = []string{"none"} }, "not allowed"},
 	}
 	for _, tc := range tests {
 		p := good
 		tc.edit(&p)
-		err := auth.TokenAPIConfig{IdentityProviders: []auth.IdentityProvider{p}}.Validate()
+		err := tokenapi.Config{IdentityProviders: []tokenapi.IdentityProvider{p}}.Validate()
 		if (tc.phrase == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.phrase)) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.phrase)
 		}
 	}
-	err := auth.TokenAPIConfig{IdentityProviders: []auth.IdentityProvider{good, good}}.Validate()
+	err := tokenapi.Config{IdentityProviders: []tokenapi.IdentityProvider{good, good}}.Validate()
 	if err == nil || !strings.Contains(err.Error(), "listed twice") {
 		t.Errorf("a provider listed twice: %v", err)
 	}
-	err = auth.TokenAPIConfig{RateLimit: auth.RateLimitConfig{MaxTracked: 3}}.Validate()
+	err = tokenapi.Config{RateLimit: tokenapi.RateLimitConfig{MaxTracked: 3}}.Validate()
 	if err == nil || !strings.Contains(err.Error(), "max_tracked") {
 		t.Errorf("max_tracked 3: %v", err)
 	}
@@ -451,8 +452,8 @@ func TestTokenAPIConfigValidate(t *testing.T) {
 // never issues a token for a subject it cannot check, and always answers an
 // RFC 6749 error code in JSON.
 func FuzzExchangeRequest(f *testing.F) {
-	fx := newFixture(f, func(c *auth.TokenAPIConfig) {
-		c.RateLimit = auth.RateLimitConfig{AddressBurst: 1 << 30, AddressPerMinute: 1}
+	fx := newFixture(f, func(c *tokenapi.Config) {
+		c.RateLimit = tokenapi.RateLimitConfig{AddressBurst: 1 << 30, AddressPerMinute: 1}
 	})
 	f.Add("application/json", `{"grant_type":"`+auth.GrantTokenExchange+`","subject_token":"hmq1.h1.pi.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","subject_token_type":"`+auth.TokenTypeAgentCredential+`"}`)
 	f.Add("application/x-www-form-urlencoded", "grant_type="+url.QueryEscape(auth.GrantTokenExchange)+"&subject_token=x.y.z&subject_token_type="+url.QueryEscape(auth.TokenTypeJWT))

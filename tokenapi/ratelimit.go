@@ -1,12 +1,13 @@
-package auth
+package tokenapi
 
 import (
 	"fmt"
-	"net/netip"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"homemq/addrlimit"
 )
 
 // RateLimitConfig bounds failed token-exchange attempts per source address
@@ -129,19 +130,6 @@ func (l *FailureLimiter) Len() int {
 }
 
 // AddressKey is the rate-limit key of a source address: the IP for IPv4,
-// the /64 prefix for IPv6 (one host usually owns a whole /64).
-func AddressKey(hostport string) string {
-	ap, err := netip.ParseAddrPort(hostport)
-	var a netip.Addr
-	if err == nil {
-		a = ap.Addr()
-	} else if a, err = netip.ParseAddr(hostport); err != nil {
-		return hostport
-	}
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
-}
+// the /64 prefix for IPv6 (one host usually owns a whole /64). It is
+// addrlimit.Key, the one key every per-address limit of homemq uses.
+func AddressKey(hostport string) string { return addrlimit.Key(hostport) }

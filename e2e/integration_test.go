@@ -167,3 +167,76 @@ func TestIntegrationRotateChangesRightsAtOnce(t *testing.T) {
 		t.Errorf("integration list = %q, want service:ha as viewer and no secret", list)
 	}
 }
+
+// TestHomeAssistantPrefixEitherWay: the homeassistant/ mount serves Home
+// Assistant's default prefix, and an integration set to the home's own
+// prefix gets the topics as they are; through the mount an integration
+// can neither write a discovery config nor reach another home.
+func TestHomeAssistantPrefixEitherWay(t *testing.T) {
+	b := startBroker(t)
+	b.mustAdmin(registry.Request{Op: registry.OpHomeAdd, Home: "h1"}, registry.Request{Op: registry.OpHomeAdd, Home: "h2"})
+	pi1 := b.mustV5(overTLS, "agent:pi1", b.mint("agent:pi1", "h1=agent"))
+	if pr := pi1.publish(t, "homes/h1/discovery/switch/pi1/lamp/config", []byte(`{"name":"lamp"}`), 1, true); pr.ReasonCode != 0 {
+		t.Fatalf("agent's discovery config: 0x%02X", pr.ReasonCode)
+	}
+	pi9 := b.mustV5(overTLS, "agent:pi9", b.mint("agent:pi9", "h2=agent"))
+	if pr := pi9.publish(t, "homes/h2/discovery/switch/pi9/x/config", []byte(`{"name":"other home"}`), 1, true); pr.ReasonCode != 0 {
+		t.Fatalf("other home's discovery config: 0x%02X", pr.ReasonCode)
+	}
+	pw := b.addIntegration("h1", "ha", "viewer")
+	received := func(c pahov3.Client, filter string) chan string {
+		got := make(chan string, 8)
+		tk := c.Subscribe(filter, 0, func(_ pahov3.Client, m pahov3.Message) { got <- m.Topic() })
+		if !tk.WaitTimeout(5*time.Second) || tk.Error() != nil || tk.(*pahov3.SubscribeToken).Result()[filter] != 0 {
+			t.Fatalf("subscribe %q: %v %v", filter, tk.Error(), tk.(*pahov3.SubscribeToken).Result())
+		}
+		return got
+	}
+	mounted, err := b.integrationV3("ha-default", "ha", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mounted.Disconnect(0)
+	direct, err := b.integrationV3("ha-prefixed", "ha", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Disconnect(0)
+	viaMount := received(mounted, "homeassistant/+/+/+/config")
+	viaPrefix := received(direct, "homes/h1/discovery/+/+/+/config")
+	for name, tc := range map[string]struct {
+		got  chan string
+		want string
+	}{
+		"default prefix": {viaMount, "homeassistant/switch/pi1/lamp/config"},
+		"home's prefix":  {viaPrefix, "homes/h1/discovery/switch/pi1/lamp/config"},
+	} {
+		select {
+		case topic := <-tc.got:
+			if topic != tc.want {
+				t.Errorf("%s: got %q, want %q", name, topic, tc.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: no discovery config arrived", name)
+		}
+	}
+	never(t, 200*time.Millisecond, "another home's config through the mount", func() bool { return len(viaMount) > 0 })
+	// Home Assistant's node-less filter is granted and stays empty
+	empty := received(mounted, "homeassistant/+/+/config")
+	never(t, 200*time.Millisecond, "a message on the node-less filter", func() bool { return len(empty) > 0 })
+	// an integration may not write configs, mounted or not
+	v5, _, err := b.v5(overTLS, "ha-v5", pw, func(p *paho.Connect) { p.Username = "service:ha" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr := v5.publish(t, "homeassistant/switch/pi1/lamp/config", []byte(`{"name":"forged"}`), 1, true); pr.ReasonCode != 0x87 {
+		t.Errorf("an integration writing a config through the mount got 0x%02X, want 0x87", pr.ReasonCode)
+	}
+	// its birth on homeassistant/status is accepted and goes nowhere
+	if pr := v5.publish(t, "homeassistant/status", []byte("online"), 1, true); pr.ReasonCode != 0 {
+		t.Errorf("birth: 0x%02X, want accepted", pr.ReasonCode)
+	}
+	if pk, ok := b.Server.Topics.Retained.Get("homeassistant/status"); ok {
+		t.Errorf("the birth was retained: %q", pk.Payload)
+	}
+}

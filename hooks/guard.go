@@ -114,6 +114,11 @@ type session struct {
 	// subackReason says why filters of the SUBSCRIBE being processed were
 	// refused; OnPacketEncode puts it on the SUBACK.
 	subackReason atomic.Pointer[string]
+
+	// mounted is set once an integration subscribed through Home
+	// Assistant's prefix: discovery topics are then written to it under
+	// that prefix (integration.go).
+	mounted atomic.Bool
 }
 
 // New returns a Guard for server that verifies tokens with verifier and

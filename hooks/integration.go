@@ -157,7 +157,12 @@ func (g *Guard) mountIn(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		fs := make(packets.Subscriptions, len(pk.Filters))
 		copy(fs, pk.Filters)
 		for i := range fs {
-			fs[i].Filter = mountTopic(gr.home, fs[i].Filter)
+			if m := mountTopic(gr.home, fs[i].Filter); m != fs[i].Filter {
+				fs[i].Filter = m
+				if pk.FixedHeader.Type == packets.Subscribe {
+					s.mounted.Store(true)
+				}
+			}
 		}
 		pk.Filters = fs
 	}
@@ -172,14 +177,16 @@ func mountTopic(home, t string) string {
 	return t
 }
 
-// mountOut rewrites a PUBLISH written to an integration back from its
-// home's discovery prefix to homeassistant/….
+// mountOut rewrites a PUBLISH written to an integration that subscribed
+// through the mount back from its home's discovery prefix to
+// homeassistant/…. One that subscribed to homes/{home}/discovery/…
+// directly (Home Assistant set to that prefix) gets the topics as they are.
 func (g *Guard) mountOut(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type != packets.Publish || pk.TopicName == "" {
 		return pk
 	}
 	s := g.session(cl)
-	if s == nil {
+	if s == nil || !s.mounted.Load() {
 		return pk
 	}
 	if gr := s.grant.Load(); gr != nil && gr.home != "" {

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
+	"homemq/envelope"
 	"homemq/registry"
 )
 
@@ -238,5 +241,73 @@ func TestHomeAssistantPrefixEitherWay(t *testing.T) {
 	}
 	if pk, ok := b.Server.Topics.Retained.Get("homeassistant/status"); ok {
 		t.Errorf("the birth was retained: %q", pk.Payload)
+	}
+}
+
+// TestPlainCommandIsSealedByTheBroker: an integration's plain payload
+// reaches the agent as an envelope the broker sealed — a fresh iat, exp at
+// most 30 s later, a nonce, kid plain:{integration} — with the agent's
+// command as msg; a plain command to a device whose discovery config says
+// it guards a door is refused with a reason until the door grant is given,
+// and then carries kid plain-door:{integration}; a viewer may not command.
+func TestPlainCommandIsSealedByTheBroker(t *testing.T) {
+	b := startBroker(t)
+	b.mustAdmin(registry.Request{Op: registry.OpHomeAdd, Home: "h1"})
+	pi1 := b.mustV5(overTLS, "agent:pi1", b.mint("agent:pi1", "h1=agent"))
+	if pr := pi1.publish(t, "homes/h1/discovery/lock/pi1/door/config", []byte(`{"name":"door"}`), 1, true); pr.ReasonCode != 0 {
+		t.Fatalf("lock config: 0x%02X", pr.ReasonCode)
+	}
+	if code := pi1.subscribe(t, "homes/h1/agents/pi1/devices/+/cmd", 1); code != 1 {
+		t.Fatalf("agent subscribe: 0x%02X", code)
+	}
+	ha, _, err := b.v5(overTLS, "ha", b.addIntegration("h1", "ha", "service"), func(p *paho.Connect) { p.Username = "service:ha" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastEnvelope := func(topic string) *envelope.Envelope {
+		for _, p := range slices.Backward(pi1.received()) {
+			if p.Topic == topic {
+				var e envelope.Envelope
+				if err := json.Unmarshal(p.Payload, &e); err != nil {
+					t.Fatalf("the agent got %q, not an envelope: %v", p.Payload, err)
+				}
+				return &e
+			}
+		}
+		return nil
+	}
+	lamp, door := "homes/h1/agents/pi1/devices/lamp/cmd", "homes/h1/agents/pi1/devices/door/cmd"
+	sent := time.Now().Unix()
+	if pr := ha.publish(t, lamp, []byte("ON"), 1, false); pr.ReasonCode != 0 {
+		t.Fatalf("plain ON: 0x%02X %s", pr.ReasonCode, pr.Properties.ReasonString)
+	}
+	eventually(t, 5*time.Second, "the agent receives the sealed ON", func() bool { return lastEnvelope(lamp) != nil })
+	e := lastEnvelope(lamp)
+	if e.Kid != "plain:ha" || e.Msg != `{"action":"on"}` || e.Iat < sent-1 || e.Exp <= e.Iat || e.Exp-e.Iat > 30 || len(e.Nonce) != 22 {
+		t.Errorf("sealed envelope %+v, want kid plain:ha, msg {\"action\":\"on\"}, fresh iat, exp within 30 s, a nonce", e)
+	}
+	if pr := ha.publish(t, lamp, []byte("ON please"), 1, false); pr.ReasonCode != 0x99 || pr.Properties.ReasonString == "" {
+		t.Errorf("a payload that is no command got 0x%02X %q, want 0x99 with a reason", pr.ReasonCode, pr.Properties.ReasonString)
+	}
+	pr := ha.publish(t, door, []byte("PULSE"), 1, false)
+	if pr.ReasonCode != 0x87 || !strings.Contains(pr.Properties.ReasonString, "homemq integration allow-door --home h1 --agent pi1 --device door") {
+		t.Fatalf("plain PULSE to a lock without the grant: 0x%02X %q, want 0x87 saying how to allow it", pr.ReasonCode, pr.Properties.ReasonString)
+	}
+	never(t, 200*time.Millisecond, "the refused door command reaching the agent", func() bool { return lastEnvelope(door) != nil })
+	b.mustAdmin(registry.Request{Op: registry.OpDoorAllow, Home: "h1", Agent: "pi1", Devices: []string{"door"}})
+	if pr := ha.publish(t, door, []byte(`{"action":"pulse"}`), 1, false); pr.ReasonCode != 0 {
+		t.Fatalf("plain pulse to a granted door: 0x%02X %s", pr.ReasonCode, pr.Properties.ReasonString)
+	}
+	eventually(t, 5*time.Second, "the agent receives the sealed pulse", func() bool { return lastEnvelope(door) != nil })
+	if e := lastEnvelope(door); e.Kid != "plain-door:ha" || e.Msg != `{"action":"pulse"}` {
+		t.Errorf("sealed door envelope %+v, want kid plain-door:ha and the pulse", e)
+	}
+	// a viewer integration may not command at all
+	viewer, _, err := b.v5(overTLS, "ro", b.addIntegration("h1", "ro", "viewer"), func(p *paho.Connect) { p.Username = "service:ro" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr := viewer.publish(t, lamp, []byte("ON"), 1, false); pr.ReasonCode != 0x87 {
+		t.Errorf("a viewer's plain command got 0x%02X, want 0x87", pr.ReasonCode)
 	}
 }

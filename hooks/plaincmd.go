@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,10 @@ func (g *Guard) plainCommand(cl *mqtt.Client, s *session, gr *grant, pk packets.
 	if box := g.integrations.Load(); box != nil {
 		door = box.DoorGranted(p.Home, p.Agent, p.Device)
 	}
+	if !door && g.discoveredDoor(p.Home, p.Agent, p.Device) {
+		return g.refusePublish(cl, s, gr, pk, EventCommand, 0x87, "door_not_allowed",
+			"command refused: device "+p.Device+" guards a door; plain commands may drive it only after the home's admin ran: homemq integration allow-door --home "+p.Home+" --agent "+p.Agent+" --device "+p.Device)
+	}
 	kid := envelope.PlainKid(integrationID(gr.claims), door)
 	ttl := min(plainLifetime, g.cfg.Envelope.MaxLifetime)
 	sealed, err := envelope.Seal(envelope.DeriveKey(g.master, kid), pk.TopicName, kid, `{"action":"`+action+`"}`, now, ttl)
@@ -51,6 +56,31 @@ func (g *Guard) plainCommand(cl *mqtt.Client, s *session, gr *grant, pk packets.
 	e.Nonce = env.Nonce
 	g.emit(e)
 	return pk, nil
+}
+
+// doorClasses are the Home Assistant device classes of devices that guard
+// a door; agent.GuardsDoor uses the same list.
+var doorClasses = []string{"lock", "door", "garage_door", "gate"}
+
+// discoveredDoor reports whether the agent's retained discovery config for
+// device says that it guards a door: a lock entity, or a device class of a
+// door. The agent refuses a plain command to a door without the grant in
+// any case; refusing it here too answers the integration at once and
+// covers agents older than that check (their pulses are binary_sensors of
+// class lock).
+func (g *Guard) discoveredDoor(home, agent, device string) bool {
+	for _, m := range g.server.Topics.Messages(discoveryPrefix(home) + "/+/" + agent + "/" + device + "/config") {
+		if p, err := topics.Parse(m.TopicName); err == nil && p.Component == "lock" {
+			return true
+		}
+		var c struct {
+			DeviceClass string `json:"device_class"`
+		}
+		if json.Unmarshal(m.Payload, &c) == nil && slices.Contains(doorClasses, c.DeviceClass) {
+			return true
+		}
+	}
+	return false
 }
 
 // PlainAction reads a plain command payload: a bare action word in any

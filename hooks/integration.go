@@ -139,8 +139,7 @@ func dropMountedWill(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 // mountIn rewrites the topic of an integration's PUBLISH and the filters of
 // its SUBSCRIBE and UNSUBSCRIBE from Home Assistant's default discovery
 // prefix to its home's: homeassistant/… becomes homes/{home}/discovery/….
-func (g *Guard) mountIn(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	s := g.session(cl)
+func mountIn(s *session, pk packets.Packet) packets.Packet {
 	if s == nil {
 		return pk
 	}

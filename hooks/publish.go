@@ -19,7 +19,7 @@ func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	case packets.Disconnect:
 		return g.capDisconnectExpiry(pk), nil
 	case packets.Unsubscribe:
-		return g.mountIn(cl, pk), nil
+		return mountIn(g.session(cl), pk), nil
 	case packets.Publish, packets.Subscribe:
 	default:
 		return pk, nil
@@ -35,7 +35,7 @@ func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	if g.unknownAlias(cl, pk) {
 		return pk, packets.ErrRejectPacket
 	}
-	return g.mountIn(cl, pk), nil
+	return mountIn(s, pk), nil
 }
 
 // OnACLCheck judges subscriptions and every delivery of a message to a

@@ -66,13 +66,17 @@ func defaultDeviceClass(k Kind) string {
 // doorClasses are the device classes of devices that guard a door.
 var doorClasses = []string{"lock", "door", "garage_door", "gate"}
 
-// GuardsDoor reports whether d guards a door: a switch or pulse whose
-// device class (a pulse's default is lock) is lock, door, garage_door or
-// gate. Such a device obeys a plain command sealed by the broker only if
-// the home's admin gave it a door grant.
+// GuardsDoor reports whether d guards a door: a device of a kind named
+// lock, or a switch or pulse whose device class (a pulse's default is
+// lock) is lock, door, garage_door or gate. Such a device obeys a plain
+// command sealed by the broker only if the home's admin gave it a door
+// grant.
 func GuardsDoor(d DeviceConfig) bool {
-	if d.Kind == Input {
+	switch d.Kind {
+	case Input:
 		return false
+	case "lock":
+		return true
 	}
 	class := d.DeviceClass
 	if class == "" {

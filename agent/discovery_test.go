@@ -75,6 +75,7 @@ func TestGuardsDoor(t *testing.T) {
 		{DeviceConfig{Kind: Switch}, false},
 		{DeviceConfig{Kind: Switch, DeviceClass: "garage_door"}, true},
 		{DeviceConfig{Kind: Input, DeviceClass: "door"}, false},
+		{DeviceConfig{Kind: "lock", DeviceClass: "power"}, true},
 	} {
 		if got := GuardsDoor(tt.d); got != tt.want {
 			t.Errorf("GuardsDoor(%+v) = %v, want %v", tt.d, got, tt.want)

@@ -195,7 +195,7 @@ func (b *Broker) assemble() {
 	l := b.cfg.Limits
 	b.Server = mqtt.New(ServerOptions(l, slog.New(Redact(b.log.Handler()))))
 	gcfg := hooks.Config{
-		Envelope:        envelope.Policy{Skew: noSkewIfZero(b.cfg.Envelope.Skew), MaxLifetime: b.cfg.Envelope.MaxLifetime, MaxSize: b.cfg.Envelope.MaxSize},
+		Envelope:        envelope.Policy{Skew: b.cfg.Envelope.Skew, MaxLifetime: b.cfg.Envelope.MaxLifetime, MaxSize: b.cfg.Envelope.MaxSize},
 		ReplayCacheSize: b.cfg.Envelope.ReplayCache,
 		RefusalLimit:    l.RefusalLimit,
 		RefusalWindow:   l.RefusalWindow,
@@ -295,15 +295,6 @@ func (b *Broker) closeClientsOf(listener string) {
 		}
 	}
 	wg.Wait()
-}
-
-// noSkewIfZero maps a configured skew of 0 to the envelope package's "no
-// skew" (a negative value), where a zero would mean its default.
-func noSkewIfZero(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
 }
 
 // Start binds the HTTPS listener and starts serving everything.

@@ -119,7 +119,6 @@ func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config
 	if cfg.ReplayCacheSize == 0 {
 		cfg = DefaultConfig()
 	}
-	cfg.Envelope = cfg.Envelope.Effective()
 	if cfg.DisconnectWait <= 0 {
 		cfg.DisconnectWait = DefaultConfig().DisconnectWait
 	}

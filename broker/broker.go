@@ -122,7 +122,9 @@ func (b *Broker) open() error {
 	if err := b.openObservability(); err != nil {
 		return err
 	}
-	b.assemble()
+	if err := b.assemble(); err != nil {
+		return err
+	}
 	if err := b.attachObservability(); err != nil {
 		return err
 	}
@@ -191,26 +193,25 @@ func ServerTLS(pair tls.Certificate) *tls.Config {
 }
 
 // assemble builds the mochi server with safe capabilities and the Guard.
-func (b *Broker) assemble() {
+func (b *Broker) assemble() error {
 	l := b.cfg.Limits
 	b.Server = mqtt.New(ServerOptions(l, slog.New(Redact(b.log.Handler()))))
 	gcfg := hooks.Config{
-		Envelope:        envelope.Policy{Skew: b.cfg.Envelope.Skew, MaxLifetime: b.cfg.Envelope.MaxLifetime, MaxSize: b.cfg.Envelope.MaxSize},
-		ReplayCacheSize: b.cfg.Envelope.ReplayCache,
-		RefusalLimit:    l.RefusalLimit,
-		RefusalWindow:   l.RefusalWindow,
-		CommandRate:     l.CommandRate,
-		CommandBurst:    l.CommandBurst,
-		MaxKeepalive:    l.MaxKeepalive,
-		DisconnectWait:  l.WriteTimeout,
+		Envelope:       envelope.Policy{Skew: b.cfg.Envelope.Skew, MaxLifetime: b.cfg.Envelope.MaxLifetime, MaxSize: b.cfg.Envelope.MaxSize},
+		Replay:         hooks.Replay{ReplayCache: b.cfg.Envelope.ReplayCache, ReplayQuota: b.cfg.Envelope.ReplayQuota},
+		Connection:     hooks.Connection{RefusalLimit: l.RefusalLimit, RefusalWindow: l.RefusalWindow, CommandRate: l.CommandRate, CommandBurst: l.CommandBurst, MaxKeepalive: l.MaxKeepalive},
+		DisconnectWait: l.WriteTimeout,
 		Limits: hooks.Limits{ConnsPerSub: l.ConnsPerSub, ConnsPerAddr: l.ConnsPerAddr, ConnectRate: l.ConnectRate,
-			ConnectBurst: l.ConnectBurst, SubscriptionsMax: l.MaxSubscriptions},
-		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub, ReplayPerSub: b.cfg.Envelope.ReplayQuota,
+			ConnectBurst: l.ConnectBurst, MaxSubscriptions: l.MaxSubscriptions},
+		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub,
 			RetainedPerAgent: l.RetainedPerAgent, MaxRetainedSize: l.MaxRetainedSize,
 			RetainedRate: l.RetainedRate, RetainedBurst: l.RetainedBurst},
 		Issued: b.issued,
 	}
-	b.Guard = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...)
+	var err error
+	if b.Guard, err = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
 	_ = b.Server.AddHook(b.Guard, nil)
 	b.Revoked.OnRevoke(b.Guard.Revoked)
 
@@ -254,6 +255,7 @@ func (b *Broker) assemble() {
 	}
 	// the web app (GET/HEAD) at "/": every more specific pattern above wins over it
 	b.Mux.Handle("/", webapp.Handler())
+	return nil
 }
 
 // ServerOptions are the mochi options homemq runs with for limits l: safe

@@ -42,11 +42,11 @@ func DefaultPolicy() Policy {
 func (p Policy) Validate() error {
 	switch {
 	case p.Skew < 0 || p.Skew > maxSkew:
-		return fmt.Errorf("skew: %v is out of range (0 to %v)", p.Skew, maxSkew)
+		return fmt.Errorf("skew: %v is out of range (0 to 1m)", p.Skew)
 	case p.MaxLifetime <= 0 || p.MaxLifetime > CapMaxLifetime:
-		return fmt.Errorf("max_lifetime: %v is out of range (1s to %v)", p.MaxLifetime, CapMaxLifetime)
+		return fmt.Errorf("max_lifetime: %v is out of range (1s to 1h)", p.MaxLifetime)
 	case p.MaxSize < minMaxSize || p.MaxSize > capMaxSize:
-		return fmt.Errorf("max_size: %d is out of range (%d to %d)", p.MaxSize, minMaxSize, capMaxSize)
+		return fmt.Errorf("max_size: %d is out of range (256 to 1048576)", p.MaxSize)
 	}
 	return nil
 }

@@ -21,7 +21,6 @@ import (
 	"homemq/auth"
 	"homemq/bridge"
 	"homemq/certs"
-	"homemq/envelope"
 	"homemq/hooks"
 	"homemq/registry"
 	"homemq/tokenapi"
@@ -196,18 +195,8 @@ func ServerTLS(pair tls.Certificate) *tls.Config {
 func (b *Broker) assemble() error {
 	l := b.cfg.Limits
 	b.Server = mqtt.New(ServerOptions(l, slog.New(Redact(b.log.Handler()))))
-	gcfg := hooks.Config{
-		Envelope:       envelope.Policy{Skew: b.cfg.Envelope.Skew, MaxLifetime: b.cfg.Envelope.MaxLifetime, MaxSize: b.cfg.Envelope.MaxSize},
-		Replay:         hooks.Replay{ReplayCache: b.cfg.Envelope.ReplayCache, ReplayQuota: b.cfg.Envelope.ReplayQuota},
-		Connection:     hooks.Connection{RefusalLimit: l.RefusalLimit, RefusalWindow: l.RefusalWindow, CommandRate: l.CommandRate, CommandBurst: l.CommandBurst, MaxKeepalive: l.MaxKeepalive},
-		DisconnectWait: l.WriteTimeout,
-		Limits: hooks.Limits{ConnsPerSub: l.ConnsPerSub, ConnsPerAddr: l.ConnsPerAddr, ConnectRate: l.ConnectRate,
-			ConnectBurst: l.ConnectBurst, MaxSubscriptions: l.MaxSubscriptions},
-		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub,
-			RetainedPerAgent: l.RetainedPerAgent, MaxRetainedSize: l.MaxRetainedSize,
-			RetainedRate: l.RetainedRate, RetainedBurst: l.RetainedBurst},
-		Issued: b.issued,
-	}
+	gcfg := b.cfg.Guard()
+	gcfg.Issued = b.issued
 	var err error
 	if b.Guard, err = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...); err != nil {
 		return fmt.Errorf("broker: %w", err)

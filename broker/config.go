@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"homemq/audit"
 	"homemq/auth"
 	"homemq/envelope"
 	"homemq/hooks"
@@ -117,6 +118,7 @@ func DefaultConfig() Config {
 			Connection:            hooks.DefaultConnection(),
 			Limits:                hooks.DefaultLimits(),
 			Quotas:                hooks.DefaultQuotas(),
+			WebSocketOrigins:      []string{}, // none but the page's own host
 			MaxPacketSize:         256 << 10,
 			ConnectTimeout:        10 * time.Second,
 			MaxSessionExpiry:      24 * time.Hour,
@@ -130,7 +132,9 @@ func DefaultConfig() Config {
 			WriteBuffer:           1 << 20,
 			WriteTimeout:          5 * time.Second,
 		},
-		Log: LogConfig{Level: "info"},
+		Log:      LogConfig{Level: "info"},
+		Observe:  ObserveConfig{AuditMaxSize: audit.DefaultMaxSize, AuditKeep: audit.DefaultKeep},
+		TokenAPI: tokenapi.Config{IdentityProviders: []tokenapi.IdentityProvider{}},
 	}
 }
 

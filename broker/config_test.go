@@ -8,6 +8,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"homemq/hooks"
 )
 
 // documentedConfig returns the YAML block of docs/configuration.md,
@@ -111,5 +114,30 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("%q: error %v does not name %s", tc.yaml, err, tc.key)
 		}
+	}
+}
+
+// TestConfigGuardGetsTheSections: keys of the owners' types, inlined in
+// the envelope and limits sections, reach the Guard's Config as written; a
+// skew of 0 stays 0.
+func TestConfigGuardGetsTheSections(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "c.yaml")
+	y := "envelope:\n  skew: 0s\n  replay_quota: 7\nlimits:\n  refusal_limit: 3\n  max_subscriptions: 9\n  retained_burst: 11\n  write_timeout: 2s\n"
+	if err := os.WriteFile(f, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := hooks.DefaultConfig()
+	want.Envelope.Skew = 0
+	want.Replay.ReplayQuota = 7
+	want.RefusalLimit = 3
+	want.Limits.MaxSubscriptions = 9
+	want.Quotas.RetainedBurst = 11
+	want.DisconnectWait = 2 * time.Second
+	if got := cfg.Guard(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Guard() = %+v\nwant %+v", got, want)
 	}
 }

@@ -165,9 +165,10 @@ func TestIntegrationRotateChangesRightsAtOnce(t *testing.T) {
 	if pr := v5.publish(t, "homes/h1/agents/pi1/devices/lamp/cmd", []byte("ON"), 1, false); pr.ReasonCode != 0x87 {
 		t.Errorf("a viewer integration's plain command got PUBACK 0x%02X, want 0x87", pr.ReasonCode)
 	}
+	mustCLI(t, b.Data, srv, "integration", "allow-door", "--home", "h1", "--agent", "pi1", "--device", "door")
 	list := mustCLI(t, b.Data, srv, "integration", "list", "--home", "h1")
-	if !strings.Contains(list, "service:ha") || !strings.Contains(list, "viewer") || strings.Contains(list, fresh) {
-		t.Errorf("integration list = %q, want service:ha as viewer and no secret", list)
+	if !strings.Contains(list, "service:ha") || !strings.Contains(list, "viewer") || strings.Contains(list, fresh) || !strings.Contains(list, "pi1/door") {
+		t.Errorf("integration list = %q, want service:ha as viewer, the door grant pi1/door and no secret", list)
 	}
 }
 

@@ -370,6 +370,9 @@ func (r *Registry) doIntegration(req Request) (resp Response, ok bool, err error
 		err = r.RemoveIntegration(req.Home, req.Integration)
 	case OpIntegrationList:
 		resp.Integrations, err = r.Integrations(req.Home)
+		if err == nil && req.Home != "" {
+			resp.Doors, err = r.DoorGrants(req.Home)
+		}
 	case OpDoorAllow, OpDoorDeny:
 		if len(req.Devices) != 1 {
 			return resp, true, errorf(ErrInvalid, "name exactly one device")

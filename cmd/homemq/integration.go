@@ -129,7 +129,17 @@ func integrationAdmin(args []string, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s:%s\t%s\t%s\t%s\t%s\n", in.ID, auth.KindService, in.ID, in.Home, in.Role, in.Created.Format(time.RFC3339), rotated)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if *home != "" {
+			doors := make([]string, 0, len(resp.Doors))
+			for _, d := range resp.Doors {
+				doors = append(doors, d.Agent+"/"+d.Device)
+			}
+			fmt.Fprintf(stdout, "doors that plain commands may drive in %s: %s\n", *home, orNone(doors))
+		}
+		return nil
 	}
 	return nil
 }

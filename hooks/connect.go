@@ -108,6 +108,9 @@ func (g *Guard) verifyToken(pk packets.Packet) (*auth.Claims, byte, string, stri
 		}
 		return nil, code, string(auth.ReasonOf(err)), err.Error()
 	}
+	if c.Issuer == integrationIssuer {
+		return nil, 0x86, "issuer", "token issuer " + integrationIssuer + " is reserved for integration credentials; set tokens.issuer to another name"
+	}
 	return c, 0, "", ""
 }
 

@@ -41,8 +41,9 @@ const IntegrationUserPrefix = auth.KindService + ":"
 const IntegrationCredentialPrefix = "hmqi1."
 
 // integrationIssuer is the iss of the claims the Guard makes for an
-// integration connection. No JWT can carry it (the verifier accepts only
-// the broker's own issuer), so it marks a grant as an integration's.
+// integration connection, and marks a grant as an integration's. A JWT
+// with it is refused at CONNECT (verifyToken), even if an operator set
+// tokens.issuer to it.
 const integrationIssuer = "homemq-integration"
 
 // integrationLifetime is the nominal lifetime of an integration grant: the

@@ -53,11 +53,12 @@ func (b *Broker) openTokenService() error {
 		return fmt.Errorf("config: %w", err)
 	}
 	b.tokenAPI = x
+	b.Guard.UseIntegrations(integrations{reg})
 	b.Mux.Handle("POST /api/token", x)
-	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(registry.Handler(reg, func(sub string) error {
+	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(b.clearOnAgentRemove(registry.Handler(reg, func(sub string) error {
 		_, err := b.Revoke(RevokeRequest{Sub: sub})
 		return err
-	})))
+	}))))
 	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(tokenapi.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
 	return nil
 }

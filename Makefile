@@ -4,7 +4,7 @@ NODE_DIR  := e2e/node
 FUZZTIME  ?= 20s
 BENCHTIME ?= 1s
 
-.PHONY: build run test unit e2e node-deps bench fuzz lint build-pi bench-compare clean
+.PHONY: build run test unit e2e node-deps bench bench-cutoff fuzz lint build-pi bench-compare clean
 
 ## build: bin/homemq (everything) and bin/homemq-agent (the Pi agent alone) for this machine
 build:
@@ -29,6 +29,10 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./topics ./envelope ./hooks ./auth
+
+## bench-cutoff: revocation, expiry and shutdown times and PUBACK latency with a stalled reader present (e2e, a few minutes)
+bench-cutoff:
+	$(GO) test -run='^$$' -bench=Stalled -benchtime=3x -count=3 -timeout 30m ./e2e/
 
 ## bench-compare: homemq vs bare mochi vs Mosquitto under load (about 10 minutes, not part of test); writes docs/performance.md
 bench-compare:

@@ -60,8 +60,10 @@ const FINAL = new Set([0x85, 0x86, 0x87, 0x8c, 0x8e, 0x9c, 0x9d, 0xa0]);
 
 /**
  * Link is one MQTT 5 connection for one token. It reports through the
- * callbacks in `on`: message(topic, text), status(state, detail) with state
- * 'connecting' | 'connected' | 'reconnecting' | 'closed', and refused(what).
+ * callbacks in `on`: message(topic, text), status(state, detail, code) with
+ * state 'connecting' | 'connected' | 'reconnecting' | 'closed' (code: the
+ * MQTT 5 reason code of a refusal, if any), and refused(what). A refused
+ * open rejects with an Error whose code is that reason code.
  */
 export class Link {
   constructor({ token, msgKey }, on) {
@@ -134,8 +136,8 @@ export class Link {
         if (typeof err.code === 'number' && FINAL.has(err.code)) {
           const why = client['_serverProperties']?.reasonString || err.message;
           const detail = `the broker refused the connection (${reasonText(err.code)}): ${why}`;
-          this.on.status?.('closed', detail);
-          fail(new Error(detail));
+          this.on.status?.('closed', detail, err.code);
+          fail(Object.assign(new Error(detail), { code: err.code }));
           return;
         }
         if (!settled) fail(new Error(`cannot connect to ${brokerURL()}: ${err.message}`));
@@ -145,7 +147,7 @@ export class Link {
         const why = packet.properties?.reasonString ?? '';
         const detail = `the broker closed the connection (${reasonText(code)})${why ? ': ' + why : ''}`;
         if (FINAL.has(code)) {
-          this.on.status?.('closed', detail);
+          this.on.status?.('closed', detail, code);
           this.close();
         } else {
           this.on.status?.('reconnecting', detail);

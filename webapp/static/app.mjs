@@ -230,6 +230,27 @@ $('exchange-form').addEventListener('submit', (ev) => submit(ev, async () => {
     throw Object.assign(e, { tokenAPI: true });
   });
 }));
+/**
+ * signInFromLink signs in with a link's fragment, #signin=BASE64URL(JSON
+ * {token, msg_key}) as printed by homemq serve --demo. The fragment never
+ * reaches a server; the page removes it from the address bar and history
+ * before anything else, so the token lives on in memory only.
+ */
+function signInFromLink() {
+  const m = /^#signin=([A-Za-z0-9_-]+)$/.exec(location.hash);
+  if (!m) return;
+  history.replaceState(null, '', location.pathname + location.search);
+  let creds;
+  try {
+    const b64 = m[1].replace(/-/g, '+').replace(/_/g, '/');
+    creds = parseTokenInput(new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))));
+  } catch {
+    showError('This sign-in link is damaged. Copy the whole link, or ask for a new one.');
+    return;
+  }
+  signIn(creds).catch((e) => showError(...explain(e)));
+}
+
 $('signout').addEventListener('click', () => signOut('Signed out.'));
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState !== 'visible' || !session.link) return;
@@ -284,3 +305,5 @@ Object.defineProperty(window, 'homemq', {
     },
   }),
 });
+
+signInFromLink();

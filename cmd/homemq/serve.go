@@ -150,6 +150,13 @@ func printWelcome(w io.Writer, b *broker.Broker, withDemo bool) error {
 	if withDemo {
 		fmt.Fprintf(w, "  # switch the demo lamp on (a signed command; the agent answers on .../ack)\n")
 		fmt.Fprintf(w, "  %s send --data %s --topic homes/demo/agents/demo-pi/devices/lamp/cmd --msg '{\"action\":\"on\"}'\n\n", shellQuote(self), shellQuote(b.Config().Data))
+	} else {
+		agent, _, err := b.Issuer.Mint(auth.Spec{Sub: "agent:demo-pi", Homes: map[string]string{"demo": "agent"}, TTL: 12 * time.Hour})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  # report a lamp's state, as the demo agent (make run runs a real one: serve --demo)\n")
+		fmt.Fprintf(w, "  mosquitto_pub -h %s -p %s --cafile %s -V mqttv5 -i agent:demo-pi -u agent:demo-pi -P '%s' -t homes/demo/agents/demo-pi/devices/lamp/state -m on -r\n\n", host, port, shellQuote(caFile), agent)
 	}
 	fmt.Fprintf(w, "Mint more tokens with: %s token mint --data %s --sub user:NAME --home demo=member\n", shellQuote(self), shellQuote(b.Config().Data))
 	return nil

@@ -10,6 +10,7 @@ import (
 	"homemq/envelope"
 	"homemq/hooks"
 	"homemq/registry"
+	"homemq/signin"
 )
 
 // EventTokenExchange is the hooks.Event kind of a POST /api/token answer
@@ -46,6 +47,11 @@ func (b *Broker) openTokenService() error {
 		_, err := b.Revoke(RevokeRequest{Sub: sub})
 		return err
 	})))
+	// the web app's invite links and device sign-ins (package signin)
+	b.Mux.Handle(signin.Path, signin.Handler(signin.Options{Registry: reg, MsgKey: func(jti string) []byte { return envelope.DeriveKey(b.Master, jti) },
+		Mint: func(sub string, homes map[string]string) (string, *auth.Claims, error) {
+			return b.Issuer.Mint(auth.Spec{Sub: sub, Homes: homes})
+		}}))
 	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(auth.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
 	return nil
 }

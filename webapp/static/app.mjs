@@ -8,7 +8,7 @@ import { $, describe, details, log } from './dom.mjs';
 import {
   ensureHome, homes, noteHome, onMessage, pending, renderAge, renderAgent, renderControls, session, setConnected,
 } from './devices.mjs';
-import { Link, TokenType, exchange } from './link.mjs';
+import { Link, TokenType, deviceSignIn, exchange } from './link.mjs';
 import {
   decodeClaims, filtersFor, formatRemaining, formatTime, parseTokenInput, parseTopic, plainReason, reasonText,
   refreshAt,
@@ -25,6 +25,7 @@ function filtersOf(claims) {
 
 function newLink(creds) {
   const l = new Link(creds, {});
+  l.device = creds.device === true; // signed in by invite: refreshed with the device's sign-in
   l.on.message = (topic, text) => onMessage(l, topic, text);
   l.on.status = (state, detail, code) => {
     if (l !== session.link) return;
@@ -113,7 +114,8 @@ async function refresh() {
   cur.refreshing = true;
   clearTimeout(refreshTimer);
   try {
-    const fresh = await exchange(cur.token, TokenType.jwt);
+    const fresh = cur.device ? await deviceSignIn('refresh') : await exchange(cur.token, TokenType.jwt);
+    if (!fresh) throw new Error('this device is no longer signed in (an admin removed its sign-in)');
     const claims = decodeClaims(fresh.token);
     if (claims.sub !== cur.claims.sub) throw new Error(`the refreshed token is for ${claims.sub}, not ${cur.claims.sub}`);
     const next = newLink(fresh);
@@ -199,6 +201,13 @@ function showError(text, detail = '') {
 function explain(e) {
   if (e.plain) return [e.message, ''];
   if (typeof e.code === 'number') return [plainReason(e.code), e.message];
+  if (e.signInAPI === 'refresh' && e.status === 401) {
+    return ['This phone is no longer signed in: the home’s admin removed it, or it went unused for half a year. Ask the admin for a new invite to sign in again.', e.message];
+  }
+  if (e.signInAPI) {
+    return [e.status === 401 ? 'This invite does not work any more (used, expired or withdrawn). Ask the home’s admin for a new one.'
+      : 'Could not sign in with this invite. Ask the home’s admin for a new one.', e.message];
+  }
   if (e.tokenAPI) return ['The hub did not accept this credential. Check that you copied all of it, or ask for a new one.', e.message];
   if (/not a token|payload|no subject|no id|no expiry|paste|message key|JSON/.test(e.message)) {
     return [`This is not a whole sign-in: ${e.message}.`, ''];
@@ -230,6 +239,13 @@ $('exchange-form').addEventListener('submit', (ev) => submit(ev, async () => {
     throw Object.assign(e, { tokenAPI: true });
   });
 }));
+/** clipDevice names this device for the admin's list of sign-ins: its browser and system. */
+function clipDevice(ua) {
+  const browser = /(Firefox|Edg|OPR|Chrome|Chromium|Safari)\/[\d.]+/.exec(ua)?.[1] ?? 'a browser';
+  const system = /(Android|iPhone|iPad|Windows|Mac OS X|Linux)/.exec(ua)?.[1] ?? 'an unknown system';
+  return `${browser === 'Edg' ? 'Edge' : browser} on ${system}`;
+}
+
 /**
  * signInFromLink signs in with a link's fragment, #signin=BASE64URL(JSON
  * {token, msg_key}) as printed by homemq serve --demo. The fragment never
@@ -237,8 +253,21 @@ $('exchange-form').addEventListener('submit', (ev) => submit(ev, async () => {
  * before anything else, so the token lives on in memory only.
  */
 function signInFromLink() {
+  const inv = /^#invite=([A-Za-z0-9_-]+)$/.exec(location.hash);
+  if (inv) {
+    history.replaceState(null, '', location.pathname + location.search);
+    const device = clipDevice(navigator.userAgent);
+    deviceSignIn('invite', { invite: inv[1], device })
+      .then((creds) => signIn(creds))
+      .catch((e) => showError(...explain(e)));
+    return;
+  }
   const m = /^#signin=([A-Za-z0-9_-]+)$/.exec(location.hash);
-  if (!m) return;
+  if (!m) {
+    // a device signed in by invite before: its cookie brings a fresh token
+    deviceSignIn('refresh').then((creds) => creds && signIn(creds)).catch((e) => showError(...explain(e)));
+    return;
+  }
   history.replaceState(null, '', location.pathname + location.search);
   let creds;
   try {
@@ -251,7 +280,15 @@ function signInFromLink() {
   signIn(creds).catch((e) => showError(...explain(e)));
 }
 
-$('signout').addEventListener('click', () => signOut('Signed out.'));
+$('signout').addEventListener('click', () => {
+  if (session.link?.device) {
+    // signing out of an invited device ends its sign-in for good
+    deviceSignIn('signout').catch(() => {});
+    signOut('Signed out. To sign in on this device again, ask the home’s admin for a new invite.');
+    return;
+  }
+  signOut('Signed out.');
+});
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState !== 'visible' || !session.link) return;
   tick();

@@ -50,6 +50,42 @@ export async function exchange(subjectToken, subjectTokenType) {
   return { token: body.access_token, msgKey: body.msg_key, expiresIn: body.expires_in };
 }
 
+/**
+ * deviceSignIn calls the sign-in API (docs/webapp.md): 'invite' redeems
+ * an invite ({invite, device}), 'refresh' trades this device's sign-in
+ * cookie for a token, 'signout' removes it. The cookie is HttpOnly: the
+ * page never sees it, the browser sends it to /api/signin/ only. It
+ * returns {token, msgKey, expiresIn}, or null for signout and for a
+ * refresh on a device that is not signed in; a refusal throws an Error
+ * whose signInAPI is what and status the HTTP status.
+ */
+export async function deviceSignIn(what, body = {}) {
+  let res;
+  try {
+    res = await fetch(`/api/signin/${what}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify(body),
+      cache: 'no-store',
+      credentials: 'same-origin',
+      redirect: 'error',
+    });
+  } catch (e) {
+    throw new Error(`the sign-in API could not be reached: ${e.message}`);
+  }
+  if (what === 'signout' || res.status === 204) return null;
+  let answer = {};
+  try {
+    answer = await res.json();
+  } catch {
+    // reported by status below
+  }
+  if (!res.ok) {
+    throw Object.assign(new Error(answer.error_description || `the sign-in API answered ${res.status}`), { signInAPI: what, status: res.status });
+  }
+  return { token: answer.access_token, msgKey: answer.msg_key, expiresIn: answer.expires_in, device: true };
+}
+
 /** brokerURL is the broker's MQTT-over-WebSocket endpoint on this origin. */
 export function brokerURL(loc = location) {
   return `${loc.protocol === 'http:' ? 'ws' : 'wss'}://${loc.host}/mqtt`;

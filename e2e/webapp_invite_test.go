@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"homemq/agent"
+	"homemq/signin"
+)
+
+// inviteResult is what e2e/node/webapp-invite.test.mjs reports.
+type inviteResult struct {
+	AddressBar, Sub, AfterReload, Result string
+	ScriptCookies                        string
+	Storage                              int
+	Cookies                              []struct {
+		Name, Path, SameSite string
+		HttpOnly, Secure     bool
+	}
+	AfterRemove, SecondUse string
+	URLs                   []string
+	ConsoleErrors          []string
+	Screenshots            []string
+	Error                  string
+}
+
+// TestWebAppInvite: an invite link signs a phone in without pasting
+// anything; the sign-in survives a reload in an HttpOnly, Secure,
+// SameSite=Strict cookie no script can read, and no token is stored; a
+// command works; when the admin removes the device's sign-in the page is
+// back at the sign-in form; the invite does not work a second time.
+func TestWebAppInvite(t *testing.T) {
+	chromium := needTool(t, "chromium")
+	b := startBroker(t)
+	startAgent(t, agentConfig(t, b), agent.Options{}) // h1/pi1: lamp, door, button, fan
+	inv, secret, err := b.Registry.AddInvite(agentHome, "member", "user:nina", 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := http.NewServeMux()
+	ctl.HandleFunc("POST /remove", func(w http.ResponseWriter, _ *http.Request) {
+		list, _ := b.Registry.SignIns(inv.User)
+		for _, s := range list {
+			_ = b.Registry.RemoveSignIn(s.ID)
+		}
+	})
+	control := httptest.NewServer(ctl)
+	t.Cleanup(control.Close)
+	artifacts := filepath.Join(repoRoot(), "e2e", "artifacts")
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := "https://" + b.Addrs()["https"] + "/"
+	p := startNode(t, "webapp-invite.test.mjs", map[string]string{
+		"CHROMIUM": chromium, "BASE_URL": base, "SPKI": spkiHash(t, b), "ARTIFACTS": artifacts,
+		"INVITE": base + "#invite=" + secret, "CONTROL": control.URL, "DEVICE": agentHome + "/" + agentID + "/lamp",
+	})
+	var res inviteResult
+	p.wait(90*time.Second, &res)
+	t.Logf("screenshots: %v", res.Screenshots)
+	if res.Sub != "user:nina" || res.AfterReload != "user:nina" || !strings.HasPrefix(res.Result, "Turned on at") {
+		t.Errorf("signed in as %q, after a reload %q, command %q", res.Sub, res.AfterReload, res.Result)
+	}
+	if strings.Contains(res.AddressBar, "invite=") {
+		t.Errorf("the invite stayed in the address bar: %s", res.AddressBar)
+	}
+	for _, u := range res.URLs {
+		if strings.Contains(u, secret) {
+			t.Errorf("the invite went to a server in a URL: %s", u)
+		}
+	}
+	if res.ScriptCookies != "" || res.Storage != 0 {
+		t.Errorf("script-readable cookies %q, web storage %d", res.ScriptCookies, res.Storage)
+	}
+	if len(res.Cookies) != 1 || res.Cookies[0].Name != signin.Cookie || res.Cookies[0].Path != signin.Path ||
+		!res.Cookies[0].HttpOnly || !res.Cookies[0].Secure || res.Cookies[0].SameSite != "Strict" {
+		t.Errorf("cookies %+v, want one HttpOnly Secure SameSite=Strict %s for %s", res.Cookies, signin.Cookie, signin.Path)
+	}
+	if !strings.Contains(res.AfterRemove, "sign in again") {
+		t.Errorf("after the admin removed the sign-in the page says %q", res.AfterRemove)
+	}
+	if !strings.Contains(res.SecondUse, "does not work any more") {
+		t.Errorf("the invite a second time: %q", res.SecondUse)
+	}
+	if len(res.ConsoleErrors) > 0 {
+		t.Errorf("console errors: %q", res.ConsoleErrors)
+	}
+}

@@ -1,0 +1,198 @@
+// Package signin lets a person sign in to the web app without pasting a
+// token: the page redeems a one-time invite (registry.AddInvite) once and
+// gets a sign-in bound to its device, kept in an HttpOnly cookie that no
+// script (and no other origin) can read, which it trades for short-lived
+// tokens as long as an admin does not remove it.
+//
+//	POST /api/signin/invite   {"invite":"…","device":"…"} → a token, and the cookie
+//	POST /api/signin/refresh  (the cookie)                → a token (204: no cookie)
+//	POST /api/signin/signout  (the cookie)                → the sign-in removed, the cookie cleared
+//
+// A token answer is the token API's: {"access_token","msg_key",
+// "token_type":"Bearer","expires_in"} (docs/tokens.md).
+package signin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"homemq/auth"
+	"homemq/envelope"
+	"homemq/registry"
+)
+
+// Path is where the sign-in API is served.
+const Path = "/api/signin/"
+
+// Cookie is the name of the sign-in cookie.
+const Cookie = "homemq_signin"
+
+// cookieAge is how long a device stays signed in without using the app.
+const cookieAge = 180 * 24 * time.Hour
+
+// Registry is what the API needs of the registry.
+type Registry interface {
+	RedeemInvite(invite, device string) (registry.SignIn, string, error)
+	CheckSignIn(token string) (registry.SignIn, error)
+	RemoveSignIn(id string) error
+	Memberships(user string) (map[string]string, error)
+}
+
+// Options configure the Handler.
+type Options struct {
+	Registry Registry
+	// Mint issues a token for a user with their homes.
+	Mint func(sub string, homes map[string]string) (token string, claims *auth.Claims, err error)
+	// MsgKey derives a token's message key from its jti.
+	MsgKey func(jti string) []byte
+}
+
+// Handler serves the sign-in API; the broker mounts it at Path.
+func Handler(o Options) http.Handler {
+	return &api{o}
+}
+
+type api struct{ Options }
+
+// tokenAnswer is the JSON of a token, as POST /api/token answers.
+type tokenAnswer struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	MsgKey      string `json:"msg_key"`
+}
+
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		fail(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+		return
+	}
+	// The cookie is SameSite=Strict; on top, only JSON from this origin is
+	// taken, which a form on another site cannot send.
+	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(ct) != "application/json" {
+		fail(w, http.StatusUnsupportedMediaType, "invalid_request", "send Content-Type: application/json")
+		return
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		if u, err := url.Parse(o); err != nil || u.Host != r.Host {
+			fail(w, http.StatusForbidden, "invalid_request", "this API answers only the web app of its own origin")
+			return
+		}
+	}
+	switch strings.TrimPrefix(r.URL.Path, Path) {
+	case "invite":
+		a.invite(w, r)
+	case "refresh":
+		a.refresh(w, r)
+	case "signout":
+		a.signout(w, r)
+	default:
+		fail(w, http.StatusNotFound, "invalid_request", "unknown sign-in endpoint; see docs/webapp.md")
+	}
+}
+
+func (a *api) invite(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Invite string `json:"invite"`
+		Device string `json:"device"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Invite == "" {
+		fail(w, http.StatusBadRequest, "invalid_request", `body must be {"invite":"…","device":"…"}`)
+		return
+	}
+	si, tok, err := a.Registry.RedeemInvite(req.Invite, req.Device)
+	if err != nil {
+		refuse(w, err)
+		return
+	}
+	setCookie(w, tok, cookieAge)
+	a.issue(w, si.User)
+}
+
+func (a *api) refresh(w http.ResponseWriter, r *http.Request) {
+	c, err := r.Cookie(Cookie)
+	if err != nil {
+		// not signed in: the page asks on every start, so this is no error
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	si, err := a.Registry.CheckSignIn(c.Value)
+	if err != nil {
+		setCookie(w, "", -1)
+		refuse(w, err)
+		return
+	}
+	setCookie(w, c.Value, cookieAge) // used: another 180 days
+	a.issue(w, si.User)
+}
+
+func (a *api) signout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(Cookie); err == nil {
+		id, _, _ := strings.Cut(c.Value, ".")
+		if _, err := a.Registry.CheckSignIn(c.Value); err == nil {
+			_ = a.Registry.RemoveSignIn(id)
+		}
+	}
+	setCookie(w, "", -1)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// issue answers with a fresh token for user and their current homes.
+func (a *api) issue(w http.ResponseWriter, user string) {
+	homes, err := a.Registry.Memberships(user)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	if len(homes) == 0 {
+		fail(w, http.StatusForbidden, "invalid_grant", fmt.Sprintf("%s is no longer a member of any home; ask the home's admin", user))
+		return
+	}
+	tok, claims, err := a.Mint(user, homes)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(tokenAnswer{
+		AccessToken: tok, TokenType: "Bearer", MsgKey: envelope.EncodeKey(a.MsgKey(claims.ID)),
+		ExpiresIn: int64(time.Until(claims.ExpiresAtTime()).Round(time.Second) / time.Second),
+	})
+}
+
+// setCookie sets (maxAge > 0) or clears (maxAge < 0) the sign-in cookie:
+// HttpOnly (no script reads it), Secure, SameSite=Strict, sent only to
+// this API.
+func setCookie(w http.ResponseWriter, value string, maxAge time.Duration) {
+	c := &http.Cookie{Name: Cookie, Value: value, Path: Path, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode}
+	if maxAge < 0 {
+		c.MaxAge = -1
+	} else {
+		c.MaxAge = int(maxAge / time.Second)
+	}
+	http.SetCookie(w, c)
+}
+
+func refuse(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, registry.ErrDenied), errors.Is(err, registry.ErrNotFound):
+		fail(w, http.StatusUnauthorized, "invalid_grant", err.Error())
+	default:
+		fail(w, http.StatusInternalServerError, "server_error", err.Error())
+	}
+}
+
+func fail(w http.ResponseWriter, status int, code, desc string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+}

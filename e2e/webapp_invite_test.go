@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +93,57 @@ func TestWebAppInvite(t *testing.T) {
 	}
 	if len(res.ConsoleErrors) > 0 {
 		t.Errorf("console errors: %q", res.ConsoleErrors)
+	}
+}
+
+// TestMemberInviteCLI: homemq member invite against the running broker
+// prints a one-time link for the URL given; redeeming it yields a token
+// and a sign-in cookie; member signins lists the device, member signout
+// removes it, and the device's next refresh is refused.
+func TestMemberInviteCLI(t *testing.T) {
+	b := startBroker(t)
+	srv := b.Addrs()["https"]
+	mustCLI(t, b.Data, srv, "home", "add", "h1")
+	out := mustCLI(t, b.Data, srv, "member", "invite", "--home", "h1", "--role", "viewer", "--user", "vic", "--url", "https://hub.example:8443", "--ttl", "10m")
+	m := regexp.MustCompile(`https://hub\.example:8443/#invite=([A-Za-z0-9_-]{43})`).FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, "user:vic") || strings.Contains(out, "\x1b[") {
+		t.Fatalf("member invite printed (no QR code when not on a terminal):\n%s", out)
+	}
+	if _, err := tokCLI(t, b.Data, srv, "member", "invite", "--home", "h1", "--role", "owner"); err == nil || !strings.Contains(err.Error(), "owner") {
+		t.Fatalf("an invite with a bad role: %v", err)
+	}
+
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: b.tlsConfig()}, Jar: jar, Timeout: 10 * time.Second}
+	post := func(what, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "https://"+srv+signin.Path+what, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ans map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&ans)
+		return resp.StatusCode, ans
+	}
+	if code, ans := post("invite", `{"invite":"`+m[1]+`","device":"a test phone"}`); code != 200 || ans["access_token"] == nil || ans["msg_key"] == nil {
+		t.Fatalf("redeem: %d %v", code, ans)
+	}
+	if code, ans := post("refresh", `{}`); code != 200 || ans["access_token"] == nil {
+		t.Fatalf("refresh: %d %v", code, ans)
+	}
+	list := mustCLI(t, b.Data, srv, "member", "signins", "--user", "vic")
+	id := regexp.MustCompile(`(?m)^([0-9a-f]{16})\s+user:vic\s+a test phone`).FindStringSubmatch(list)
+	if id == nil {
+		t.Fatalf("member signins:\n%s", list)
+	}
+	mustCLI(t, b.Data, srv, "member", "signout", "--id", id[1])
+	if code, ans := post("refresh", `{}`); code != 401 || !strings.Contains(fmt.Sprint(ans["error_description"]), "sign in again") {
+		t.Fatalf("refresh after signout: %d %v", code, ans)
+	}
+	if code, _ := post("invite", `{"invite":"`+m[1]+`"}`); code != 401 {
+		t.Fatalf("the invite a second time: %d", code)
 	}
 }

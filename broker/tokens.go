@@ -48,7 +48,7 @@ func (b *Broker) openTokenService() error {
 		return err
 	})))
 	// the web app's invite links and device sign-ins (package signin)
-	b.Mux.Handle(signin.Path, signin.Handler(signin.Options{Registry: reg, MsgKey: func(jti string) []byte { return envelope.DeriveKey(b.Master, jti) },
+	b.Mux.Handle(signin.Path, signin.Handler(signin.Options{Registry: reg, Verify: b.Verifier.Verify, MsgKey: func(jti string) []byte { return envelope.DeriveKey(b.Master, jti) },
 		Mint: func(sub string, homes map[string]string) (string, *auth.Claims, error) {
 			return b.Issuer.Mint(auth.Spec{Sub: sub, Homes: homes})
 		}}))

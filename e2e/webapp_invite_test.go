@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"homemq/agent"
+	"homemq/auth"
+	"homemq/envelope"
 	"homemq/signin"
 )
 
@@ -27,6 +29,11 @@ type inviteResult struct {
 		HttpOnly, Secure     bool
 	}
 	AfterRemove, SecondUse string
+	AppInviteText          string
+	AppInviteQR            bool
+	AppInviteOverflow      bool
+	AppInviteRole          string
+	AppInviteButtons       int
 	URLs                   []string
 	ConsoleErrors          []string
 	Screenshots            []string
@@ -60,8 +67,14 @@ func TestWebAppInvite(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "https://" + b.Addrs()["https"] + "/"
+	if _, err := b.Registry.AddMember(agentHome, "user:ada", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	adminTok, admin := b.mintSpec(auth.Spec{Sub: "user:ada", Homes: map[string]string{agentHome: "admin"}, TTL: 10 * time.Minute})
+	adminJSON, _ := json.Marshal(map[string]any{"token": adminTok, "msg_key": envelope.EncodeKey(envelope.DeriveKey(b.Master, admin.ID))})
 	p := startNode(t, "webapp-invite.test.mjs", map[string]string{
-		"CHROMIUM": chromium, "BASE_URL": base, "SPKI": spkiHash(t, b), "ARTIFACTS": artifacts,
+		"ADMIN_JSON": string(adminJSON),
+		"CHROMIUM":   chromium, "BASE_URL": base, "SPKI": spkiHash(t, b), "ARTIFACTS": artifacts,
 		"INVITE": base + "#invite=" + secret, "CONTROL": control.URL, "DEVICE": agentHome + "/" + agentID + "/lamp",
 	})
 	var res inviteResult
@@ -90,6 +103,15 @@ func TestWebAppInvite(t *testing.T) {
 	}
 	if !strings.Contains(res.SecondUse, "does not work any more") {
 		t.Errorf("the invite a second time: %q", res.SecondUse)
+	}
+	if !strings.Contains(res.AppInviteText, "as viewer, works once until") || !res.AppInviteQR {
+		t.Errorf("the admin's invite in the app: %q, QR code shown %v", res.AppInviteText, res.AppInviteQR)
+	}
+	if res.AppInviteOverflow {
+		t.Error("with the invite box open the page scrolls sideways on a phone")
+	}
+	if res.AppInviteRole != "viewer" || res.AppInviteButtons != 0 {
+		t.Errorf("signed in by the app's invite: role %q, %d buttons", res.AppInviteRole, res.AppInviteButtons)
 	}
 	if len(res.ConsoleErrors) > 0 {
 		t.Errorf("console errors: %q", res.ConsoleErrors)

@@ -7,12 +7,14 @@
 //	POST /api/signin/invite   {"invite":"…","device":"…"} → a token, and the cookie
 //	POST /api/signin/refresh  (the cookie)                → a token (204: no cookie)
 //	POST /api/signin/signout  (the cookie)                → the sign-in removed, the cookie cleared
+//	POST /api/signin/create   {"home","role","ttl"} with an admin's Bearer token → a new invite
 //
 // A token answer is the token API's: {"access_token","msg_key",
 // "token_type":"Bearer","expires_in"} (docs/tokens.md).
 package signin
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +22,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"rsc.io/qr"
 
 	"homemq/auth"
 	"homemq/envelope"
@@ -37,6 +41,7 @@ const cookieAge = 180 * 24 * time.Hour
 
 // Registry is what the API needs of the registry.
 type Registry interface {
+	AddInvite(home, role, user string, ttl time.Duration) (registry.Invite, string, error)
 	RedeemInvite(invite, device string) (registry.SignIn, string, error)
 	CheckSignIn(token string) (registry.SignIn, error)
 	RemoveSignIn(id string) error
@@ -50,6 +55,8 @@ type Options struct {
 	Mint func(sub string, homes map[string]string) (token string, claims *auth.Claims, err error)
 	// MsgKey derives a token's message key from its jti.
 	MsgKey func(jti string) []byte
+	// Verify checks a Bearer token (signature, expiry, revocation).
+	Verify func(token string) (*auth.Claims, error)
 }
 
 // Handler serves the sign-in API; the broker mounts it at Path.
@@ -93,6 +100,8 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.refresh(w, r)
 	case "signout":
 		a.signout(w, r)
+	case "create":
+		a.create(w, r)
 	default:
 		fail(w, http.StatusNotFound, "invalid_request", "unknown sign-in endpoint; see docs/webapp.md")
 	}
@@ -144,6 +153,81 @@ func (a *api) signout(w http.ResponseWriter, r *http.Request) {
 	}
 	setCookie(w, "", -1)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// createAnswer is a new invite for the web app: the secret (the page makes
+// the link on its own origin), who it is for, until when, and a QR code of
+// the link as a PNG data: URL.
+type createAnswer struct {
+	Invite  string    `json:"invite"`
+	User    string    `json:"user"`
+	Home    string    `json:"home"`
+	Role    string    `json:"role"`
+	Expires time.Time `json:"expires"`
+	QR      string    `json:"qr"`
+}
+
+// create makes an invite for an admin of the home, who is one now (the
+// registry says so, not only the token).
+func (a *api) create(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || a.Verify == nil {
+		fail(w, http.StatusUnauthorized, "invalid_token", "send your token as Authorization: Bearer …")
+		return
+	}
+	claims, err := a.Verify(tok)
+	if err != nil {
+		fail(w, http.StatusUnauthorized, "invalid_token", err.Error())
+		return
+	}
+	var req struct {
+		Home string `json:"home"`
+		Role string `json:"role"`
+		TTL  int64  `json:"ttl"` // seconds; 0: the default
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		fail(w, http.StatusBadRequest, "invalid_request", `body must be {"home":"…","role":"member","ttl":900}`)
+		return
+	}
+	homes, err := a.Registry.Memberships(claims.Subject)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	if homes[req.Home] != "admin" {
+		fail(w, http.StatusForbidden, "insufficient_scope", fmt.Sprintf("only an admin of home %q may invite people to it", req.Home))
+		return
+	}
+	inv, secret, err := a.Registry.AddInvite(req.Home, req.Role, "", time.Duration(req.TTL)*time.Second)
+	if err != nil {
+		if errors.Is(err, registry.ErrInvalid) || errors.Is(err, registry.ErrNotFound) {
+			fail(w, http.StatusBadRequest, "invalid_request", err.Error())
+			return
+		}
+		fail(w, http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	link := "https://" + r.Host + "/#invite=" + secret
+	png, err := qrPNG(link)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(createAnswer{Invite: secret, User: inv.User, Home: inv.Home, Role: inv.Role, Expires: inv.Expires, QR: png})
+}
+
+// qrPNG is a QR code of text as a PNG data: URL (the web app's CSP allows
+// data: images).
+func qrPNG(text string) (string, error) {
+	code, err := qr.Encode(text, qr.M)
+	if err != nil {
+		return "", err
+	}
+	code.Scale = 6
+	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(code.PNG()), nil
 }
 
 // issue answers with a fresh token for user and their current homes.

@@ -5,7 +5,11 @@
 // the same invite does not work twice. Run by TestWebAppInvite
 // (e2e/webapp_invite_test.go). Prints one JSON line.
 //
-// env: CHROMIUM, BASE_URL, SPKI, ARTIFACTS, INVITE (the link), CONTROL
+// Then an admin creates an invite in the app (link and QR code) and a
+// viewer signs in with it.
+//
+// env: CHROMIUM, BASE_URL, SPKI, ARTIFACTS, INVITE (the link), ADMIN_JSON
+// (token mint --json of an admin of the home), CONTROL
 // (POST /remove: the admin removes the sign-in), DEVICE (home/agent/device).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -89,6 +93,37 @@ try {
   out.SecondUse = (await page2.locator('#signin-error').textContent()).trim();
   await shot(page2, '4-used-twice');
   await other.close();
+
+  // an admin invites from the app: a link and its QR code, which a viewer opens
+  const desk = await browser();
+  const admin = await desk.newPage();
+  admin.on('console', (m) => {
+    if (m.type() === 'error') out.ConsoleErrors.push(`admin: ${m.text()}`);
+  });
+  await admin.goto(env('BASE_URL'));
+  await admin.fill('#token', env('ADMIN_JSON'));
+  await admin.click('#paste-form button[type=submit]');
+  await admin.locator('#conn[data-state="connected"]').waitFor(T);
+  const box = admin.locator(`[data-invite="${DEVICE.split('/')[0]}"]`);
+  await box.locator('summary').click();
+  await box.locator('select').selectOption('viewer');
+  await box.locator('button', { hasText: 'Create invite link' }).click();
+  await box.locator('.invite-link').waitFor(T);
+  const link = await box.locator('.invite-link').inputValue();
+  out.AppInviteText = (await box.locator('.invite-out p').first().textContent()).trim();
+  out.AppInviteQR = await box.locator('.invite-qr').evaluate((img) => img.complete && img.naturalWidth > 100);
+  out.AppInviteOverflow = await admin.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  await shot(admin, '5-admin-invites');
+  await desk.close();
+  const third = await browser();
+  const page3 = await third.newPage();
+  await page3.goto(link);
+  await page3.locator('#conn[data-state="connected"]').waitFor(T);
+  await page3.locator(`[data-device="${DEVICE}"] .state`).waitFor(T);
+  out.AppInviteRole = (await page3.locator('[data-home] .role').first().textContent()).trim();
+  out.AppInviteButtons = await page3.locator('button.cmd').count();
+  await shot(page3, '6-viewer-by-app-invite');
+  await third.close();
 } catch (e) {
   out.Error = String(e.stack || e);
 } finally {

@@ -5,6 +5,7 @@
 
 import { seal } from './envelope.mjs';
 import { $, details, describe, el, log } from './dom.mjs';
+import { inviteBox } from './invite.mjs';
 import {
   ackProblem, canCommand, commandTopic, controlsFor, deviceUse, formatAge, formatTime, parseAck, parseState,
   parseTopic, plainReason, resultLabel, stateLabel,
@@ -67,6 +68,15 @@ export function noteHome(h) {
   else if (!session.link?.msgKey) note.textContent = 'Watching only: this sign-in came without its message key, so it cannot send commands. Sign in again with the whole sign-in.';
   else note.textContent = '';
   note.hidden = note.textContent === '';
+  // admins may invite people from here
+  const canInvite = h.role === 'admin' && session.link !== null;
+  if (canInvite && !h.invite) {
+    h.invite = inviteBox(h.id, () => session.link?.token);
+    h.list.after(h.invite);
+  } else if (!canInvite && h.invite) {
+    h.invite.remove();
+    h.invite = null;
+  }
 }
 
 function ensureAgent(h, id) {

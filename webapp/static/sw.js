@@ -5,9 +5,9 @@
 // is answered from the cache at once and refreshed from the network behind
 // it; a new version of this file replaces the whole cache.
 
-const CACHE = 'homemq-shell-v1';
+const CACHE = 'homemq-shell-v2';
 const SHELL = [
-  '/', '/app.mjs', '/app.css', '/model.mjs', '/link.mjs', '/envelope.mjs', '/devices.mjs', '/dom.mjs',
+  '/', '/app.mjs', '/app.css', '/model.mjs', '/link.mjs', '/envelope.mjs', '/devices.mjs', '/dom.mjs', '/invite.mjs',
   '/vendor/mqtt.esm.js', '/icon.svg', '/icon-192.png', '/icon-512.png', '/manifest.webmanifest',
 ];
 

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"os"
 	"os/exec"
@@ -19,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"homemq/envelope"
 	"homemq/topics"
 )
 
@@ -70,32 +68,36 @@ func (q *quickstart) output() string {
 }
 
 var (
-	signInLink = regexp.MustCompile(`https://([0-9.]+|localhost):(\d+)/#signin=([A-Za-z0-9_-]+)`)
+	inviteLink = regexp.MustCompile(`https://([0-9.]+|localhost):(\d+)/#invite=([A-Za-z0-9_-]{43})`)
 	mqttsLine  = regexp.MustCompile(`mqtts://([0-9.]+:\d+)`)
+	watchToken = regexp.MustCompile(`mosquitto_sub .* -u user:demo -P '([^']+)'`)
 )
 
-// signIn waits for the banner and returns the printed sign-in link, the
-// token and message key it carries, and the MQTT address.
-func (q *quickstart) signIn() (link, token string, key []byte, mqttAddr string) {
+// banner waits for the banner and returns the printed invite link, the
+// token of the printed mosquitto_sub line, and the MQTT address.
+func (q *quickstart) banner() (link, token, mqttAddr string) {
 	q.t.Helper()
-	eventually(q.t, 30*time.Second, "the sign-in link is printed", func() bool { return signInLink.MatchString(q.output()) })
+	eventually(q.t, 30*time.Second, "the invite link is printed", func() bool { return inviteLink.MatchString(q.output()) })
 	out := q.output()
-	m := signInLink.FindStringSubmatch(out)
-	raw, err := base64.RawURLEncoding.DecodeString(m[3])
-	if err != nil {
-		q.t.Fatalf("the link's fragment is not base64url: %v", err)
+	w := watchToken.FindStringSubmatch(out)
+	if w == nil {
+		q.t.Fatalf("no mosquitto_sub line for user:demo:\n%s", out)
 	}
-	var f struct {
-		Token  string `json:"token"`
-		MsgKey string `json:"msg_key"`
+	return inviteLink.FindString(out), w[1], mqttsLine.FindStringSubmatch(out)[1]
+}
+
+// printed returns the command of the banner that runs the binary with
+// verb, from the binary's path on.
+func (q *quickstart) printed(verb string) string {
+	for _, line := range strings.Split(q.output(), "\n") {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if strings.HasSuffix(f[i], "homemq") && f[i+1] == verb {
+				return strings.Join(f[i:], " ")
+			}
+		}
 	}
-	if err := json.Unmarshal(raw, &f); err != nil || f.Token == "" {
-		q.t.Fatalf("the link's fragment %q is not {token, msg_key}: %v", raw, err)
-	}
-	if key, err = base64.RawURLEncoding.DecodeString(f.MsgKey); err != nil || len(key) != 32 {
-		q.t.Fatalf("msg_key %q: %v", f.MsgKey, err)
-	}
-	return m[0], f.Token, key, mqttsLine.FindStringSubmatch(out)[1]
+	return ""
 }
 
 // interrupt sends Ctrl-C and returns the exit error within 15 s.
@@ -114,27 +116,29 @@ func (q *quickstart) interrupt() error {
 }
 
 // TestQuickstartFirstMinute runs the built binary as make run does: the
-// demo agent comes online, a command sent with the printed sign-in reaches
-// it and is acknowledged, the printed commands name a binary that exists,
-// the link opened in Chromium signs in without pasting anything and
-// switches the lamp, Ctrl-C exits 0 with the agent's status turned offline,
-// and a restart on the same data finds the same home with the agent online
-// again.
+// demo agent comes online; the printed invite link, opened in Chromium,
+// signs in without pasting anything and switches the lamp; the printed
+// homemq send line reaches the agent too; Ctrl-C exits 0 with the agent's
+// status turned offline; and a restart on the same data finds the same
+// home with the agent online again.
 func TestQuickstartFirstMinute(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "homemq-data")
 	for run := 1; run <= 2; run++ {
 		q := startQuickstart(t, data)
-		link, token, key, addr := q.signIn()
-		t.Logf("run %d: %s…", run, link[:60])
-		for _, line := range strings.Split(q.output(), "\n") {
-			if f := strings.Fields(line); len(f) > 1 && (f[1] == "send" || f[1] == "token") {
-				if _, err := os.Stat(f[0]); err != nil {
-					t.Errorf("the banner runs %s, which does not exist: %v", f[0], err)
-				}
+		link, token, addr := q.banner()
+		t.Logf("run %d: %s…", run, link[:50])
+		for _, verb := range []string{"send", "token", "member"} {
+			line := q.printed(verb)
+			if line == "" {
+				t.Errorf("the banner has no homemq %s line:\n%s", verb, q.output())
+				continue
+			}
+			if _, err := os.Stat(strings.Fields(line)[0]); err != nil {
+				t.Errorf("the banner runs %s, which does not exist: %v", strings.Fields(line)[0], err)
 			}
 		}
 
-		// the printed sign-in connects as user:demo and sees the demo agent online
+		// the printed watcher's token sees the demo agent online
 		pool := x509.NewCertPool()
 		pemCA, err := os.ReadFile(filepath.Join(data, "certs", "ca.pem"))
 		if err != nil || !pool.AppendCertsFromPEM(pemCA) {
@@ -146,7 +150,7 @@ func TestQuickstartFirstMinute(t *testing.T) {
 		}
 		c, _, err := (&testBroker{t: t}).v5over(conn, "user:demo/first-minute", token)
 		if err != nil {
-			t.Fatalf("run %d: the printed sign-in cannot connect: %v", run, err)
+			t.Fatalf("run %d: the printed mosquitto_sub token cannot connect: %v", run, err)
 		}
 		c.subscribe(t, "homes/demo/agents/demo-pi/#", 1)
 		last := func(topic string) string {
@@ -161,29 +165,28 @@ func TestQuickstartFirstMinute(t *testing.T) {
 		eventually(t, 30*time.Second, "the demo agent is online", func() bool {
 			return last(topics.StatusTopic("demo", "demo-pi")) == "online"
 		})
-		eventually(t, 10*time.Second, "the demo door is locked", func() bool {
+		eventually(t, 10*time.Second, "the demo door is a door", func() bool {
 			return strings.Contains(last(topics.StateTopic("demo", "demo-pi", "door")), `"use":"door"`)
 		})
 
-		// a command from the printed sign-in reaches the agent
-		cmdTopic := topics.CommandTopic("demo", "demo-pi", "lamp")
-		claims := jwtClaims(t, token)
-		env, err := envelope.Seal(key, cmdTopic, claims.ID, `{"action":"on"}`, time.Now(), 30*time.Second)
-		if err != nil {
-			t.Fatal(err)
+		// the printed send line, run as printed, reaches the agent
+		send := exec.Command("sh", "-c", q.printed("send"))
+		send.Dir = q.cmd.Dir
+		if out, err := send.CombinedOutput(); err != nil || !strings.Contains(string(out), `"ok":true`) {
+			t.Fatalf("run %d: the printed send line: %v\n%s", run, err, out)
 		}
-		if pr := c.publish(t, cmdTopic, env, 1, false); pr.ReasonCode != 0 {
-			t.Fatalf("run %d: the command was refused: 0x%02X %s", run, pr.ReasonCode, pr.Properties.ReasonString)
-		}
-		eventually(t, 10*time.Second, "the lamp's ack", func() bool {
-			return strings.Contains(last(topics.AckTopic("demo", "demo-pi", "lamp")), `"ok":true`)
-		})
 		eventually(t, 10*time.Second, "the lamp is on", func() bool {
 			return strings.Contains(last(topics.StateTopic("demo", "demo-pi", "lamp")), `"state":"on"`)
 		})
-
 		if run == 1 {
 			openLinkInBrowser(t, data, link)
+		} else {
+			// the printed line for another phone makes a new invite
+			inv := exec.Command("sh", "-c", q.printed("member"))
+			inv.Dir = q.cmd.Dir
+			if out, err := inv.CombinedOutput(); err != nil || !inviteLink.Match(out) {
+				t.Errorf("the printed member invite line: %v\n%s", err, out)
+			}
 		}
 
 		// the client sees the agent say offline when the demo stops
@@ -203,35 +206,15 @@ func TestQuickstartFirstMinute(t *testing.T) {
 	}
 }
 
-// jwtClaims reads a token's jti without checking it (the broker did).
-func jwtClaims(t *testing.T, token string) struct{ ID string } {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", token)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c struct {
-		ID string `json:"jti"`
-	}
-	if err := json.Unmarshal(raw, &c); err != nil {
-		t.Fatal(err)
-	}
-	return struct{ ID string }{c.ID}
-}
-
 // linkResult is what e2e/node/webapp-link.test.mjs reports.
 type linkResult struct {
-	AddressBar, Result, DoorState string
-	ConsoleErrors, Screenshots    []string
-	Error                         string
+	AddressBar, Sub, Result, DoorState string
+	ConsoleErrors, Screenshots         []string
+	Error                              string
 }
 
-// openLinkInBrowser opens the printed sign-in link in Chromium and switches
-// the lamp on from the page.
+// openLinkInBrowser opens the printed invite link in Chromium and switches
+// the lamp from the page.
 func openLinkInBrowser(t *testing.T, data, link string) {
 	t.Helper()
 	chromium := needTool(t, "chromium")
@@ -260,7 +243,10 @@ func openLinkInBrowser(t *testing.T, data, link string) {
 	if !strings.HasPrefix(res.Result, "Turned on at") || res.DoorState != "Locked" {
 		t.Errorf("from the printed link: lamp result %q, door %q", res.Result, res.DoorState)
 	}
-	if strings.Contains(res.AddressBar, "#signin") {
+	if res.Sub != "user:demo" {
+		t.Errorf("the printed link signed in as %q, want user:demo", res.Sub)
+	}
+	if strings.Contains(res.AddressBar, "#invite") {
 		t.Errorf("the token stayed in the address bar: %s", res.AddressBar)
 	}
 	if len(res.ConsoleErrors) > 0 {

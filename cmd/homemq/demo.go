@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"homemq/agent/gpiosim"
 	"homemq/auth"
 	"homemq/broker"
-	"homemq/envelope"
 	"homemq/registry"
 )
 
@@ -29,7 +27,7 @@ const (
 	demoUser   = "user:demo"
 	demoAgent  = "demo-pi"
 	demoCred   = "demo-agent.credential" // in the data folder, 0600
-	demoSignIn = 30 * time.Minute        // how long the printed sign-in link works
+	demoSignIn = time.Hour               // how long the printed invite link works
 )
 
 // demo is the running demo agent.
@@ -129,30 +127,26 @@ func demoRegister(b *broker.Broker) (string, error) {
 	return cred.Encode(), os.WriteFile(file, []byte(cred.Encode()+"\n"), 0o600)
 }
 
-// SignInFragment is what the web app reads from a sign-in link's fragment
-// (#signin=…): base64url of this JSON. The fragment never reaches a server.
-type SignInFragment struct {
-	Token  string `json:"token"`
-	MsgKey string `json:"msg_key"`
-}
-
-// printDemo prints the sign-in link of user:demo: a short-lived token in
-// the URL fragment, which the page trades for fresh ones as it runs.
+// printDemo prints a one-time invite link for user:demo, the demo home's
+// admin (and its QR code on a terminal): the browser that opens it stays
+// signed in (docs/webapp.md).
 func printDemo(w io.Writer, b *broker.Broker) error {
-	homes, err := b.Registry.Memberships(demoUser)
+	inv, secret, err := b.Registry.AddInvite(demoHome, "admin", demoUser, demoSignIn)
 	if err != nil {
 		return err
 	}
-	tok, claims, err := b.Issuer.Mint(auth.Spec{Sub: demoUser, Homes: homes, TTL: demoSignIn})
-	if err != nil {
-		return err
-	}
-	frag, _ := json.Marshal(SignInFragment{Token: tok, MsgKey: envelope.EncodeKey(envelope.DeriveKey(b.Master, claims.ID))})
 	host, port := hostPort(b.Addrs()["https"])
+	link := fmt.Sprintf("https://%s:%s/#invite=%s", host, port, secret)
 	fmt.Fprintf(w, "\nDemo: home %q with agent %s (a lamp and a door on simulated pins) is running in this process.\n", demoHome, demoAgent)
-	fmt.Fprintf(w, "Open the web app, signed in as %s (the link works for %v; restart for a new one):\n\n", demoUser, demoSignIn)
-	fmt.Fprintf(w, "  https://%s:%s/#signin=%s\n\n", host, port, base64.RawURLEncoding.EncodeToString(frag))
+	fmt.Fprintf(w, "Open the web app, signed in as %s — the link works once, until %s; the browser that opens it stays signed in:\n\n", inv.User, inv.Expires.Local().Format("15:04:05"))
+	fmt.Fprintf(w, "  %s\n\n", link)
+	if isTerminal(w) {
+		if err := printQR(w, link); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(w, "Your browser does not trust the dev CA: accept the warning once, or trust %s.\n", shellQuote(absPath(b.CAFile)))
+	fmt.Fprintf(w, "Another browser or phone: %s member invite --data %s --server %s --home demo --role member\n", shellQuote(selfPath()), shellQuote(b.Config().Data), net.JoinHostPort(host, port))
 	return nil
 }
 

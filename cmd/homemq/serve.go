@@ -31,7 +31,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	httpsAddr := fs.String("https", "", "HTTPS address for /mqtt WebSocket, APIs and web app (default 127.0.0.1:8443)")
 	plain := fs.String("mqtt-plain", "", "also serve plain MQTT/TCP on this address (off unless set)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
-	withDemo := fs.Bool("demo", false, "dev mode only: also run home demo's agent demo-pi (a lamp and a door on simulated pins) and print a sign-in link for user:demo")
+	withDemo := fs.Bool("demo", false, "dev mode only: also run home demo's agent demo-pi (a lamp and a door on simulated pins) and print an invite link for user:demo")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -149,7 +149,7 @@ func printWelcome(w io.Writer, b *broker.Broker, withDemo bool) error {
 	self := selfPath()
 	if withDemo {
 		fmt.Fprintf(w, "  # switch the demo lamp on (a signed command; the agent answers on .../ack)\n")
-		fmt.Fprintf(w, "  %s send --data %s --topic homes/demo/agents/demo-pi/devices/lamp/cmd --msg '{\"action\":\"on\"}'\n\n", shellQuote(self), shellQuote(b.Config().Data))
+		fmt.Fprintf(w, "  %s send --data %s --server mqtts://%s --topic homes/demo/agents/demo-pi/devices/lamp/cmd --msg '{\"action\":\"on\"}'\n\n", shellQuote(self), shellQuote(b.Config().Data), net.JoinHostPort(host, port))
 	} else {
 		agent, _, err := b.Issuer.Mint(auth.Spec{Sub: "agent:demo-pi", Homes: map[string]string{"demo": "agent"}, TTL: 12 * time.Hour})
 		if err != nil {

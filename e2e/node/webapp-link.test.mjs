@@ -1,9 +1,9 @@
-// Opens the sign-in link printed by homemq serve --demo in Debian's
-// Chromium on a phone-sized screen and switches the demo lamp on: nothing is
-// pasted. Run by TestQuickstartFirstMinute (e2e/quickstart_test.go).
+// Opens the invite link printed by homemq serve --demo in Debian's
+// Chromium on a phone-sized screen and switches the demo lamp off and on:
+// nothing is pasted. Run by TestQuickstartFirstMinute (e2e/quickstart_test.go).
 // Prints one JSON line.
 //
-// env: CHROMIUM, LINK (the printed link), SPKI (the broker key Chromium
+// env: CHROMIUM, LINK (the printed invite link), SPKI (the broker key Chromium
 // trusts), ARTIFACTS (screenshot folder).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,8 +37,11 @@ try {
   await page.goto(env('LINK'));
   await page.locator('#conn[data-state="connected"]').waitFor(T);
   out.AddressBar = page.url();
+  out.Sub = await page.textContent('#sub');
   await page.locator('[data-agent="demo/demo-pi"] .status[data-status="online"]').waitFor(T);
   const lamp = page.locator('[data-device="demo/demo-pi/lamp"]');
+  await lamp.locator('button[data-action="off"]:enabled').click(T);
+  await page.locator('[data-device="demo/demo-pi/lamp"][data-state="off"]').waitFor(T);
   await lamp.locator('button[data-action="on"]:enabled').click(T);
   await lamp.locator('.result[data-kind="ok"]').waitFor(T);
   out.Result = (await lamp.locator('.result').textContent()).trim();

@@ -247,37 +247,22 @@ function clipDevice(ua) {
 }
 
 /**
- * signInFromLink signs in with a link's fragment, #signin=BASE64URL(JSON
- * {token, msg_key}) as printed by homemq serve --demo. The fragment never
- * reaches a server; the page removes it from the address bar and history
- * before anything else, so the token lives on in memory only.
+ * signInFromLink signs in with an invite link's fragment, #invite=SECRET
+ * (homemq member invite, serve --demo, or an admin in the app). The fragment
+ * never reaches a server in a URL: the page removes it from the address bar
+ * and history at once and redeems it by POST. Without one, a device signed
+ * in by an invite before gets a fresh token from its sign-in cookie.
  */
 function signInFromLink() {
   const inv = /^#invite=([A-Za-z0-9_-]+)$/.exec(location.hash);
-  if (inv) {
-    history.replaceState(null, '', location.pathname + location.search);
-    const device = clipDevice(navigator.userAgent);
-    deviceSignIn('invite', { invite: inv[1], device })
-      .then((creds) => signIn(creds))
-      .catch((e) => showError(...explain(e)));
-    return;
-  }
-  const m = /^#signin=([A-Za-z0-9_-]+)$/.exec(location.hash);
-  if (!m) {
-    // a device signed in by invite before: its cookie brings a fresh token
+  if (!inv) {
     deviceSignIn('refresh').then((creds) => creds && signIn(creds)).catch((e) => showError(...explain(e)));
     return;
   }
   history.replaceState(null, '', location.pathname + location.search);
-  let creds;
-  try {
-    const b64 = m[1].replace(/-/g, '+').replace(/_/g, '/');
-    creds = parseTokenInput(new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))));
-  } catch {
-    showError('This sign-in link is damaged. Copy the whole link, or ask for a new one.');
-    return;
-  }
-  signIn(creds).catch((e) => showError(...explain(e)));
+  deviceSignIn('invite', { invite: inv[1], device: clipDevice(navigator.userAgent) })
+    .then((creds) => signIn(creds))
+    .catch((e) => showError(...explain(e)));
 }
 
 $('signout').addEventListener('click', () => {

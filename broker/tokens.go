@@ -52,6 +52,11 @@ func (b *Broker) openTokenService() error {
 		Mint: func(sub string, homes map[string]string) (string, *auth.Claims, error) {
 			return b.Issuer.Mint(auth.Spec{Sub: sub, Homes: homes})
 		}}))
+	b.Revoked.OnRevoke(func(e auth.Revocation) { // a revoked user's devices sign in no more
+		if e.Sub != "" {
+			_, _ = reg.RemoveSignInsOf(e.Sub)
+		}
+	})
 	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(auth.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
 	return nil
 }

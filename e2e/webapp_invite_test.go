@@ -121,7 +121,8 @@ func TestWebAppInvite(t *testing.T) {
 // TestMemberInviteCLI: homemq member invite against the running broker
 // prints a one-time link for the URL given; redeeming it yields a token
 // and a sign-in cookie; member signins lists the device, member signout
-// removes it, and the device's next refresh is refused.
+// removes it, and the device's next refresh is refused; homemq revoke
+// --sub ends a user's device sign-ins too.
 func TestMemberInviteCLI(t *testing.T) {
 	b := startBroker(t)
 	srv := b.Addrs()["https"]
@@ -167,5 +168,16 @@ func TestMemberInviteCLI(t *testing.T) {
 	}
 	if code, _ := post("invite", `{"invite":"`+m[1]+`"}`); code != 401 {
 		t.Fatalf("the invite a second time: %d", code)
+	}
+
+	// revoking the user ends the sign-ins of all their devices too
+	out = mustCLI(t, b.Data, srv, "member", "invite", "--home", "h1", "--role", "viewer", "--user", "vic")
+	m = regexp.MustCompile(`#invite=([A-Za-z0-9_-]{43})`).FindStringSubmatch(out)
+	if code, _ := post("invite", `{"invite":"`+m[1]+`"}`); code != 200 {
+		t.Fatalf("redeem the second invite: %d", code)
+	}
+	mustCLI(t, b.Data, srv, "revoke", "--sub", "user:vic")
+	if code, ans := post("refresh", `{}`); code != 401 {
+		t.Fatalf("refresh after homemq revoke --sub user:vic: %d %v", code, ans)
 	}
 }

@@ -224,6 +224,30 @@ func (r *Registry) SignIns(user string) ([]SignIn, error) {
 	return out, err
 }
 
+// RemoveSignInsOf deletes every sign-in of user (when the user is revoked)
+// and returns how many there were.
+func (r *Registry) RemoveSignInsOf(user string) (int, error) {
+	n := 0
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSignIns)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var rec signInRecord
+			if json.Unmarshal(v, &rec) == nil && rec.User == user {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
 // RemoveSignIn deletes a sign-in: its device can no longer get tokens.
 func (r *Registry) RemoveSignIn(id string) error {
 	return r.db.Update(func(tx *bolt.Tx) error {

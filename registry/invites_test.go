@@ -55,6 +55,15 @@ func TestInvites(t *testing.T) {
 	_, err = r.CheckSignIn(tok)
 	want(t, "a removed sign-in", err, ErrDenied, "removed")
 
+	// revoking a user ends all their sign-ins
+	_, sec2, _ := r.AddInvite("h1", "member", inv.User, 0)
+	_, tok2, _ := r.RedeemInvite(sec2, "phone")
+	if n, err := r.RemoveSignInsOf(inv.User); n != 1 || err != nil {
+		t.Fatalf("RemoveSignInsOf: %d, %v", n, err)
+	}
+	_, err = r.CheckSignIn(tok2)
+	want(t, "a sign-in of a revoked user", err, ErrDenied, "not valid")
+
 	// an invite past its time is refused
 	_, late, _ := r.AddInvite("h1", "viewer", "user:vic", time.Minute)
 	now = now.Add(2 * time.Minute)

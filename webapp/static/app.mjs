@@ -201,6 +201,9 @@ function showError(text, detail = '') {
 function explain(e) {
   if (e.plain) return [e.message, ''];
   if (typeof e.code === 'number') return [plainReason(e.code), e.message];
+  if (e.signInAPI === 'refresh' && e.status === 403) {
+    return ['You are no longer a member of any home here. Ask the home’s admin.', e.message];
+  }
   if (e.signInAPI === 'refresh' && e.status === 401) {
     return ['This phone is no longer signed in: the home’s admin removed it, or it went unused for half a year. Ask the admin for a new invite to sign in again.', e.message];
   }

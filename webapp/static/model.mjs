@@ -257,7 +257,7 @@ export function ackProblem(code) {
  */
 export function plainReason(code, role) {
   switch (code) {
-    case 0x86: return 'This sign-in was not accepted (it is damaged, revoked or for another hub). Sign in again with a fresh link.';
+    case 0x86: return 'This sign-in was not accepted (it is damaged, revoked or for another hub). Sign in again with a new invite link or token.';
     case 0x87: return role !== undefined && !canCommand(role)
       ? 'You can look but not control this home — ask its admin.'
       : 'The hub did not allow this. Sign in again; if it persists, ask the home’s admin.';

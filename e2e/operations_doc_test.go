@@ -27,15 +27,16 @@ func docBlocks(t *testing.T, doc, lang string) []string {
 	return out
 }
 
-// TestOperationsUnitsVerify: every systemd unit in docs/operations.md (an
-// ini block whose first line names its file) passes systemd-analyze verify,
-// with the documented binary path pointing at the built binary.
+// TestOperationsUnitsVerify: every systemd unit in docs/operations.md and
+// docs/agent.md (an ini block whose first line names its file) passes
+// systemd-analyze verify, with the documented binary path pointing at the
+// built binary.
 func TestOperationsUnitsVerify(t *testing.T) {
 	analyze := needTool(t, "systemd-analyze")
 	bin := homemqBinary(t)
 	dir := t.TempDir()
 	var units []string
-	for _, block := range docBlocks(t, "operations.md", "ini") {
+	for _, block := range append(docBlocks(t, "operations.md", "ini"), docBlocks(t, "agent.md", "ini")...) {
 		first, _, _ := strings.Cut(block, "\n")
 		name, ok := strings.CutPrefix(first, "# /etc/systemd/system/")
 		if !ok {
@@ -48,8 +49,8 @@ func TestOperationsUnitsVerify(t *testing.T) {
 		}
 		units = append(units, path)
 	}
-	if len(units) < 3 {
-		t.Fatalf("found %d units, want the service, the token service and its timer", len(units))
+	if len(units) < 4 {
+		t.Fatalf("found %d units, want the broker, the token service and its timer, the agent", len(units))
 	}
 	out, err := exec.Command(analyze, append([]string{"verify"}, units...)...).CombinedOutput()
 	if err != nil {

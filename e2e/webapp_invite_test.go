@@ -34,6 +34,9 @@ type inviteResult struct {
 	AppInviteOverflow      bool
 	AppInviteRole          string
 	AppInviteButtons       int
+	AppInviteUser          string
+	PhoneListed            string
+	AppRemoved             string
 	URLs                   []string
 	ConsoleErrors          []string
 	Screenshots            []string
@@ -112,6 +115,12 @@ func TestWebAppInvite(t *testing.T) {
 	}
 	if res.AppInviteRole != "viewer" || res.AppInviteButtons != 0 {
 		t.Errorf("signed in by the app's invite: role %q, %d buttons", res.AppInviteRole, res.AppInviteButtons)
+	}
+	if !strings.HasPrefix(res.AppInviteUser, "user:guest-") || !strings.Contains(res.PhoneListed, "Chrom") {
+		t.Errorf("the admin's list of phones shows %q for %q", res.PhoneListed, res.AppInviteUser)
+	}
+	if !strings.Contains(res.AppRemoved, "no longer signed in") {
+		t.Errorf("after the admin signed the phone out in the app, it shows %q", res.AppRemoved)
 	}
 	if len(res.ConsoleErrors) > 0 {
 		t.Errorf("console errors: %q", res.ConsoleErrors)

@@ -8,6 +8,8 @@
 //	POST /api/signin/refresh  (the cookie)                → a token (204: no cookie)
 //	POST /api/signin/signout  (the cookie)                → the sign-in removed, the cookie cleared
 //	POST /api/signin/create   {"home","role","ttl"} with an admin's Bearer token → a new invite
+//	POST /api/signin/list     {"home"} with an admin's Bearer token → the members' signed-in devices
+//	POST /api/signin/remove   {"home","id"} with an admin's Bearer token → that device signed out
 //
 // A token answer is the token API's: {"access_token","msg_key",
 // "token_type":"Bearer","expires_in"} (docs/tokens.md).
@@ -46,6 +48,8 @@ type Registry interface {
 	CheckSignIn(token string) (registry.SignIn, error)
 	RemoveSignIn(id string) error
 	Memberships(user string) (map[string]string, error)
+	Members(home string) ([]registry.Membership, error)
+	SignIns(user string) ([]registry.SignIn, error)
 }
 
 // Options configure the Handler.
@@ -102,6 +106,10 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.signout(w, r)
 	case "create":
 		a.create(w, r)
+	case "list":
+		a.list(w, r)
+	case "remove":
+		a.remove(w, r)
 	default:
 		fail(w, http.StatusNotFound, "invalid_request", "unknown sign-in endpoint; see docs/webapp.md")
 	}
@@ -167,37 +175,106 @@ type createAnswer struct {
 	QR      string    `json:"qr"`
 }
 
-// create makes an invite for an admin of the home, who is one now (the
-// registry says so, not only the token).
-func (a *api) create(w http.ResponseWriter, r *http.Request) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || a.Verify == nil {
+// adminRequest is the body of create, list and remove.
+type adminRequest struct {
+	Home string `json:"home"`
+	Role string `json:"role,omitempty"` // create
+	TTL  int64  `json:"ttl,omitempty"`  // create: seconds; 0: the default
+	ID   string `json:"id,omitempty"`   // remove
+}
+
+// admin reads an admin request and checks that its Bearer token's subject
+// is an admin of its home now (the registry says so, not only the token).
+// It answers the refusal itself and then returns ok == false.
+func (a *api) admin(w http.ResponseWriter, r *http.Request) (req adminRequest, ok bool) {
+	tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !found || a.Verify == nil {
 		fail(w, http.StatusUnauthorized, "invalid_token", "send your token as Authorization: Bearer …")
-		return
+		return req, false
 	}
 	claims, err := a.Verify(tok)
 	if err != nil {
 		fail(w, http.StatusUnauthorized, "invalid_token", err.Error())
-		return
-	}
-	var req struct {
-		Home string `json:"home"`
-		Role string `json:"role"`
-		TTL  int64  `json:"ttl"` // seconds; 0: the default
+		return req, false
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		fail(w, http.StatusBadRequest, "invalid_request", `body must be {"home":"…","role":"member","ttl":900}`)
-		return
+		fail(w, http.StatusBadRequest, "invalid_request", `body must be {"home":"…"} (and "role" to create, "id" to remove)`)
+		return req, false
 	}
 	homes, err := a.Registry.Memberships(claims.Subject)
 	if err != nil {
 		fail(w, http.StatusInternalServerError, "server_error", err.Error())
-		return
+		return req, false
 	}
 	if homes[req.Home] != "admin" {
-		fail(w, http.StatusForbidden, "insufficient_scope", fmt.Sprintf("only an admin of home %q may invite people to it", req.Home))
+		fail(w, http.StatusForbidden, "insufficient_scope", fmt.Sprintf("only an admin of home %q may manage who signs in to it", req.Home))
+		return req, false
+	}
+	return req, true
+}
+
+// homeSignIns lists the sign-ins of the members of home.
+func (a *api) homeSignIns(home string) ([]registry.SignIn, error) {
+	members, err := a.Registry.Members(home)
+	if err != nil {
+		return nil, err
+	}
+	out := []registry.SignIn{}
+	for _, m := range members {
+		s, err := a.Registry.SignIns(m.User)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s...)
+	}
+	return out, nil
+}
+
+// list answers an admin with the signed-in devices of the home's members.
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	req, ok := a.admin(w, r)
+	if !ok {
+		return
+	}
+	list, err := a.homeSignIns(req.Home)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"signins": list})
+}
+
+// remove signs out one device of a member of the home.
+func (a *api) remove(w http.ResponseWriter, r *http.Request) {
+	req, ok := a.admin(w, r)
+	if !ok {
+		return
+	}
+	list, err := a.homeSignIns(req.Home)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	for _, s := range list {
+		if s.ID == req.ID {
+			if err := a.Registry.RemoveSignIn(s.ID); err != nil {
+				refuse(w, err)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+	fail(w, http.StatusNotFound, "invalid_request", fmt.Sprintf("no device %q is signed in to home %q", req.ID, req.Home))
+}
+
+// create makes an invite for an admin of the home.
+func (a *api) create(w http.ResponseWriter, r *http.Request) {
+	req, ok := a.admin(w, r)
+	if !ok {
 		return
 	}
 	inv, secret, err := a.Registry.AddInvite(req.Home, req.Role, "", time.Duration(req.TTL)*time.Second)

@@ -32,6 +32,15 @@ func (f *fakeRegistry) CheckSignIn(token string) (registry.SignIn, error) {
 	return registry.SignIn{ID: "s1", User: "user:ann"}, nil
 }
 func (f *fakeRegistry) RemoveSignIn(id string) error { f.removed = id; return nil }
+func (f *fakeRegistry) Members(home string) ([]registry.Membership, error) {
+	return []registry.Membership{{User: "user:ann", Home: "h1", Role: "admin"}}, nil
+}
+func (f *fakeRegistry) SignIns(user string) ([]registry.SignIn, error) {
+	if user != "user:ann" || f.removed == "s1" {
+		return nil, nil
+	}
+	return []registry.SignIn{{ID: "s1", User: "user:ann", Device: "phone"}}, nil
+}
 func (f *fakeRegistry) Memberships(user string) (map[string]string, error) {
 	if user == "user:ann" {
 		return map[string]string{"h1": "admin"}, nil
@@ -79,6 +88,10 @@ func TestSignInAPI(t *testing.T) {
 		{"create without a token", "create", `{"home":"h1","role":"member"}`, "application/json", "", "", "", "POST", 401, "Bearer"},
 		{"create with a bad token", "create", `{"home":"h1","role":"member"}`, "application/json", "", "Bearer forged", "", "POST", 401, "refused"},
 		{"create by a non-admin", "create", `{"home":"h1","role":"member"}`, "application/json", "", "Bearer tok-user:bob", "", "POST", 403, "only an admin"},
+		{"list by a non-admin", "list", `{"home":"h1"}`, "application/json", "", "Bearer tok-user:bob", "", "POST", 403, "only an admin"},
+		{"list", "list", `{"home":"h1"}`, "application/json", "", "Bearer tok-user:ann", "", "POST", 200, `"device":"phone"`},
+		{"remove another home's device", "remove", `{"home":"h1","id":"s9"}`, "application/json", "", "Bearer tok-user:ann", "", "POST", 404, "no device"},
+		{"remove by a non-admin", "remove", `{"home":"h1","id":"s1"}`, "application/json", "", "Bearer tok-user:bob", "", "POST", 403, "only an admin"},
 		{"create", "create", `{"home":"h1","role":"member"}`, "application/json", "", "Bearer tok-user:ann", "", "POST", 200, `"qr":"data:image/png;base64,`},
 		{"unknown endpoint", "nope", `{}`, "application/json", "", "", "", "POST", 404, "unknown"},
 	}

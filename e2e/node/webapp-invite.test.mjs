@@ -114,7 +114,6 @@ try {
   out.AppInviteQR = await box.locator('.invite-qr').evaluate((img) => img.complete && img.naturalWidth > 100);
   out.AppInviteOverflow = await admin.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
   await shot(admin, '5-admin-invites');
-  await desk.close();
   const third = await browser();
   const page3 = await third.newPage();
   await page3.goto(link);
@@ -122,7 +121,23 @@ try {
   await page3.locator(`[data-device="${DEVICE}"] .state`).waitFor(T);
   out.AppInviteRole = (await page3.locator('[data-home] .role').first().textContent()).trim();
   out.AppInviteButtons = await page3.locator('button.cmd').count();
+  out.AppInviteUser = await page3.textContent('#sub');
   await shot(page3, '6-viewer-by-app-invite');
+
+  // the admin sees that phone in the home's list and signs it out
+  await box.locator('button', { hasText: 'Show signed-in phones' }).click();
+  const row = box.locator('.phones li', { hasText: out.AppInviteUser });
+  await row.waitFor(T);
+  out.PhoneListed = (await row.textContent()).trim();
+  await row.locator('button', { hasText: 'Sign out' }).click();
+  await row.filter({ hasText: 'signed out' }).waitFor(T);
+  await shot(admin, '7-admin-signed-a-phone-out');
+  await desk.close();
+  const before3 = out.ConsoleErrors.length;
+  await page3.reload();
+  await page3.locator('#signin-error:not([hidden])').waitFor(T);
+  out.AppRemoved = (await page3.locator('#signin-error').textContent()).trim();
+  out.ConsoleErrors.splice(before3); // the refused refresh (401) is expected here
   await third.close();
 } catch (e) {
   out.Error = String(e.stack || e);

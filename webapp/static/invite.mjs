@@ -1,7 +1,8 @@
 // The admin's "Invite someone" box of a home: it asks the sign-in API for a
 // one-time invite (POST /api/signin/create, with the admin's token) and shows
 // its link, a copy button and its QR code, for the invited person to open on
-// their phone (docs/webapp.md).
+// their phone; and it lists the members' signed-in phones, each with a
+// button that signs it out (docs/webapp.md).
 
 import { details, el } from './dom.mjs';
 import { formatTime } from './model.mjs';
@@ -29,24 +30,64 @@ export function inviteBox(home, token) {
       button.disabled = false;
     }
   });
+  const phones = el('ul', { class: 'phones', 'aria-live': 'polite' });
+  const show = el('button', { type: 'button', class: 'secondary', text: 'Show signed-in phones' });
+  show.addEventListener('click', () => listPhones(home, token, phones));
   return el('details', { class: 'invite', 'data-invite': home },
     el('summary', { text: 'Invite someone' }),
-    el('p', { class: 'fine', text: 'The link works once, for 15 minutes, on the phone that opens it; that phone then stays signed in until you remove it (homemq member signins).' }),
-    el('div', { class: 'invite-form' }, role, button), out);
+    el('p', { class: 'fine', text: 'The link works once, for 15 minutes, on the phone that opens it; that phone then stays signed in until you sign it out below.' }),
+    el('div', { class: 'invite-form' }, role, button), out,
+    el('div', { class: 'invite-form' }, show), phones);
 }
 
-async function create(home, role, token) {
+/** call posts to the sign-in API with the admin's token and returns its JSON answer. */
+async function call(what, body, token) {
   if (!token) throw new Error('not signed in');
-  const res = await fetch('/api/signin/create', {
+  const res = await fetch(`/api/signin/${what}`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', Accept: 'application/json', Authorization: `Bearer ${token}` },
-    body: JSON.stringify({ home, role }),
+    body: JSON.stringify(body),
     cache: 'no-store',
     credentials: 'omit',
     redirect: 'error',
   });
-  const a = await res.json().catch(() => ({}));
+  const a = res.status === 204 ? {} : await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(a.error_description || `the sign-in API answered ${res.status}`);
+  return a;
+}
+
+/** listPhones shows the members' signed-in phones, each with a Sign out button. */
+async function listPhones(home, token, list) {
+  let a;
+  try {
+    a = await call('list', { home }, token());
+  } catch (e) {
+    list.replaceChildren(el('li', { class: 'error', text: 'Could not list the phones. Try again.' }, details(e.message)));
+    return;
+  }
+  if (a.signins.length === 0) {
+    list.replaceChildren(el('li', { text: 'No phone is signed in by invite.' }));
+    return;
+  }
+  list.replaceChildren(...a.signins.map((s) => {
+    const out = el('button', { type: 'button', class: 'secondary', 'data-signin': s.id, text: 'Sign out' });
+    const li = el('li', {}, el('span', { text: `${s.user} — ${s.device || 'a device'}, last used ${formatTime(Date.parse(s.last_used))} ` }), out);
+    out.addEventListener('click', async () => {
+      out.disabled = true;
+      try {
+        await call('remove', { home, id: s.id }, token());
+        li.replaceChildren(`${s.user} — ${s.device || 'a device'}: signed out. It needs a new invite to come back.`);
+      } catch (e) {
+        out.disabled = false;
+        li.append(details(e.message));
+      }
+    });
+    return li;
+  }));
+}
+
+async function create(home, role, token) {
+  const a = await call('create', { home, role }, token);
   const link = `${location.origin}/#invite=${a.invite}`;
   const field = el('input', { class: 'invite-link', readonly: '', value: link, 'aria-label': 'invite link' });
   const copy = el('button', { type: 'button', text: 'Copy' });

@@ -6,8 +6,10 @@ BENCHTIME ?= 1s
 
 .PHONY: build run test unit e2e node-deps bench fuzz lint build-pi bench-compare clean
 
+## build: bin/homemq (everything) and bin/homemq-agent (the Pi agent alone) for this machine
 build:
 	$(GO) build -buildvcs=auto -o bin/homemq ./cmd/homemq
+	$(GO) build -buildvcs=auto -o bin/homemq-agent ./cmd/homemq-agent
 
 ## run: bin/homemq in dev mode on ./homemq-data (self-provisioned certificates and keys) with
 ## the demo home and agent; prints a sign-in link. Ctrl-C exits 0.
@@ -48,11 +50,14 @@ lint:
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	$(GO) test -count=1 -run '^TestNoLongSleepsInTests$$' ./internal/eventually/
 
-## build-pi: the agent for Raspberry Pi (linux/arm64 and linux/arm v7)
+## build-pi: the lean agent for Raspberry Pi: arm64 (Pi 3/4/5 on a 64-bit OS), arm v7 (Pi 2/3/4 on a 32-bit OS), arm v6 (Pi Zero/Zero W, Pi 1)
+PI_FLAGS := -buildvcs=auto -trimpath -ldflags='-s -w'
 build-pi:
-	GOOS=linux GOARCH=arm64 $(GO) build -o bin/homemq-linux-arm64 ./cmd/homemq
-	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -o bin/homemq-linux-armv7 ./cmd/homemq
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(PI_FLAGS) -o bin/homemq-agent-linux-arm64 ./cmd/homemq-agent
+	GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=0 $(GO) build $(PI_FLAGS) -o bin/homemq-agent-linux-armv7 ./cmd/homemq-agent
+	GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build $(PI_FLAGS) -o bin/homemq-agent-linux-armv6 ./cmd/homemq-agent
 
 clean:
 	rm -rf bin

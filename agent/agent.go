@@ -142,8 +142,17 @@ func (a *Agent) Config() Config { return a.cfg }
 // Run opens the pins at their safe levels, keeps the MQTT session up and
 // handles commands until ctx ends; then it leaves every output at its safe
 // level, publishes the final states and "offline", and disconnects. It
-// returns an error only when the pins cannot be opened.
+// returns an error only when the state folder or the pins cannot be
+// opened.
 func (a *Agent) Run(ctx context.Context) error {
+	if path := a.cfg.nonceFile(); path != "" {
+		n, live, err := openNonces(path, a.cmd.now)
+		if err != nil {
+			return fmt.Errorf("%w (state_dir must be a folder the agent can write, e.g. /var/lib/homemq-agent)", err)
+		}
+		defer n.close()
+		a.cmd.useNonces(n, live)
+	}
 	now := time.Now()
 	for i, d := range a.devices {
 		pin, err := a.pins.Pin(d.cfg.Pin)

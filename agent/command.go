@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"homemq/envelope"
@@ -112,6 +113,8 @@ const (
 	ErrUnsupported = "unsupported_action" // the device does not take that action
 	ErrGPIO        = "gpio_error"         // the pin could not be driven
 	ErrClosed      = "closed"             // the agent is shutting down
+	ErrState       = "state_error"        // the agent could not record the command's nonce in its state folder
+	ErrRestarted   = "restarted"          // delivered again after the agent restarted; it was taken on before and is not executed again
 )
 
 // commander checks and executes commands: the second line of defence
@@ -123,6 +126,14 @@ type commander struct {
 	replay      *envelope.ReplayCache
 	now         func() time.Time
 	log         *slog.Logger
+
+	// nonces, when set, is the nonce file: a nonce is written there
+	// before its command is acted on (nonces.go).
+	nonces *nonceFile
+	// earlier holds the nonces loaded from the file at start: commands
+	// taken on by an earlier run, whose ack may have been lost with it.
+	mu      sync.Mutex
+	earlier map[string]bool
 }
 
 // replayPolicy is the agent's envelope policy: the broker enforces the
@@ -142,7 +153,8 @@ func newCommander(home, agent string, devices map[string]*device, now func() tim
 // this agent's command topics.
 //
 // The order: envelope well-formed; nonce not seen before (recorded even for
-// an expired command, so its redelivery is not answered twice); not
+// an expired command, so its redelivery is not answered twice, and written
+// to the nonce file, so a restart does not forget it); not
 // expired by the agent's clock; device known; msg a valid command; action
 // known to the device. Only then is the pin touched.
 func (c *commander) handle(topic string, payload []byte) (ackTopic string, ack Ack, ok bool) {
@@ -163,6 +175,13 @@ func (c *commander) handle(topic string, payload []byte) (ackTopic string, ack A
 	if err := c.replay.Record(env.Kid, env.Nonce, later(exp, now.Add(time.Second)), now); err != nil {
 		switch envelope.ReasonOf(err) {
 		case envelope.ReasonReplay:
+			if c.takeEarlier(env.Kid, env.Nonce) {
+				if d := c.devices[p.Device]; d != nil {
+					ack.State = d.state().State
+				}
+				ack.Error, ack.Detail = ErrRestarted, "the agent restarted after it took this command on and before the broker knew; it is not executed again (the state shows whether it took effect)"
+				return c.refuse(ackTopic, p.Device, ack)
+			}
 			c.log.Info("duplicate delivery of a command already handled; not acted on again", "device", p.Device, "nonce", env.Nonce)
 			return "", Ack{}, false
 		case envelope.ReasonCacheFull:
@@ -171,6 +190,12 @@ func (c *commander) handle(topic string, payload []byte) (ackTopic string, ack A
 			ack.Error, ack.Detail = ErrLifetime, fmt.Sprintf("command expires at %s, further ahead than any command may (is the agent's clock right?)", exp.UTC().Format(time.RFC3339))
 		}
 		return c.refuse(ackTopic, p.Device, ack)
+	}
+	if c.nonces != nil {
+		if err := c.nonces.add(env.Kid, env.Nonce, later(exp, now.Add(time.Second))); err != nil {
+			ack.Error, ack.Detail = ErrState, "the agent could not record the command in its state folder, so it could not promise to act only once; not executed: "+err.Error()
+			return c.refuse(ackTopic, p.Device, ack)
+		}
 	}
 	d := c.devices[p.Device]
 	if d != nil {
@@ -203,6 +228,33 @@ func (c *commander) handle(topic string, payload []byte) (ackTopic string, ack A
 	ack.OK, ack.Result = true, result
 	c.log.Info("command executed", "device", p.Device, "action", cmd.Action, "result", result, "nonce", env.Nonce)
 	return ackTopic, ack, true
+}
+
+// useNonces makes the commander persist nonces in n and remember the
+// nonces an earlier run took on (live, from openNonces).
+func (c *commander) useNonces(n *nonceFile, live []seenNonce) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nonces, c.earlier = n, make(map[string]bool, len(live))
+	for _, s := range live {
+		if err := c.replay.Record(s.kid, s.nonce, s.exp, now); err == nil {
+			c.earlier[s.kid+" "+s.nonce] = true
+		}
+	}
+}
+
+// takeEarlier reports, once, whether (kid, nonce) was taken on by an
+// earlier run of the agent.
+func (c *commander) takeEarlier(kid, nonce string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := kid + " " + nonce
+	if !c.earlier[k] {
+		return false
+	}
+	delete(c.earlier, k)
+	return true
 }
 
 func (c *commander) refuse(ackTopic, device string, ack Ack) (string, Ack, bool) {

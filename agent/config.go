@@ -117,6 +117,12 @@ type Config struct {
 	Reconnect ReconnectConfig `yaml:"reconnect"`
 	// KeepAlive is the MQTT keep-alive (default 30s).
 	KeepAlive time.Duration `yaml:"keepalive"`
+	// StateDir is the folder where the agent keeps the nonces of the
+	// commands it took on, so that a command delivered again after a crash
+	// is not executed twice (default: the folder of agent.yaml). It must be
+	// writable. A Config made in code without one keeps nonces in memory
+	// only.
+	StateDir string `yaml:"state_dir"`
 
 	dir string // the config file's folder: relative paths are read from it
 }
@@ -224,6 +230,9 @@ func (c *Config) applyDefaults() {
 		if u, err := url.Parse(c.Broker); err == nil && u.Scheme == "wss" && u.Host != "" {
 			c.TokenURL = "https://" + u.Host + "/api/token"
 		}
+	}
+	if c.StateDir == "" && c.dir != "" {
+		c.StateDir = "."
 	}
 	if c.HomeAssistant != nil && c.HomeAssistant.DiscoveryPrefix == "" {
 		c.HomeAssistant.DiscoveryPrefix = DefaultHAPrefix(c.Home)
@@ -445,6 +454,15 @@ func (c *Config) path(name string) string {
 		return name
 	}
 	return filepath.Join(c.dir, name)
+}
+
+// nonceFile returns the path of the agent's nonce file, or "" when the
+// agent has no state folder.
+func (c *Config) nonceFile() string {
+	if c.StateDir == "" {
+		return ""
+	}
+	return filepath.Join(c.path(c.StateDir), nonceFileName(c.Home, c.Agent))
 }
 
 // Device returns the configured device with that id.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
@@ -54,17 +55,6 @@ func newDevice(t *testing.T, cfg DeviceConfig) (*device, *gpiosim.Pin, *changes)
 	}
 	t.Cleanup(d.close)
 	return d, pin, ch
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestSwitchActions(t *testing.T) {
@@ -191,65 +181,92 @@ func TestRefusedActions(t *testing.T) {
 	}
 }
 
+// The pulse tests run in a synctest bubble: the pulse's timer runs on the
+// bubble's clock, so a test checks the exact instant the pin goes off
+// without waiting for it.
+
 func TestPulseGoesOffByItself(t *testing.T) {
-	d, pin, ch := newDevice(t, DeviceConfig{ID: "door", Kind: Pulse, Pulse: 60 * time.Millisecond})
-	res, err := d.do("pulse", time.Now())
-	if err != nil || res != "pulse" {
-		t.Fatalf("pulse: %q, %v", res, err)
-	}
-	if pin.Level() != gpio.High || d.state().Until == nil {
-		t.Fatalf("pin %v, state %+v right after the pulse command", pin.Level(), d.state())
-	}
-	waitFor(t, "the pulse to end", func() bool { return pin.Level() == gpio.Low })
-	h := pin.History()
-	if len(h) != 3 || h[1].Level != gpio.High || h[2].Level != gpio.Low {
-		t.Fatalf("pin history %v, want initial Low, High, Low", h)
-	}
-	if d := h[2].Time.Sub(h[1].Time); d < 60*time.Millisecond {
-		t.Fatalf("the pulse lasted %v", d)
-	}
-	waitFor(t, "the off state", func() bool { s, _ := ch.snapshot(); return len(s) == 2 })
-	states, _ := ch.snapshot()
-	if states[0].State != "on" || states[1].State != "off" || states[1].Until != nil {
-		t.Fatalf("states %+v, want on then off", states)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		d, pin, ch := newDevice(t, DeviceConfig{ID: "door", Kind: Pulse, Pulse: 60 * time.Millisecond})
+		res, err := d.do("pulse", time.Now())
+		if err != nil || res != "pulse" {
+			t.Fatalf("pulse: %q, %v", res, err)
+		}
+		if pin.Level() != gpio.High || d.state().Until == nil {
+			t.Fatalf("pin %v, state %+v right after the pulse command", pin.Level(), d.state())
+		}
+		time.Sleep(d.cfg.Pulse - time.Millisecond)
+		synctest.Wait()
+		if pin.Level() != gpio.High {
+			t.Fatalf("the pulse ended before its %v", d.cfg.Pulse)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if pin.Level() != gpio.Low {
+			t.Fatalf("the pulse did not end after its %v", d.cfg.Pulse)
+		}
+		h := pin.History()
+		if len(h) != 3 || h[1].Level != gpio.High || h[2].Level != gpio.Low {
+			t.Fatalf("pin history %v, want initial Low, High, Low", h)
+		}
+		if d := h[2].Time.Sub(h[1].Time); d != 60*time.Millisecond {
+			t.Fatalf("the pulse lasted %v, want 60ms", d)
+		}
+		states, _ := ch.snapshot()
+		if len(states) != 2 || states[0].State != "on" || states[1].State != "off" || states[1].Until != nil {
+			t.Fatalf("states %+v, want on then off", states)
+		}
+	})
 }
 
 func TestPulseExtendsAndOffEndsIt(t *testing.T) {
-	d, pin, _ := newDevice(t, DeviceConfig{ID: "door", Kind: Pulse, Pulse: 500 * time.Millisecond, ActiveLow: true})
-	if pin.Level() != gpio.High {
-		t.Fatal("an active-low strike must rest high")
-	}
-	start := time.Now()
-	if _, err := d.do("pulse", start); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond)
-	second := time.Now()
-	res, err := d.do("pulse", second)
-	if err != nil || res != "extended" {
-		t.Fatalf("second pulse: %q, %v; want extended", res, err)
-	}
-	waitFor(t, "the extended pulse to end", func() bool { return pin.Level() == gpio.High })
-	h := pin.History()
-	if len(h) != 3 {
-		t.Fatalf("history %v: an extension must not switch the pin off and on", h)
-	}
-	if end := h[2].Time; end.Sub(second) < 500*time.Millisecond {
-		t.Fatalf("the extended pulse ended %v after the second command, want >= 500ms", end.Sub(second))
-	}
-	// off ends a pulse at once, and its timer does nothing later.
-	if _, err := d.do("pulse", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := d.do("off", time.Now()); err != nil || res != "off" || pin.Level() != gpio.High {
-		t.Fatalf("off: %q %v, pin %v", res, err, pin.Level())
-	}
-	n := len(pin.History())
-	time.Sleep(600 * time.Millisecond)
-	if len(pin.History()) != n {
-		t.Fatal("the cancelled pulse's timer drove the pin")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		d, pin, _ := newDevice(t, DeviceConfig{ID: "door", Kind: Pulse, Pulse: 500 * time.Millisecond, ActiveLow: true})
+		if pin.Level() != gpio.High {
+			t.Fatal("an active-low strike must rest high")
+		}
+		if _, err := d.do("pulse", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		second := time.Now()
+		res, err := d.do("pulse", second)
+		if err != nil || res != "extended" {
+			t.Fatalf("second pulse: %q, %v; want extended", res, err)
+		}
+		// The first pulse's end passes; the extended one ends Pulse after
+		// the second command, not sooner.
+		time.Sleep(d.cfg.Pulse - time.Millisecond)
+		synctest.Wait()
+		if pin.Level() != gpio.Low {
+			t.Fatalf("the extended pulse ended %v after the second command, want %v", time.Since(second), d.cfg.Pulse)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if pin.Level() != gpio.High {
+			t.Fatalf("the extended pulse did not end %v after the second command", d.cfg.Pulse)
+		}
+		h := pin.History()
+		if len(h) != 3 {
+			t.Fatalf("history %v: an extension must not switch the pin off and on", h)
+		}
+		if end := h[2].Time; end.Sub(second) != d.cfg.Pulse {
+			t.Fatalf("the extended pulse ended %v after the second command, want %v", end.Sub(second), d.cfg.Pulse)
+		}
+		// off ends a pulse at once, and its timer does nothing later.
+		if _, err := d.do("pulse", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := d.do("off", time.Now()); err != nil || res != "off" || pin.Level() != gpio.High {
+			t.Fatalf("off: %q %v, pin %v", res, err, pin.Level())
+		}
+		n := len(pin.History())
+		time.Sleep(2 * d.cfg.Pulse)
+		synctest.Wait()
+		if len(pin.History()) != n {
+			t.Fatal("the cancelled pulse's timer drove the pin")
+		}
+	})
 }
 
 func TestCloseLeavesSafeLevels(t *testing.T) {
@@ -270,6 +287,9 @@ func TestCloseLeavesSafeLevels(t *testing.T) {
 	}
 }
 
+// The input tests run in a synctest bubble: the watcher's edge and
+// debounce timers run on the bubble's clock.
+
 func TestInputDebounce(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -284,48 +304,61 @@ func TestInputDebounce(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, pin, ch := newDevice(t, DeviceConfig{ID: "btn", Kind: Input, ActiveLow: tt.activeLow, Debounce: 100 * time.Millisecond})
-			if pin.IsOutput() {
-				t.Fatal("an input pin was made an output")
-			}
-			if d.state().State != "off" {
-				t.Fatalf("a resting input reads %q", d.state().State)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			d.watch(ctx)
-			for _, l := range tt.drive {
-				if err := pin.Drive(l); err != nil {
-					t.Fatal(err)
+			synctest.Test(t, func(t *testing.T) {
+				d, pin, ch := newDevice(t, DeviceConfig{ID: "btn", Kind: Input, ActiveLow: tt.activeLow, Debounce: 100 * time.Millisecond})
+				if pin.IsOutput() {
+					t.Fatal("an input pin was made an output")
 				}
-			}
-			time.Sleep(400 * time.Millisecond)
-			_, events := ch.snapshot()
-			if len(events) != len(tt.wantEvents) {
-				t.Fatalf("events %+v, want %v", events, tt.wantEvents)
-			}
-			for i, e := range events {
-				if e.State != tt.wantEvents[i] {
-					t.Fatalf("event %d = %q, want %q", i, e.State, tt.wantEvents[i])
+				if d.state().State != "off" {
+					t.Fatalf("a resting input reads %q", d.state().State)
 				}
-			}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				d.watch(ctx)
+				for _, l := range tt.drive {
+					if err := pin.Drive(l); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// Nothing is reported while the pin may still bounce, the
+				// change as soon as it has been still for Debounce.
+				time.Sleep(d.cfg.Debounce - time.Millisecond)
+				synctest.Wait()
+				if _, events := ch.snapshot(); len(events) != 0 {
+					t.Fatalf("events %+v before the pin was still for %v", events, d.cfg.Debounce)
+				}
+				time.Sleep(time.Millisecond)
+				synctest.Wait()
+				_, events := ch.snapshot()
+				if len(events) != len(tt.wantEvents) {
+					t.Fatalf("events %+v, want %v", events, tt.wantEvents)
+				}
+				for i, e := range events {
+					if e.State != tt.wantEvents[i] {
+						t.Fatalf("event %d = %q, want %q", i, e.State, tt.wantEvents[i])
+					}
+				}
+			})
 		})
 	}
 }
 
 func TestInputCloseStopsWatcher(t *testing.T) {
-	d, pin, ch := newDevice(t, DeviceConfig{ID: "btn", Kind: Input, Debounce: time.Millisecond})
-	d.watch(context.Background())
-	done := make(chan struct{})
-	go func() { d.close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("close did not stop the watcher")
-	}
-	_ = pin.Drive(gpio.High)
-	time.Sleep(20 * time.Millisecond)
-	if s, _ := ch.snapshot(); len(s) != 0 {
-		t.Fatal("a closed input still reports")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		d, pin, ch := newDevice(t, DeviceConfig{ID: "btn", Kind: Input, Debounce: time.Millisecond})
+		d.watch(context.Background())
+		done := make(chan struct{})
+		go func() { d.close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("close did not stop the watcher")
+		}
+		_ = pin.Drive(gpio.High)
+		time.Sleep(10 * d.cfg.Debounce)
+		synctest.Wait()
+		if s, _ := ch.snapshot(); len(s) != 0 {
+			t.Fatal("a closed input still reports")
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -229,61 +230,77 @@ func TestUsableAndRefreshAt(t *testing.T) {
 	}
 }
 
+// The keeper tests run in a synctest bubble: the renewal timers and the
+// token lifetimes run on the bubble's clock, so renewals and retries happen
+// at exact instants and cost no wall time.
+
 func TestKeeperRenewsInTheBackground(t *testing.T) {
-	src := &seqSource{life: 300 * time.Millisecond}
-	k := newKeeper(src, ReconnectConfig{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}, quiet)
-	first, err := k.get(context.Background())
-	if err != nil || k.password() != first.Access {
-		t.Fatalf("get: %+v %v", first, err)
-	}
-	if again, _ := k.get(context.Background()); again.Access != first.Access || src.calls.Load() != 1 {
-		t.Fatal("get fetched again while the token was fresh")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go k.run(ctx)
-	for i := 0; i < 3; i++ {
-		select {
-		case <-k.rotated:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("no renewal %d", i+1)
+	synctest.Test(t, func(t *testing.T) {
+		src := &seqSource{life: 300 * time.Millisecond}
+		k := newKeeper(src, ReconnectConfig{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}, quiet)
+		start := time.Now()
+		first, err := k.get(context.Background())
+		if err != nil || k.password() != first.Access {
+			t.Fatalf("get: %+v %v", first, err)
 		}
-	}
-	if k.password() == first.Access {
-		t.Fatal("the renewed token is not the current one")
-	}
+		if again, _ := k.get(context.Background()); again.Access != first.Access || src.calls.Load() != 1 {
+			t.Fatal("get fetched again while the token was fresh")
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go k.run(ctx)
+		for i := 1; i <= 3; i++ {
+			select {
+			case <-k.rotated:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("no renewal %d", i)
+			}
+			// Each token is renewed at two thirds of its life.
+			if at, want := time.Since(start), time.Duration(i)*src.life*2/3; at != want {
+				t.Fatalf("renewal %d at +%v, want +%v", i, at, want)
+			}
+		}
+		if k.password() == first.Access {
+			t.Fatal("the renewed token is not the current one")
+		}
+	})
 }
 
 func TestKeeperRetriesAndDoesNotRotateToTheSameToken(t *testing.T) {
-	src := &seqSource{life: 150 * time.Millisecond}
-	k := newKeeper(src, ReconnectConfig{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}, quiet)
-	if _, err := k.get(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	src.same.Store(true)
-	src.fail.Store(true)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go k.run(ctx)
-	time.Sleep(300 * time.Millisecond)
-	if n := src.calls.Load(); n < 4 {
-		t.Fatalf("%d calls: a failing renewal must be retried", n)
-	}
-	src.fail.Store(false) // now it answers, but with the same token as before
-	select {
-	case <-k.rotated:
-		t.Fatal("the same token was reported as a renewal")
-	case <-time.After(200 * time.Millisecond):
-	}
-	src.same.Store(false)
-	select {
-	case <-k.rotated:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a new token after the failures was not reported")
-	}
-	if _, err := newKeeper(&seqSource{life: -time.Second}, ReconnectConfig{Min: time.Millisecond, Max: time.Millisecond}, quiet).get(context.Background()); err == nil {
-		t.Fatal("an already expired token was accepted")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		src := &seqSource{life: 150 * time.Millisecond}
+		k := newKeeper(src, ReconnectConfig{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}, quiet)
+		if _, err := k.get(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		src.same.Store(true)
+		src.fail.Store(true)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go k.run(ctx)
+		// The renewal is due at +100ms; by twice the token's life it has
+		// failed and been retried (every 10 to 20 ms) several times.
+		time.Sleep(2 * src.life)
+		synctest.Wait()
+		if n := src.calls.Load(); n < 4 {
+			t.Fatalf("%d calls: a failing renewal must be retried", n)
+		}
+		src.fail.Store(false) // now it answers, but with the same token as before
+		select {
+		case <-k.rotated:
+			t.Fatal("the same token was reported as a renewal")
+		case <-time.After(200 * time.Millisecond):
+		}
+		src.same.Store(false)
+		select {
+		case <-k.rotated:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a new token after the failures was not reported")
+		}
+		if _, err := newKeeper(&seqSource{life: -time.Second}, ReconnectConfig{Min: time.Millisecond, Max: time.Millisecond}, quiet).get(context.Background()); err == nil {
+			t.Fatal("an already expired token was accepted")
+		}
+	})
 }
 
 func TestJitter(t *testing.T) {

@@ -23,11 +23,17 @@ import (
 const FileName = "audit.log"
 
 // Entry is one line of the audit log. Only the fields that apply are set.
+// Text fields are clipped to MaxField bytes (Detail to MaxDetail), marked
+// with ClipMark where cut. A summary line (of a flood of refusals, or of
+// entries dropped from a full queue) has Count and Since: Count entries
+// between Since and Time.
 type Entry struct {
 	Time     time.Time `json:"time"`
+	Since    time.Time `json:"since,omitzero"`     // a summary's first entry
 	Event    string    `json:"event"`              // connect, command, reauth, revoke, expire, token_exchange, revocation, …
 	Outcome  string    `json:"outcome"`            // OutcomeAllowed or OutcomeRefused
 	Reason   string    `json:"reason,omitempty"`   // a stable reason id when refused, e.g. "replay"
+	Count    int       `json:"count,omitempty"`    // how many entries a summary stands for
 	Detail   string    `json:"detail,omitempty"`   // the sentence the client was told
 	Sub      string    `json:"sub,omitempty"`      // the token's subject
 	JTI      string    `json:"jti,omitempty"`      // the token's id (not a secret)
@@ -57,27 +63,38 @@ type Options struct {
 	MaxSize int64 // rotate when the file would grow past this many bytes (default 10 MiB)
 	Keep    int   // rotated files kept (default 5)
 	Queue   int   // entries buffered between callers and the writer (default 4096)
+	// FloodWindow is how long refusals of one run (flood.go) are counted
+	// after its first one before a summary is written (default 10 s).
+	FloodWindow time.Duration
+
+	stall <-chan struct{} // tests: the writer waits for this before each batch
 }
 
 // Defaults for Options.
 const (
-	DefaultMaxSize = 10 << 20
-	DefaultKeep    = 5
-	DefaultQueue   = 4096
+	DefaultMaxSize     = 10 << 20
+	DefaultKeep        = 5
+	DefaultQueue       = 4096
+	DefaultFloodWindow = 10 * time.Second
 )
 
 // Log is an open audit log. Observe and Record never block: entries go
 // through a buffered queue to one writer goroutine, and when the queue is
-// full they are dropped and counted (Dropped).
+// full they are dropped and counted (Dropped), and a summary line says how
+// many were lost and when.
 type Log struct {
 	dir     string
 	opt     Options
 	queue   chan Entry
+	floods  *floods
 	dropped atomic.Uint64
 	written atomic.Uint64
-	done    chan struct{}
-	mu      sync.RWMutex // guards closed against sends racing Close
-	closed  bool
+	// firstDrop and lastDrop (unix nanoseconds) bound the drops not yet
+	// reported; firstDrop is 0 when there are none.
+	firstDrop, lastDrop atomic.Int64
+	done                chan struct{}
+	mu                  sync.RWMutex // guards closed against sends racing Close
+	closed              bool
 
 	f    *os.File // owned by the writer goroutine
 	size int64
@@ -96,10 +113,13 @@ func Open(dir string, opt Options) (*Log, error) {
 	if opt.Queue <= 0 {
 		opt.Queue = DefaultQueue
 	}
+	if opt.FloodWindow <= 0 {
+		opt.FloodWindow = DefaultFloodWindow
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	l := &Log{dir: dir, opt: opt, queue: make(chan Entry, opt.Queue), done: make(chan struct{})}
+	l := &Log{dir: dir, opt: opt, queue: make(chan Entry, opt.Queue), floods: newFloods(opt.FloodWindow), done: make(chan struct{})}
 	if err := l.openFile(); err != nil {
 		return nil, err
 	}
@@ -117,25 +137,40 @@ func (l *Log) Dropped() uint64 { return l.dropped.Load() }
 func (l *Log) Written() uint64 { return l.written.Load() }
 
 // Record queues e for writing; Time defaults to now and Outcome to
-// allowed. Secrets that slipped into a free-text field are masked.
+// allowed. Its text fields are clipped (MaxField), a refusal that belongs
+// to a flood is counted instead of queued (flood.go), and secrets that
+// slipped into a free-text field are masked.
 func (l *Log) Record(e Entry) {
+	now := time.Now()
 	if e.Time.IsZero() {
-		e.Time = time.Now()
+		e.Time = now
 	}
 	if e.Outcome == "" {
 		e.Outcome = OutcomeAllowed
 	}
+	e = clipEntry(e)
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		l.dropped.Add(1)
+		l.drop(now)
+		return
+	}
+	if !l.floods.admit(e, now) {
 		return
 	}
 	select {
 	case l.queue <- e:
 	default:
-		l.dropped.Add(1)
+		l.drop(now)
 	}
+}
+
+// drop counts an entry lost and when.
+func (l *Log) drop(now time.Time) {
+	l.dropped.Add(1)
+	t := now.UnixNano()
+	l.firstDrop.CompareAndSwap(0, t)
+	l.lastDrop.Store(t)
 }
 
 // Observe records a Guard or token-service decision; it implements
@@ -202,7 +237,8 @@ func (l *Log) Close() error {
 }
 
 // run is the writer: it drains the queue in batches, one write per batch,
-// syncs the file once a second while lines arrive, and reports drops.
+// syncs the file once a second while lines arrive, writes the summaries of
+// floods whose window ended, and reports drops once the queue is drained.
 func (l *Log) run() {
 	defer close(l.done)
 	tick := time.NewTicker(time.Second)
@@ -216,12 +252,16 @@ func (l *Log) run() {
 		select {
 		case e, ok := <-l.queue:
 			if !ok {
+				l.writeSummaries(time.Now(), true)
 				l.reportDrops(&reported)
 				if l.f != nil {
 					l.setErr(l.f.Sync())
 					l.setErr(l.f.Close())
 				}
 				return
+			}
+			if l.opt.stall != nil {
+				<-l.opt.stall
 			}
 			buf = l.appendLine(buf[:0], e)
 			for n := len(l.queue); n > 0; n-- {
@@ -233,7 +273,11 @@ func (l *Log) run() {
 			}
 			l.write(buf)
 			dirty = true
+			if len(l.queue) == 0 {
+				l.reportDrops(&reported)
+			}
 		case <-tick.C:
+			l.writeSummaries(time.Now(), false)
 			l.reportDrops(&reported)
 			if dirty && l.f != nil {
 				l.setErr(l.f.Sync())
@@ -244,16 +288,33 @@ func (l *Log) run() {
 }
 
 // reportDrops writes one line saying how many entries were lost since the
-// last report.
+// last report, and between which times.
 func (l *Log) reportDrops(reported *uint64) {
 	d := l.dropped.Load()
 	if d == *reported {
 		return
 	}
-	e := Entry{Time: time.Now(), Event: EventDropped, Outcome: OutcomeRefused, Reason: "queue_full",
-		Detail: fmt.Sprintf("%d audit entries were dropped because the audit queue was full", d-*reported)}
+	first := l.firstDrop.Swap(0)
+	last := l.lastDrop.Load()
+	if first == 0 || last < first {
+		first = last
+	}
+	t1, t2 := time.Unix(0, first), time.Unix(0, last)
+	e := Entry{Time: t2, Since: t1, Count: int(d - *reported), Event: EventDropped, Outcome: OutcomeRefused, Reason: "queue_full",
+		Detail: fmt.Sprintf("%d audit entries dropped between %s and %s: the audit queue was full", d-*reported,
+			t1.UTC().Format(time.RFC3339Nano), t2.UTC().Format(time.RFC3339Nano))}
 	*reported = d
 	l.write(l.appendLine(nil, e))
+}
+
+// writeSummaries writes the summaries of the floods whose window ended at
+// now (of every open one when all is set).
+func (l *Log) writeSummaries(now time.Time, all bool) {
+	var buf []byte
+	for _, e := range l.floods.due(now, all) {
+		buf = l.appendLine(buf, e)
+	}
+	l.write(buf)
 }
 
 // appendLine appends e as one JSON line, rotating first when the file would

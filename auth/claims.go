@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -21,6 +23,36 @@ type Claims struct {
 	Operator bool `json:"operator,omitempty"`
 	// Devices lists the devices an agent token's agent owns (informational).
 	Devices []string `json:"devices,omitempty"`
+	// Root is set on a token minted by refreshing another one: the jti of
+	// the first token of the chain (its refresh family). Such a token's
+	// jti is Root + "." + a random part, so the family of any jti can be
+	// read from the jti alone (see Family).
+	Root string `json:"root,omitempty"`
+}
+
+// MaxFamilyID bounds a jti that can start a refresh family.
+const MaxFamilyID = 64
+
+// Family returns the refresh family a jti belongs to: the part before its
+// first dot. A token that was not refreshed is its own family.
+func Family(jti string) string {
+	f, _, _ := strings.Cut(jti, ".")
+	return f
+}
+
+// Family returns the refresh family of these claims: Root, or for a token
+// that was not refreshed its own jti.
+func (c *Claims) Family() string {
+	if c.Root != "" {
+		return c.Root
+	}
+	return c.ID
+}
+
+// CanStartFamily reports whether a token's jti can be the Root of tokens
+// refreshed from it: at most 64 characters and no dot.
+func CanStartFamily(jti string) bool {
+	return jti != "" && len(jti) <= MaxFamilyID && !strings.Contains(jti, ".")
 }
 
 // Subject kinds, the part of sub before the colon.
@@ -37,6 +69,29 @@ func (c *Claims) Identity() *topics.Identity {
 		id.Homes[h] = topics.Role(r)
 	}
 	return id
+}
+
+// UnmarshalJSON reads claims, refusing exp, iat and nbf that are not JSON
+// numbers: golang-jwt's NumericDate also accepts a string such as "123",
+// which RFC 7519 does not allow.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	for _, k := range []string{"exp", "iat", "nbf"} {
+		if v, ok := raw[k]; ok && !isJSONNumber(v) {
+			return &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("token claim %s must be a number of seconds, not %s", k, Clip(string(v)))}
+		}
+	}
+	type plain Claims // the same fields without this method
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// isJSONNumber reports whether v is a JSON number (not a string, not null).
+func isJSONNumber(v json.RawMessage) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9')
 }
 
 // ExpiresAt returns the token's exp (zero time if absent).
@@ -68,6 +123,12 @@ func (c *Claims) validate() error {
 	}
 	if err := ValidSubject(c.Subject); err != nil {
 		return &Error{Reason: ReasonBadClaim, Detail: err.Error()}
+	}
+	if c.Root != "" {
+		rest, ok := strings.CutPrefix(c.ID, c.Root+".")
+		if !ok || !CanStartFamily(c.Root) || rest == "" || strings.Contains(rest, ".") {
+			return &Error{Reason: ReasonBadClaim, Detail: fmt.Sprintf("token's jti %q does not belong to its root %q", Clip(c.ID), Clip(c.Root))}
+		}
 	}
 	for h, r := range c.Homes {
 		if !topics.ValidID(h) {

@@ -39,3 +39,12 @@ func ReasonOf(err error) Reason {
 	}
 	return ""
 }
+
+// Clip bounds an attacker-chosen string that goes into a key, a log line or
+// a message to 128 bytes.
+func Clip(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "…"
+	}
+	return s
+}

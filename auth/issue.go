@@ -20,6 +20,9 @@ type Spec struct {
 	Devices  []string
 	TTL      time.Duration // default: the configured user or agent TTL
 	NotAfter time.Time     // optional cap on exp
+	// Root makes the token part of a refresh family (see Claims.Root): the
+	// family of the token it is refreshed from.
+	Root string
 }
 
 // Issuer mints tokens signed by the key set's current key.
@@ -60,9 +63,16 @@ func (is *Issuer) Mint(s Spec) (string, *Claims, error) {
 	if !s.NotAfter.IsZero() && exp.After(s.NotAfter) {
 		exp = s.NotAfter
 	}
-	jti := make([]byte, 16)
-	if _, err := rand.Read(jti); err != nil {
+	if s.Root != "" && !CanStartFamily(s.Root) {
+		return "", nil, fmt.Errorf("auth: root %q cannot name a refresh family (at most %d characters, no dot)", Clip(s.Root), MaxFamilyID)
+	}
+	rnd := make([]byte, 16)
+	if _, err := rand.Read(rnd); err != nil {
 		return "", nil, err
+	}
+	jti := base64.RawURLEncoding.EncodeToString(rnd)
+	if s.Root != "" {
+		jti = s.Root + "." + jti
 	}
 	c := &Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -72,8 +82,9 @@ func (is *Issuer) Mint(s Spec) (string, *Claims, error) {
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(exp),
-			ID:        base64.RawURLEncoding.EncodeToString(jti),
+			ID:        jti,
 		},
+		Root:     s.Root,
 		Homes:    s.Homes,
 		Operator: s.Operator,
 		Devices:  s.Devices,

@@ -1,13 +1,9 @@
 package auth
 
-import (
-	"encoding/json"
-	"net/http"
-	"time"
-)
+import "time"
 
 // KeysRotatePath is where the broker rotates its signing key (POST,
-// operator token).
+// operator token; served by tokenapi.RotateKeysHandler).
 const KeysRotatePath = "/api/admin/keys/rotate"
 
 // RotationKeep is how long a retired signing key stays for verification:
@@ -34,20 +30,4 @@ func RotateKeys(ks *KeySet, keep time.Duration) (RotateResponse, error) {
 		resp.Keys = append(resp.Keys, old.Kid)
 	}
 	return resp, nil
-}
-
-// RotateKeysHandler serves KeysRotatePath over the running broker's key
-// set: new tokens carry the new kid at once, and tokens signed by the old
-// keys keep verifying until they expire. Mount it behind an operator check.
-func RotateKeysHandler(ks *KeySet, keep time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp, err := RotateKeys(ks, keep)
-		if err != nil {
-			writeOAuthError(w, http.StatusInternalServerError, "server_error", err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(resp)
-	})
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"homemq/atomicfile"
 )
 
 // KeysFile is the signing-key file inside the data folder.
@@ -144,11 +146,10 @@ func (ks *KeySet) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp := ks.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(ks.path, b, 0o600); err != nil {
 		return fmt.Errorf("auth: save signing keys: %w", err)
 	}
-	return os.Rename(tmp, ks.path)
+	return nil
 }
 
 // JWKS returns the public keys as a JSON Web Key Set (RFC 8037 OKP keys).

@@ -8,12 +8,16 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"homemq/atomicfile"
 )
 
 // RevocationsFile is the revocation list inside the data folder.
 const RevocationsFile = "revocations.json"
 
-// Revocation is one entry of the list: a token id or a subject.
+// Revocation is one entry of the list: a token id or a subject. A token id
+// revokes its whole refresh family (see Claims.Root): the token, the one it
+// was refreshed from and every token refreshed from either.
 type Revocation struct {
 	JTI string `json:"jti,omitempty"`
 	Sub string `json:"sub,omitempty"`
@@ -32,39 +36,53 @@ type Revocations struct {
 	mu        sync.RWMutex
 	path      string
 	jtis      map[string]Revocation
+	families  map[string]Revocation // jti entries by Family(jti)
 	subs      map[string]Revocation
 	listeners []func(Revocation)
+	saves     int // how often the file was written (for tests)
 }
 
 // LoadRevocations reads dir/revocations.json (an empty list if absent).
 // An empty dir gives a list that is never saved.
 func LoadRevocations(dir string) (*Revocations, error) {
-	r := &Revocations{jtis: map[string]Revocation{}, subs: map[string]Revocation{}}
+	r := &Revocations{jtis: map[string]Revocation{}, families: map[string]Revocation{}, subs: map[string]Revocation{}}
 	if dir == "" {
 		return r, nil
 	}
 	r.path = filepath.Join(dir, RevocationsFile)
-	b, err := os.ReadFile(r.path)
+	list, err := readRevocations(r.path)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range list {
+		r.put(e)
+	}
+	_ = r.Prune(time.Now()) // a read-only caller can use the list; the broker prunes again every minute
+	return r, nil
+}
+
+// readRevocations reads a revocation file (none if it does not exist).
+func readRevocations(path string) ([]Revocation, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return r, nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("auth: read revocations: %w", err)
 	}
 	var list []Revocation
 	if err := json.Unmarshal(b, &list); err != nil {
-		return nil, fmt.Errorf("auth: %s is broken: %w", r.path, err)
+		return nil, fmt.Errorf("auth: %s is broken: %w", path, err)
 	}
-	for _, e := range list {
-		r.put(e)
-	}
-	r.Prune(time.Now())
-	return r, nil
+	return list, nil
 }
 
 func (r *Revocations) put(e Revocation) {
 	if e.JTI != "" {
 		r.jtis[e.JTI] = e
+		if old, ok := r.families[Family(e.JTI)]; !ok || old.Until < e.Until {
+			r.families[Family(e.JTI)] = e
+		}
 	} else if e.Sub != "" {
 		r.subs[e.Sub] = e
 	}
@@ -77,13 +95,23 @@ func (r *Revocations) OnRevoke(f func(Revocation)) {
 	r.listeners = append(r.listeners, f)
 }
 
-// Add records e, saves the list and tells the listeners.
+// familyKeep is how long after its revocation a jti entry must be kept:
+// tokens of the family refreshed up to then live at most MaxTTL, plus the
+// largest leeway a verifier may allow.
+const familyKeep = MaxTTL + 5*time.Minute
+
+// Add records e, saves the list and tells the listeners. A jti entry is
+// kept at least familyKeep after At, whatever its Until says, so that it
+// outlives every token refreshed from the revoked one.
 func (r *Revocations) Add(e Revocation) error {
 	if (e.JTI == "") == (e.Sub == "") {
 		return errors.New("auth: a revocation names either a jti or a sub")
 	}
 	if e.At == 0 {
 		e.At = time.Now().Unix()
+	}
+	if keep := time.Unix(e.At, 0).Add(familyKeep).Unix(); e.JTI != "" && e.Until < keep {
+		e.Until = keep
 	}
 	r.mu.Lock()
 	r.put(e)
@@ -96,10 +124,11 @@ func (r *Revocations) Add(e Revocation) error {
 	return err
 }
 
-// Matches reports whether e revokes a token with these claims.
+// Matches reports whether e revokes a token with these claims: a jti entry
+// matches that token and its whole refresh family.
 func (e Revocation) Matches(c *Claims) bool {
 	if e.JTI != "" {
-		return e.JTI == c.ID
+		return e.JTI == c.ID || Family(e.JTI) == c.Family()
 	}
 	return e.Sub == c.Subject && !c.IssuedAtTime().After(time.Unix(e.At, 0))
 }
@@ -113,6 +142,9 @@ func (r *Revocations) Check(c *Claims) error {
 	defer r.mu.RUnlock()
 	if e, ok := r.jtis[c.ID]; ok && e.Matches(c) {
 		return &Error{Reason: ReasonRevoked, Detail: "token was revoked"}
+	}
+	if e, ok := r.families[c.Family()]; ok && e.Matches(c) {
+		return &Error{Reason: ReasonRevoked, Detail: "token was revoked: it belongs to the refresh family of revoked token " + Clip(e.JTI)}
 	}
 	if e, ok := r.subs[c.Subject]; ok && e.Matches(c) {
 		return &Error{Reason: ReasonRevoked, Detail: "every token of " + c.Subject + " issued before " + time.Unix(e.At, 0).UTC().Format(time.RFC3339) + " was revoked"}
@@ -134,20 +166,32 @@ func (r *Revocations) List() []Revocation {
 	return out
 }
 
-// Prune drops entries whose Until has passed and saves the list.
+// Prune drops entries whose Until has passed and, if it dropped any, saves
+// the list. A Prune that drops nothing writes nothing.
 func (r *Revocations) Prune(now time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := now.Unix()
+	dropped := 0
 	for k, e := range r.jtis {
 		if e.Until < n {
 			delete(r.jtis, k)
+			dropped++
+		}
+	}
+	for k, e := range r.families {
+		if e.Until < n {
+			delete(r.families, k)
 		}
 	}
 	for k, e := range r.subs {
 		if e.Until < n {
 			delete(r.subs, k)
+			dropped++
 		}
+	}
+	if dropped == 0 {
+		return nil
 	}
 	return r.saveLocked()
 }
@@ -167,9 +211,9 @@ func (r *Revocations) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp := r.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	r.saves++
+	if err := atomicfile.WriteFile(r.path, b, 0o600); err != nil {
 		return fmt.Errorf("auth: save revocations: %w", err)
 	}
-	return os.Rename(tmp, r.path)
+	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"homemq/atomicfile"
 )
 
 // MasterSecretFile holds the message-key master secret inside the data folder.
@@ -29,7 +31,7 @@ func LoadOrCreateMasterSecret(dir string) ([]byte, error) {
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(p, b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(p, b, 0o600); err != nil {
 		return nil, fmt.Errorf("auth: save master secret: %w", err)
 	}
 	return b, nil

@@ -114,6 +114,7 @@ func NewVerifier(cfg Config, keys *KeySet, revoked *Revocations) *Verifier {
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
+		jwt.WithStrictDecoding(),
 		jwt.WithTimeFunc(func() time.Time { return v.now() }),
 	)
 	return v
@@ -130,6 +131,9 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	case len(token) > v.cfg.MaxTokenSize:
 		return nil, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("token is %d bytes, the limit is %d", len(token), v.cfg.MaxTokenSize)}
 	}
+	if i := strings.IndexFunc(token, notCompact); i >= 0 {
+		return nil, &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("token holds %q at byte %d; a JWT is only base64url and dots (a trailing newline or space?)", token[i:i+1], i)}
+	}
 	c := new(Claims)
 	if _, err := v.parser.ParseWithClaims(token, c, v.key); err != nil {
 		if errors.Is(err, jwt.ErrTokenSignatureInvalid) {
@@ -137,7 +141,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 				return nil, &Error{Reason: ReasonAlgorithm, Detail: fmt.Sprintf("token algorithm %q is not allowed (allowed: %s)", alg, strings.Join(v.cfg.Algorithms, ", "))}
 			}
 		}
-		return nil, classify(err)
+		return nil, Classify(err)
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -147,6 +151,17 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	}
 	return c, nil
 }
+
+// notCompact reports a character that cannot be part of a compact JWS.
+// golang-jwt decodes segments with encoding/base64, which skips CR and LF
+// even in strict mode, so "token\n" would otherwise pass.
+func notCompact(r rune) bool {
+	return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+}
+
+// CompactJWS reports whether token holds only base64url characters and
+// dots, as a compact JWS does.
+func CompactJWS(token string) bool { return strings.IndexFunc(token, notCompact) < 0 }
 
 // headerAlg reads the alg of a token's header without verifying anything.
 func (v *Verifier) headerAlg(token string) string {
@@ -183,7 +198,10 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 	return nil, &Error{Reason: ReasonUnknownKey, Detail: fmt.Sprintf("no key with kid %q (signed by another issuer, or a key retired long ago)", kid)}
 }
 
-func classify(err error) *Error {
+// Classify turns an error of golang-jwt's parser into an *Error with the
+// Reason and a sentence for the user; an *Error in err's chain is returned
+// as it is.
+func Classify(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e

@@ -3,6 +3,8 @@ package auth
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +74,16 @@ func TestVerify(t *testing.T) {
 		{"foreign key", foreignSigned, ReasonSignature},
 		{"algorithm confusion", confused, ReasonAlgorithm},
 		{"no kid", noKidSigned, ReasonUnknownKey},
+		{"trailing newline", sign(nil) + "\n", ReasonMalformed},
+		{"trailing CRLF", sign(nil) + "\r\n", ReasonMalformed},
+		{"newline inside", func() string { s := sign(nil); return s[:10] + "\n" + s[10:] }(), ReasonMalformed},
+		{"trailing space", sign(nil) + " ", ReasonMalformed},
+		{"padding", sign(nil) + "==", ReasonMalformed},
+		{"exp as a string", signRaw(t, keys, `{"iss":"homemq","aud":["homemq"],"sub":"user:alice","iat":%d,"exp":"%d","jti":"j1"}`), ReasonMalformed},
+		{"iat as a string", signRaw(t, keys, `{"iss":"homemq","aud":["homemq"],"sub":"user:alice","iat":"%d","exp":%d,"jti":"j1"}`), ReasonMalformed},
+		{"nbf as a string", signRaw(t, keys, `{"iss":"homemq","aud":["homemq"],"sub":"user:alice","iat":%d,"exp":%d,"nbf":"0","jti":"j1"}`), ReasonMalformed},
+		{"exp null", signRaw(t, keys, `{"iss":"homemq","aud":["homemq"],"sub":"user:alice","iat":%d,"exp":null,"jti":"j1","x":%d}`), ReasonMalformed},
+		{"numbers as numbers", signRaw(t, keys, `{"iss":"homemq","aud":["homemq"],"sub":"user:alice","iat":%d,"exp":%d,"nbf":0,"jti":"j1"}`), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,6 +96,22 @@ func TestVerify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signRaw signs a claims JSON given as a format with two %d: iat (now)
+// and exp (a minute later), so tests can shape claims golang-jwt's types
+// would never write.
+func signRaw(t *testing.T, keys *KeySet, format string) string {
+	t.Helper()
+	now := time.Now().Unix()
+	payload := fmt.Sprintf(format, now, now+60)
+	header := `{"alg":"EdDSA","typ":"JWT","kid":"` + keys.Current().Kid + `"}`
+	input := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString([]byte(payload))
+	sig, err := jwt.SigningMethodEdDSA.Sign(input, keys.Current().private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
 func TestRevocationRefusesUntilPruned(t *testing.T) {
@@ -110,6 +138,12 @@ func TestRevocationRefusesUntilPruned(t *testing.T) {
 		t.Fatalf("listeners told %d times", len(told))
 	}
 	if err := revs.Prune(c.ExpiresAtTime().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if len(revs.List()) != 1 {
+		t.Fatalf("a jti entry was pruned at the token's exp; tokens refreshed from it live on: %+v", revs.List())
+	}
+	if err := revs.Prune(time.Now().Add(familyKeep + time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if len(revs.List()) != 0 {

@@ -52,12 +52,17 @@ func (h *AllowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
 
 // ForLoad returns cfg with the limits that stop one address or identity
 // from flooding a home raised out of the way of a load test: connections
-// per sub and per address, the connect rate and the command rate. Every
-// check still runs on every packet; only its threshold moves.
+// per sub and per address (MQTT and HTTPS), the connect rate, the command
+// rate and the per-identity quotas (sessions, replay entries, retained
+// topics). Every check still runs on every packet; only its threshold moves.
 func ForLoad(cfg broker.Config) broker.Config {
 	l := &cfg.Limits
 	l.ConnsPerSub, l.ConnsPerAddr = 1_000_000, 1_000_000
 	l.ConnectRate, l.ConnectBurst = 1e9, 1_000_000_000
 	l.CommandRate, l.CommandBurst = 1e9, 1_000_000_000
+	l.HTTPSConnsPerAddr = 1_000_000 // SignalR load clients all come from 127.0.0.1 too
+	l.SessionsPerSub, l.RetainedPerAgent, l.MaxRetainedSize = 1_000_000, 1_000_000, int(l.MaxPacketSize)
+	l.RetainedRate, l.RetainedBurst = 1e9, 1_000_000_000
+	cfg.Envelope.ReplayQuota = cfg.Envelope.ReplayCache
 	return cfg
 }

@@ -9,6 +9,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"homemq/internal/eventually"
 )
 
 // device answers every command on cmdTopic with an ack carrying its nonce,
@@ -183,15 +185,24 @@ func TestBrokerClosesSession(t *testing.T) {
 
 // A token past its exp cannot invoke anything, even before the connection
 // is closed; the connection closes at exp plus leeway at the latest.
+//
+// The bridge judges exp by the wall clock and the harness serves real
+// HTTP, so the test invokes until the refusal comes instead of sleeping
+// until exp: the refusal is the event under test. Tokens carry whole
+// seconds, so a 1 s token expires within a second; the connection then
+// stays open for the leeway (2 s), long enough to see the refusal.
 func TestInvocationAfterExpiry(t *testing.T) {
 	h := newHarness(t)
-	c := h.connect(WebSockets, h.mint("user:ann", 2*time.Second, "h1=admin"))
+	c := h.connect(WebSockets, h.mint("user:ann", time.Second, "h1=admin"))
 	c.handshake()
 	exp := h.srv.lookup(c.id, "user:ann").currentClaims().ExpiresAtTime()
-	time.Sleep(time.Until(exp) + 50*time.Millisecond)
-	m := c.invoke("1", "Subscribe", "h1")
-	if !strings.Contains(m.Error, "token expired") {
-		t.Fatalf("invocation after exp: %+v", m)
+	var refused Message
+	eventually.That(t, 5*time.Second, "an invocation refused for the expired token", func() bool {
+		refused = c.invoke("1", "Subscribe", "h1")
+		return refused.Error != ""
+	})
+	if !strings.Contains(refused.Error, "token expired") || time.Now().Before(exp) {
+		t.Fatalf("invocation refused with %+v before exp %v, want a refusal for the expired token after it", refused, exp)
 	}
 	for {
 		m := c.nextMessage()
@@ -212,7 +223,7 @@ func TestCancelInvocation(t *testing.T) {
 	c.handshake()
 	c.send([]byte(`{"type":1,"invocationId":"9","target":"SendCommand","arguments":["h1","pi","mute","{\"nonce\":\"z\"}"]}` + "\x1e"))
 	sc := h.srv.lookup(c.id, "user:ann")
-	eventually(t, func() bool {
+	eventually.That(t, 5*time.Second, "the invocation to run", func() bool {
 		sc.hub.mu.Lock()
 		defer sc.hub.mu.Unlock()
 		return sc.hub.running["9"] != nil

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"homemq/internal/eventually"
 )
 
 // Every transport carries the handshake, invocations, completions and
@@ -190,7 +192,7 @@ func TestLongPolling(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.PollTimeout = 50 * time.Millisecond })
 		c := h.connect(LongPolling, h.mint("user:ann", 0, "h1=admin"))
 		c.handshake()
-		eventually(t, func() bool { return len(c.pollStatuses()) >= 4 })
+		eventually.That(t, 5*time.Second, "four polls", func() bool { return len(c.pollStatuses()) >= 4 })
 		st := c.pollStatuses()
 		for _, s := range st {
 			if s != 200 {
@@ -202,7 +204,7 @@ func TestLongPolling(t *testing.T) {
 		h := newHarness(t)
 		tok := h.mint("user:ann", 0, "h1=admin")
 		c := h.connect(LongPolling, tok)
-		eventually(t, func() bool { return activeRequests(h, c) == 1 }) // the client's poll is waiting
+		eventually.That(t, 5*time.Second, "the client's poll to wait at the server", func() bool { return activeRequests(h, c) == 1 })
 		done := make(chan int, 1)
 		go func() {
 			resp, _ := h.do("GET", h.hubURL()+"?id="+url.QueryEscape(c.id), tok, nil)
@@ -242,7 +244,7 @@ func TestLongPolling(t *testing.T) {
 		c.handshake()
 		c.cancel() // stop polling
 		c.waitEnded()
-		eventually(t, func() bool { return h.srv.Connections()[LongPolling] == 0 })
+		eventually.That(t, 5*time.Second, "the connection to close", func() bool { return h.srv.Connections()[LongPolling] == 0 })
 		resp, body := h.do("GET", h.hubURL()+"?id="+url.QueryEscape(c.id), tok, nil)
 		if resp.StatusCode == 200 {
 			m, err := ParseMessage(body[:len(body)-1])
@@ -263,17 +265,6 @@ func activeRequests(h *harness, c *client) int {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	return sc.active
-}
-
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestSSEEventFraming(t *testing.T) {

@@ -11,17 +11,20 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"homemq/addrlimit"
 	"homemq/auth"
 	"homemq/bridge"
 	"homemq/certs"
 	"homemq/envelope"
 	"homemq/hooks"
 	"homemq/registry"
+	"homemq/tokenapi"
 	"homemq/webapp"
 )
 
@@ -47,7 +50,9 @@ type Broker struct {
 	// before Start.
 	Mux *http.ServeMux
 
-	tokenAPI *auth.Exchange
+	tokenAPI *tokenapi.Exchange
+
+	issued hooks.IssuedRecord // what earlier runs may have accepted (restart.go)
 
 	observability // Audit, Metrics and the store (observe.go, storage.go)
 
@@ -59,6 +64,7 @@ type Broker struct {
 	https     *http.Server
 	httpsLn   net.Listener
 	observers []hooks.Observer
+	slow      atomic.Uint64 // connections closed because their client did not read (slowconsumer.go)
 	stopOnce  sync.Once
 	stop      chan struct{}
 }
@@ -74,8 +80,10 @@ func WithObservers(obs ...hooks.Observer) Option {
 // WithLogger sets the structured logger.
 func WithLogger(l *slog.Logger) Option { return func(b *Broker) { b.log = l } }
 
-// New prepares a broker from cfg: it makes the data folder and, on first
-// start, the keys and (in dev mode) certificates. Nothing listens until Start.
+// New prepares a broker from cfg: it makes the data folder, takes its lock
+// (registry.db, held until Shutdown) and only then reads it, making on
+// first start the keys and (in dev mode) certificates. Nothing listens
+// until Start.
 func New(cfg Config, opts ...Option) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -88,25 +96,43 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("broker: data folder: %w", err)
 	}
-	if err := b.loadIdentity(); err != nil {
+	if err := b.lockData(); err != nil {
 		return nil, err
 	}
-	if err := b.loadTLS(); err != nil {
-		return nil, err
-	}
-	if err := b.openObservability(); err != nil {
-		return nil, err
-	}
-	b.assemble()
-	if err := b.attachObservability(); err != nil {
-		return nil, err
-	}
-	if err := b.openTokenService(); err != nil {
+	if err := b.open(); err != nil {
+		b.closeTokenService() // releases the data folder's lock
 		return nil, err
 	}
 	return b, nil
 }
 
+// open reads the data folder and assembles the broker; lockData has taken
+// the data folder's lock.
+func (b *Broker) open() error {
+	freshSecret := !exists(filepath.Join(b.cfg.Data, auth.MasterSecretFile))
+	if err := b.loadIdentity(); err != nil {
+		return err
+	}
+	if err := b.loadIssued(freshSecret); err != nil {
+		return err
+	}
+	if err := b.loadTLS(); err != nil {
+		return err
+	}
+	if err := b.openObservability(); err != nil {
+		return err
+	}
+	b.assemble()
+	if err := b.attachObservability(); err != nil {
+		return err
+	}
+	return b.openTokenService()
+}
+
+// loadIdentity reads the signing keys, the message-key master secret and
+// the revocation list, making the first two on first start. It runs under
+// the data folder's lock (lockData): an offline homemq keys rotate or
+// homemq revoke either finished before it or waits for the broker to stop.
 func (b *Broker) loadIdentity() error {
 	var err error
 	if b.Keys, err = auth.LoadOrCreateKeys(b.cfg.Data); err != nil {
@@ -176,31 +202,40 @@ func (b *Broker) assemble() {
 		CommandRate:     l.CommandRate,
 		CommandBurst:    l.CommandBurst,
 		MaxKeepalive:    l.MaxKeepalive,
+		DisconnectWait:  l.WriteTimeout,
 		Limits: hooks.Limits{ConnsPerSub: l.ConnsPerSub, ConnsPerAddr: l.ConnsPerAddr, ConnectRate: l.ConnectRate,
 			ConnectBurst: l.ConnectBurst, SubscriptionsMax: l.MaxSubscriptions},
+		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub, ReplayPerSub: b.cfg.Envelope.ReplayQuota,
+			RetainedPerAgent: l.RetainedPerAgent, MaxRetainedSize: l.MaxRetainedSize,
+			RetainedRate: l.RetainedRate, RetainedBurst: l.RetainedBurst},
+		Issued: b.issued,
 	}
 	b.Guard = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...)
 	_ = b.Server.AddHook(b.Guard, nil)
 	b.Revoked.OnRevoke(b.Guard.Revoked)
 
+	queue := b.writeQueue()
 	if a := b.cfg.Listeners.MQTT; a != "" {
 		b.mqttTLS = NewTCPListener("mqtts", a, b.tlsConf, l.ConnectTimeout)
-		b.mqttTLS.closer = b.closeClientsOf
+		b.mqttTLS.closer, b.mqttTLS.queue = b.closeClientsOf, queue
+		b.mqttTLS.gate = b.Guard
 		_ = b.Server.AddListener(b.mqttTLS)
 	}
 	if a := b.cfg.Listeners.MQTTPlain; a != "" {
 		b.mqttPlain = NewTCPListener("mqtt", a, nil, l.ConnectTimeout)
-		b.mqttPlain.closer = b.closeClientsOf
+		b.mqttPlain.closer, b.mqttPlain.queue = b.closeClientsOf, queue
+		b.mqttPlain.gate = b.Guard
 		_ = b.Server.AddListener(b.mqttPlain)
 	}
 	if b.cfg.Listeners.HTTPS != "" {
 		b.ws = NewWebSocketListener("wss", l.WebSocketOrigins, l.WebSocketReadLimit, l.ConnectTimeout)
-		b.ws.closer = b.closeClientsOf
+		b.ws.closer, b.ws.queue = b.closeClientsOf, queue
+		b.ws.gate = b.Guard
 		_ = b.Server.AddListener(b.ws)
 		b.Mux.Handle("/mqtt", b.ws)
 	}
 	b.pipe = NewPipeListener("internal", l.ConnectTimeout)
-	b.pipe.closer = b.closeClientsOf
+	b.pipe.closer, b.pipe.queue = b.closeClientsOf, queue
 	_ = b.Server.AddListener(b.pipe)
 	b.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -233,6 +268,7 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
 	caps.MaximumClientWritesPending = int32(l.MaxQueued)
 	caps.TopicAliasMaximum = 32
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true // mochi's buildAck otherwise copies the PUBLISH's properties (user properties too) onto PUBACK/PUBREC
 	return &mqtt.Options{
 		Capabilities:           caps,
 		Logger:                 log,
@@ -241,15 +277,24 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 	}
 }
 
-// closeClientsOf disconnects the clients of one listener at shutdown. It
-// stands in for mochi's closeListenerClients, whose Clients.GetByListener
-// takes the read lock twice and deadlocks against a concurrent Delete.
+// closeClientsOf disconnects the clients of one listener at shutdown, all
+// at once, each within limits.write_timeout (Guard.Disconnect), so that no
+// client can hold the shutdown. It stands in for mochi's
+// closeListenerClients, whose Clients.GetByListener takes the read lock
+// twice and deadlocks against a concurrent Delete, and which disconnects
+// one client after the other.
 func (b *Broker) closeClientsOf(listener string) {
+	var wg sync.WaitGroup
 	for _, cl := range b.Server.Clients.GetAll() {
 		if cl.Net.Listener == listener && !cl.Closed() {
-			_ = b.Server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b.Guard.Disconnect(cl, packets.ErrServerShuttingDown)
+			}()
 		}
 	}
+	wg.Wait()
 }
 
 // noSkewIfZero maps a configured skew of 0 to the envelope package's "no
@@ -269,16 +314,20 @@ func (b *Broker) Start() error {
 			return fmt.Errorf("broker: listeners.https: %w", err)
 		}
 		b.httpsLn = ln
+		l := b.cfg.Limits
+		// sockets per address are counted from accept, before the TLS handshake
+		httpsAddrs := addrlimit.New(addrlimit.Config{MaxConns: l.HTTPSConnsPerAddr})
 		b.https = &http.Server{
-			Handler:           securityHeaders(b.Mux),
+			Handler:           securityHeaders(limitBodies(l.HTTPMaxBody, b.Mux)),
 			TLSConfig:         b.tlsConf,
-			ReadHeaderTimeout: b.cfg.Limits.HTTPReadHeaderTimout,
+			ReadHeaderTimeout: l.HTTPReadHeaderTimeout,
+			ReadTimeout:       l.HTTPReadTimeout, // net/http lifts it once the body is read (limitBodies)
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    32 << 10,
 			ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 		}
 		go func() {
-			if err := b.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := b.https.ServeTLS(httpsAddrs.Listener(ln, nil), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				b.log.Error("https server stopped", "error", err)
 			}
 		}()
@@ -345,6 +394,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			cancel()
 		}
 		err = b.Server.Close()
+		b.saveIssued()
 		b.closeTokenService()
 		b.closeObservability()
 	})

@@ -27,7 +27,8 @@ func TestDocumentedConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the documented config does not load: %v", err)
 	}
-	if cfg.Limits.ConnsPerSub != 32 || cfg.Envelope.MaxLifetime.String() != "1m0s" || cfg.Observe.AuditKeep != 5 {
+	if cfg.Limits.ConnsPerSub != 32 || cfg.Envelope.MaxLifetime.String() != "1m0s" || cfg.Observe.AuditKeep != 5 ||
+		cfg.Limits.SessionsPerSub != 16 || cfg.Envelope.ReplayQuota != 4096 || cfg.Limits.RetainedPerAgent != 256 {
 		t.Fatalf("documented values not read: %+v", cfg)
 	}
 }
@@ -45,6 +46,20 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		{"listeners:\n  mqtt: \"\"\n  https: \"\"\n", "listeners"},
 		{"data: \"\"\n", "data"},
 		{"observe:\n  audit_keep: -2\n", "observe.audit_keep"},
+		{"limits:\n  http_read_timeout: 0s\n", "limits.http_read_timeout"},
+		{"limits:\n  http_read_header_timeout: -1s\n", "limits.http_read_header_timeout"},
+		{"limits:\n  http_max_body: 10\n", "limits.http_max_body"},
+		{"limits:\n  https_conns_per_addr: -1\n", "limits.https_conns_per_addr"},
+		{"envelope:\n  replay_quota: -1\n", "envelope.replay_quota"},
+		{"envelope:\n  replay_cache: 2048\n  replay_quota: 4096\n", "envelope.replay_quota"},
+		{"limits:\n  sessions_per_sub: -1\n", "limits.sessions_per_sub"},
+		{"limits:\n  retained_per_agent: -1\n", "limits.retained_per_agent"},
+		{"limits:\n  max_retained_size: 300000\n", "limits.max_retained_size"},
+		{"limits:\n  retained_rate: -1\n", "limits.retained_rate"},
+		{"limits:\n  retained_burst: 0\n", "limits.retained_burst"},
+		{"limits:\n  write_buffer: 1024\n", "limits.write_buffer"}, // below max_packet_size
+		{"limits:\n  write_timeout: 0s\n", "limits.write_timeout"},
+		{"limits:\n  write_timeout: 1h\n", "limits.write_timeout"},
 	}
 	for _, tc := range tests {
 		f := filepath.Join(t.TempDir(), "c.yaml")

@@ -11,17 +11,34 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"homemq/addrlimit"
+	"homemq/writequeue"
 )
+
+// addressGate bounds a listener's sockets per source address from accept
+// (the Guard: Addresses, with limits.conns_per_addr) and hears of each
+// socket it closes for that.
+type addressGate interface {
+	Addresses() *addrlimit.Table
+	SocketRefused(listener, remote string)
+}
 
 // TCPListener is an MQTT listener on TCP, with TLS when configured. Unlike
 // mochi's own, it gives every new connection a deadline to finish the TLS
-// handshake and send CONNECT, so idle sockets cannot pile up.
+// handshake and send CONNECT, so idle sockets cannot pile up; it counts
+// every socket per source address from accept (with gate, when set), so one
+// over the limit is closed at once, before the TLS handshake; and it queues
+// what is written to it (package writequeue), so that a client that does
+// not read cannot hold the broker.
 type TCPListener struct {
 	id, address    string
 	tls            *tls.Config
 	connectTimeout time.Duration
+	gate           addressGate
 	ln             net.Listener
 	closer         listeners.CloseFn
+	queue          writequeue.Options
 	conns          connTracker
 	once           sync.Once
 }
@@ -51,10 +68,14 @@ func (l *TCPListener) Protocol() string {
 }
 
 // Init binds the address.
-func (l *TCPListener) Init(_ *slog.Logger) error {
+func (l *TCPListener) Init(log *slog.Logger) error {
 	ln, err := net.Listen("tcp", l.address)
 	if err != nil {
 		return err
+	}
+	ln = retryAccept(ln, log) // Serve stops on any Accept error: ride out EMFILE and the like
+	if l.gate != nil {
+		ln = l.gate.Addresses().Listener(ln, func(remote string) { l.gate.SocketRefused(l.id, remote) })
 	}
 	if l.tls != nil {
 		ln = tls.NewListener(ln, l.tls)
@@ -66,10 +87,11 @@ func (l *TCPListener) Init(_ *slog.Logger) error {
 // Serve accepts connections until Close.
 func (l *TCPListener) Serve(establish listeners.EstablishFn) {
 	for {
-		conn, err := l.ln.Accept()
+		raw, err := l.ln.Accept()
 		if err != nil {
 			return
 		}
+		var conn net.Conn = writequeue.New(raw, l.queue)
 		if !l.conns.add(conn) {
 			return
 		}
@@ -94,13 +116,19 @@ func (l *TCPListener) Close(closeClients listeners.CloseFn) {
 
 // WebSocketListener is MQTT over WebSocket as an http.Handler mounted on the
 // shared HTTPS server: subprotocol "mqtt" required, Origin checked against an
-// allow-list (same host by default), frames bounded by a read limit.
+// handshake and send CONNECT, so idle sockets cannot pile up; it counts
+// every socket per source address from accept (with gate, when set), so one
+// over the limit is closed at once, before the TLS handshake; and it queues
+// what is written to it (package writequeue), so that a client that does
+// not read cannot hold the broker.
 type WebSocketListener struct {
 	id             string
 	origins        []string
 	readLimit      int64
 	connectTimeout time.Duration
+	gate           addressGate
 	closer         listeners.CloseFn
+	queue          writequeue.Options
 	conns          connTracker
 	mu             sync.RWMutex
 	establish      listeners.EstablishFn
@@ -153,6 +181,15 @@ func (l *WebSocketListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, ErrNotServing.Error(), http.StatusServiceUnavailable)
 		return
 	}
+	if l.gate != nil {
+		key, addrs := addrlimit.Key(r.RemoteAddr), l.gate.Addresses()
+		if !addrs.Acquire(key) {
+			l.gate.SocketRefused(l.id, r.RemoteAddr)
+			http.Error(w, "too many MQTT connections from "+key+" (limits.conns_per_addr); close some first", http.StatusTooManyRequests)
+			return
+		}
+		defer addrs.Release(key)
+	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mqtt"}, OriginPatterns: l.origins})
 	if err != nil {
 		return // Accept has answered (403 for a foreign Origin, 400 for a bad upgrade)
@@ -161,7 +198,7 @@ func (l *WebSocketListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = c.Close(websocket.StatusPolicyViolation, `the WebSocket subprotocol "mqtt" is required`)
 		return
 	}
-	conn := websocket.NetConn(l.ctx, c, websocket.MessageBinary)
+	var conn net.Conn = writequeue.New(websocket.NetConn(l.ctx, c, websocket.MessageBinary), l.queue)
 	c.SetReadLimit(l.readLimit) // after NetConn, which switches the limit off
 	if !l.conns.add(conn) {
 		return

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"homemq/writequeue"
 )
 
 // PipeListener hands in-process connections (net.Pipe) to the broker, so
@@ -17,6 +19,7 @@ type PipeListener struct {
 	id             string
 	connectTimeout time.Duration
 	closer         listeners.CloseFn
+	queue          writequeue.Options // writes to the in-process client are queued like a socket's
 	conns          connTracker
 	mu             sync.RWMutex
 	establish      listeners.EstablishFn
@@ -67,7 +70,8 @@ func (l *PipeListener) Dial() (net.Conn, error) {
 	if establish == nil || closed {
 		return nil, ErrNotServing
 	}
-	client, server := net.Pipe()
+	client, pipe := net.Pipe()
+	var server net.Conn = writequeue.New(pipe, l.queue)
 	if !l.conns.add(server) {
 		_ = client.Close()
 		return nil, ErrNotServing

@@ -444,6 +444,7 @@ func (s *Store) restoreExpiry() {
 // Serve (which reads the store).
 func (b *Broker) openStore() error {
 	b.store = NewStore(b.Server)
+	b.Guard.UseStore(b.store)
 	err := b.Server.AddHook(b.store, StoreOptions(b.cfg.Data))
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("broker: %s is locked; is another homemq serve running on data folder %s?", StoreFile, b.cfg.Data)

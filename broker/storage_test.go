@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -19,6 +20,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
+
+	"homemq/internal/eventually"
 )
 
 // storeServer is a bare mochi server (allow-all auth) with the Store on a
@@ -75,13 +78,13 @@ type client struct {
 
 func (ss *storeServer) connect(t *testing.T, id string, expiry uint32, edit ...func(*paho.Connect)) *client {
 	t.Helper()
-	conn, err := ss.pipe.Dial()
-	for deadline := time.Now().Add(5 * time.Second); err != nil && time.Now().Before(deadline); conn, err = ss.pipe.Dial() {
-		time.Sleep(5 * time.Millisecond) // mochi starts its listeners in goroutines
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	var conn net.Conn
+	var err error
+	// mochi starts its listeners in goroutines.
+	eventually.That(t, 5*time.Second, "the in-process listener to serve", func() bool {
+		conn, err = ss.pipe.Dial()
+		return err == nil
+	})
 	c := &client{}
 	c.Client = paho.NewClient(paho.ClientConfig{Conn: conn, PingHandler: quietPinger{},
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
@@ -171,17 +174,6 @@ func storedKeys(t *testing.T, data string) []string {
 	return keys
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestStoreWritesNoSecrets: the password, the user name and the MQTT 5
 // authentication data (where a homemq-jwt token travels) never reach the
 // file, whatever is stored about the client.
@@ -230,79 +222,83 @@ func contains(list []string, s string) bool {
 // hook loses their packet ids, which would fold them into one), and those
 // whose message expiry passed while the broker was down never arrive.
 func TestQueuedMessagesSurviveARestartOnceAndUnexpired(t *testing.T) {
-	data := t.TempDir()
-	ss := startStoreServer(t, data)
-	agent := ss.connect(t, "agent:pi", 3600)
-	agent.subscribe(t, "cmd/#")
-	agent.leave(t)
-	pub := ss.connect(t, "user:ann", 0)
-	for _, m := range []struct {
-		payload string
-		expiry  uint32
-	}{{"a", 3600}, {"short-1", 1}, {"b", 0}, {"short-2", 1}, {"c", 3600}} {
-		pub.publish(t, "cmd/lock", m.payload, m.expiry, false)
-	}
-	pub.publish(t, "state/lamp", "on", 0, true)
-	pub.publish(t, "state/fan", "spinning", 1, true)
-	pub.leave(t)
-	ss.stop()
-	time.Sleep(2100 * time.Millisecond) // the 1 s messages expire while the broker is down
-
-	ss = startStoreServer(t, data)
-	agent = ss.connect(t, "agent:pi", 3600)
-	waitFor(t, "three queued messages", func() bool { return len(agent.received()) >= 3 })
-	time.Sleep(300 * time.Millisecond) // anything more would arrive now
-	if got := agent.received(); strings.Join(got, ",") != "a,b,c" {
-		t.Fatalf("after the restart the agent got %v, want a, b and c once each and no expired message", got)
-	}
-	watcher := ss.connect(t, "user:bob", 0)
-	watcher.subscribe(t, "state/#")
-	waitFor(t, "the retained state", func() bool { return len(watcher.received()) >= 1 })
-	time.Sleep(200 * time.Millisecond)
-	if got := watcher.received(); strings.Join(got, ",") != "on" {
-		t.Fatalf("retained after the restart: %v, want only \"on\" (the 1 s one expired)", got)
-	}
-	agent.leave(t)
-	watcher.leave(t)
-	ss.stop()
-	for _, k := range storedKeys(t, data) {
-		if strings.HasPrefix(k, "IFM_") {
-			t.Errorf("delivered message still stored: %s", k)
+	synctest.Test(t, func(t *testing.T) {
+		data := t.TempDir()
+		ss := startStoreServer(t, data)
+		agent := ss.connect(t, "agent:pi", 3600)
+		agent.subscribe(t, "cmd/#")
+		agent.leave(t)
+		pub := ss.connect(t, "user:ann", 0)
+		for _, m := range []struct {
+			payload string
+			expiry  uint32
+		}{{"a", 3600}, {"short-1", 1}, {"b", 0}, {"short-2", 1}, {"c", 3600}} {
+			pub.publish(t, "cmd/lock", m.payload, m.expiry, false)
 		}
-	}
+		pub.publish(t, "state/lamp", "on", 0, true)
+		pub.publish(t, "state/fan", "spinning", 1, true)
+		pub.leave(t)
+		ss.stop()
+		time.Sleep(2 * time.Second) // on the bubble's clock: the 1 s messages expire while the broker is down
+
+		ss = startStoreServer(t, data)
+		agent = ss.connect(t, "agent:pi", 3600)
+		eventually.That(t, 5*time.Second, "three queued messages", func() bool { return len(agent.received()) >= 3 })
+		synctest.Wait() // every goroutine is idle: anything more would have arrived
+		if got := agent.received(); strings.Join(got, ",") != "a,b,c" {
+			t.Fatalf("after the restart the agent got %v, want a, b and c once each and no expired message", got)
+		}
+		watcher := ss.connect(t, "user:bob", 0)
+		watcher.subscribe(t, "state/#")
+		eventually.That(t, 5*time.Second, "the retained state", func() bool { return len(watcher.received()) >= 1 })
+		synctest.Wait()
+		if got := watcher.received(); strings.Join(got, ",") != "on" {
+			t.Fatalf("retained after the restart: %v, want only \"on\" (the 1 s one expired)", got)
+		}
+		agent.leave(t)
+		watcher.leave(t)
+		ss.stop()
+		for _, k := range storedKeys(t, data) {
+			if strings.HasPrefix(k, "IFM_") {
+				t.Errorf("delivered message still stored: %s", k)
+			}
+		}
+	})
 }
 
 // TestExpiryOfLoadedMessagesIsKept: a queued message loaded from the
 // store still expires on time while its session stays offline.
 func TestExpiryOfLoadedMessagesIsKept(t *testing.T) {
-	data := t.TempDir()
-	ss := startStoreServer(t, data)
-	agent := ss.connect(t, "agent:pi", 3600)
-	agent.subscribe(t, "cmd/#")
-	agent.leave(t)
-	pub := ss.connect(t, "user:ann", 0)
-	pub.publish(t, "cmd/lock", "short", 2, false)
-	pub.publish(t, "cmd/lock", "long", 3600, false)
-	pub.leave(t)
-	ss.stop()
+	synctest.Test(t, func(t *testing.T) {
+		data := t.TempDir()
+		ss := startStoreServer(t, data)
+		agent := ss.connect(t, "agent:pi", 3600)
+		agent.subscribe(t, "cmd/#")
+		agent.leave(t)
+		pub := ss.connect(t, "user:ann", 0)
+		pub.publish(t, "cmd/lock", "short", 2, false)
+		pub.publish(t, "cmd/lock", "long", 3600, false)
+		pub.leave(t)
+		ss.stop()
 
-	ss = startStoreServer(t, data)
-	cl, ok := ss.Clients.Get("agent:pi")
-	if !ok || cl.State.Inflight.Len() != 2 {
-		t.Fatalf("the offline session was not loaded with its 2 messages")
-	}
-	for _, pk := range cl.State.Inflight.GetAll(false) {
-		if pk.Expiry == 0 {
-			t.Errorf("loaded message %q has no expiry", pk.Payload)
+		ss = startStoreServer(t, data)
+		cl, ok := ss.Clients.Get("agent:pi")
+		if !ok || cl.State.Inflight.Len() != 2 {
+			t.Fatalf("the offline session was not loaded with its 2 messages")
 		}
-	}
-	waitFor(t, "mochi's sweep to drop the expired message", func() bool { return cl.State.Inflight.Len() == 1 })
-	agent = ss.connect(t, "agent:pi", 3600)
-	waitFor(t, "the long-lived message", func() bool { return len(agent.received()) == 1 })
-	time.Sleep(200 * time.Millisecond)
-	if got := agent.received(); len(got) != 1 || got[0] != "long" {
-		t.Fatalf("got %v, want only the long-lived message", got)
-	}
+		for _, pk := range cl.State.Inflight.GetAll(false) {
+			if pk.Expiry == 0 {
+				t.Errorf("loaded message %q has no expiry", pk.Payload)
+			}
+		}
+		eventually.That(t, 5*time.Second, "mochi's sweep to drop the expired message", func() bool { return cl.State.Inflight.Len() == 1 })
+		agent = ss.connect(t, "agent:pi", 3600)
+		eventually.That(t, 5*time.Second, "the long-lived message", func() bool { return len(agent.received()) == 1 })
+		synctest.Wait()
+		if got := agent.received(); len(got) != 1 || got[0] != "long" {
+			t.Fatalf("got %v, want only the long-lived message", got)
+		}
+	})
 }
 
 // TestAcknowledgedPublishIsReplayedAfterACrash: a publish acknowledged but
@@ -310,90 +306,96 @@ func TestExpiryOfLoadedMessagesIsKept(t *testing.T) {
 // record still in the store) reaches the offline session after a restart,
 // and the record is gone.
 func TestAcknowledgedPublishIsReplayedAfterACrash(t *testing.T) {
-	data := t.TempDir()
-	ss := startStoreServer(t, data)
-	agent := ss.connect(t, "agent:pi", 3600)
-	agent.subscribe(t, "cmd/#")
-	agent.leave(t)
-	// The state a crash leaves between mochi's PUBACK and the fan-out: the
-	// write-ahead record, and nothing queued for the session yet.
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 7, TopicName: "cmd/lock",
-		Payload: []byte("unlock"), Origin: "user:ann", Created: time.Now().Unix(), Properties: packets.Properties{MessageExpiryInterval: 60}}
-	if _, err := ss.store.OnPublish(&mqtt.Client{ID: "user:ann"}, pk); err != nil {
-		t.Fatal(err)
-	}
-	expired := pk
-	expired.PacketID, expired.Payload, expired.Created = 8, []byte("too-late"), time.Now().Unix()-120
-	ss.store.Hook.OnQosPublish(&mqtt.Client{ID: walPrefix + "user:ann"}, expired, expired.Created, 0)
-	ss.stop()
-	if keys := storedKeys(t, data); !contains(keys, "IFM_$wal/user:ann:7") {
-		t.Fatalf("no write-ahead record for a persistent subscriber: %v", keys)
-	}
-
-	ss = startStoreServer(t, data)
-	agent = ss.connect(t, "agent:pi", 3600)
-	waitFor(t, "the replayed message", func() bool { return len(agent.received()) == 1 })
-	time.Sleep(200 * time.Millisecond)
-	if got := agent.received(); len(got) != 1 || got[0] != "unlock" {
-		t.Fatalf("got %v, want the acknowledged message once and not the expired one", got)
-	}
-	agent.leave(t)
-	ss.stop()
-	for _, k := range storedKeys(t, data) {
-		if strings.HasPrefix(k, "IFM_") {
-			t.Errorf("record left after the replay: %s", k)
+	synctest.Test(t, func(t *testing.T) {
+		data := t.TempDir()
+		ss := startStoreServer(t, data)
+		agent := ss.connect(t, "agent:pi", 3600)
+		agent.subscribe(t, "cmd/#")
+		agent.leave(t)
+		// The state a crash leaves between mochi's PUBACK and the fan-out: the
+		// write-ahead record, and nothing queued for the session yet.
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 7, TopicName: "cmd/lock",
+			Payload: []byte("unlock"), Origin: "user:ann", Created: time.Now().Unix(), Properties: packets.Properties{MessageExpiryInterval: 60}}
+		if _, err := ss.store.OnPublish(&mqtt.Client{ID: "user:ann"}, pk); err != nil {
+			t.Fatal(err)
 		}
-	}
+		expired := pk
+		expired.PacketID, expired.Payload, expired.Created = 8, []byte("too-late"), time.Now().Unix()-120
+		ss.store.Hook.OnQosPublish(&mqtt.Client{ID: walPrefix + "user:ann"}, expired, expired.Created, 0)
+		ss.stop()
+		if keys := storedKeys(t, data); !contains(keys, "IFM_$wal/user:ann:7") {
+			t.Fatalf("no write-ahead record for a persistent subscriber: %v", keys)
+		}
+
+		ss = startStoreServer(t, data)
+		agent = ss.connect(t, "agent:pi", 3600)
+		eventually.That(t, 5*time.Second, "the replayed message", func() bool { return len(agent.received()) == 1 })
+		synctest.Wait()
+		if got := agent.received(); len(got) != 1 || got[0] != "unlock" {
+			t.Fatalf("got %v, want the acknowledged message once and not the expired one", got)
+		}
+		agent.leave(t)
+		ss.stop()
+		for _, k := range storedKeys(t, data) {
+			if strings.HasPrefix(k, "IFM_") {
+				t.Errorf("record left after the replay: %s", k)
+			}
+		}
+	})
 }
 
 // TestWriteAheadOnlyForPersistentSubscribers: a publish nobody's session
 // would keep costs no write-ahead record, and a normal publish leaves none.
 func TestWriteAheadOnlyForPersistentSubscribers(t *testing.T) {
-	data := t.TempDir()
-	ss := startStoreServer(t, data)
-	live := ss.connect(t, "user:bob", 0)
-	live.subscribe(t, "state/#")
-	pub := ss.connect(t, "user:ann", 0)
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 3, TopicName: "state/lamp"}
-	if _, err := ss.store.OnPublish(&mqtt.Client{ID: "user:ann"}, pk); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := ss.store.logged.Load(storeKey("user:ann", 3)); ok {
-		t.Error("a write-ahead record for a clean-session subscriber")
-	}
-	agent := ss.connect(t, "agent:pi", 3600)
-	agent.subscribe(t, "cmd/#")
-	pub.publish(t, "cmd/lock", "x", 0, false)
-	waitFor(t, "delivery", func() bool { return len(agent.received()) == 1 })
-	live.leave(t)
-	pub.leave(t)
-	agent.leave(t)
-	ss.stop()
-	for _, k := range storedKeys(t, data) {
-		if strings.HasPrefix(k, "IFM_") {
-			t.Errorf("record left after a completed publish: %s", k)
+	synctest.Test(t, func(t *testing.T) {
+		data := t.TempDir()
+		ss := startStoreServer(t, data)
+		live := ss.connect(t, "user:bob", 0)
+		live.subscribe(t, "state/#")
+		pub := ss.connect(t, "user:ann", 0)
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 3, TopicName: "state/lamp"}
+		if _, err := ss.store.OnPublish(&mqtt.Client{ID: "user:ann"}, pk); err != nil {
+			t.Fatal(err)
 		}
-	}
+		if _, ok := ss.store.logged.Load(storeKey("user:ann", 3)); ok {
+			t.Error("a write-ahead record for a clean-session subscriber")
+		}
+		agent := ss.connect(t, "agent:pi", 3600)
+		agent.subscribe(t, "cmd/#")
+		pub.publish(t, "cmd/lock", "x", 0, false)
+		eventually.That(t, 5*time.Second, "delivery", func() bool { return len(agent.received()) == 1 })
+		live.leave(t)
+		pub.leave(t)
+		agent.leave(t)
+		ss.stop()
+		for _, k := range storedKeys(t, data) {
+			if strings.HasPrefix(k, "IFM_") {
+				t.Errorf("record left after a completed publish: %s", k)
+			}
+		}
+	})
 }
 
 // TestExpiredSessionLeavesNothingBehind: when a session expires, its
 // subscriptions and queued messages leave the store with it.
 func TestExpiredSessionLeavesNothingBehind(t *testing.T) {
-	data := t.TempDir()
-	ss := startStoreServer(t, data)
-	gone := ss.connect(t, "user:gone/x1", 1)
-	gone.subscribe(t, "cmd/#")
-	gone.leave(t)
-	pub := ss.connect(t, "user:ann", 0)
-	pub.publish(t, "cmd/lock", "queued", 0, false)
-	pub.leave(t)
-	waitFor(t, "the session to expire", func() bool { _, ok := ss.Clients.Get("user:gone/x1"); return !ok })
-	ss.stop()
-	for _, k := range storedKeys(t, data) {
-		if strings.Contains(k, "user:gone/x1") {
-			t.Errorf("left in the store after the session expired: %s", k)
+	synctest.Test(t, func(t *testing.T) {
+		data := t.TempDir()
+		ss := startStoreServer(t, data)
+		gone := ss.connect(t, "user:gone/x1", 1)
+		gone.subscribe(t, "cmd/#")
+		gone.leave(t)
+		pub := ss.connect(t, "user:ann", 0)
+		pub.publish(t, "cmd/lock", "queued", 0, false)
+		pub.leave(t)
+		eventually.That(t, 5*time.Second, "the session to expire", func() bool { _, ok := ss.Clients.Get("user:gone/x1"); return !ok })
+		ss.stop()
+		for _, k := range storedKeys(t, data) {
+			if strings.Contains(k, "user:gone/x1") {
+				t.Errorf("left in the store after the session expired: %s", k)
+			}
 		}
-	}
+	})
 }
 
 func TestPacketIDOf(t *testing.T) {

@@ -11,24 +11,37 @@ import (
 	"homemq/hooks"
 	"homemq/registry"
 	"homemq/signin"
+	"homemq/tokenapi"
 )
 
 // EventTokenExchange is the hooks.Event kind of a POST /api/token answer
 // (Sub, JTI and Remote set; Detail says why a refusal happened).
 const EventTokenExchange = "token_exchange"
 
-// openTokenService opens the registry (the broker holds registry.db for as
-// long as it runs; the CLI sees the lock and goes through the admin API)
-// and mounts the token exchange and the operators' admin API.
-func (b *Broker) openTokenService() error {
+// lockData opens registry.db, which takes the data folder's lock (bbolt's
+// file lock): the broker holds it for as long as it runs, and the CLI
+// writes the data folder (registry, signing keys, revocations) only while
+// it holds it, or else goes through the admin API. New takes it before it
+// reads anything else of the data folder, so what an offline command wrote
+// is what the broker runs with, and a broker that cannot take it changes
+// nothing there.
+func (b *Broker) lockData() error {
 	reg, err := registry.Open(b.cfg.Data, &registry.Options{Timeout: 2 * time.Second})
 	if errors.Is(err, registry.ErrLocked) {
-		return fmt.Errorf("broker: %w; is another homemq serve running on data folder %s?", err, b.cfg.Data)
+		return fmt.Errorf("broker: %w; is another homemq serve running on data folder %s, or a homemq command (keys rotate, revoke, agent, home, member) working on it?", err, b.cfg.Data)
 	}
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
-	x, err := auth.NewExchange(auth.ExchangeOptions{
+	b.Registry = reg
+	return nil
+}
+
+// openTokenService mounts the token exchange and the operators' admin API
+// over the registry lockData opened.
+func (b *Broker) openTokenService() error {
+	reg := b.Registry
+	x, err := tokenapi.NewExchange(tokenapi.ExchangeOptions{
 		Issuer:    b.Issuer,
 		Verifier:  b.Verifier,
 		Directory: reg,
@@ -38,10 +51,9 @@ func (b *Broker) openTokenService() error {
 		Observe:   b.observeExchange,
 	})
 	if err != nil {
-		_ = reg.Close()
 		return fmt.Errorf("config: %w", err)
 	}
-	b.Registry, b.tokenAPI = reg, x
+	b.tokenAPI = x
 	b.Mux.Handle("POST /api/token", x)
 	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(registry.Handler(reg, func(sub string) error {
 		_, err := b.Revoke(RevokeRequest{Sub: sub})
@@ -57,7 +69,7 @@ func (b *Broker) openTokenService() error {
 			_, _ = reg.RemoveSignInsOf(e.Sub)
 		}
 	})
-	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(auth.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
+	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(tokenapi.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
 	return nil
 }
 
@@ -72,7 +84,7 @@ func (b *Broker) closeTokenService() {
 	}
 }
 
-func (b *Broker) observeExchange(e auth.ExchangeEvent) {
+func (b *Broker) observeExchange(e tokenapi.ExchangeEvent) {
 	if len(b.observers) == 0 {
 		return
 	}

@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"homemq/atomicfile"
 )
 
 // File names inside a certificate folder.
@@ -225,7 +227,7 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 		return fmt.Errorf("certs: %s exists; move it away first, it is never overwritten", path)
 	}
 	b := pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
-	if err := os.WriteFile(path, b, mode); err != nil {
+	if err := atomicfile.WriteFile(path, b, mode); err != nil {
 		return fmt.Errorf("certs: %w", err)
 	}
 	return nil

@@ -18,8 +18,12 @@ import (
 // their token factory gives a new one) keeps its connection past the first
 // token's expiry: the bridge re-authenticates its MQTT session with it.
 // Without the fresh token, the same connection is closed at expiry.
+//
+// The test waits for that Close, which a long poll returns as soon as the
+// broker cuts the MQTT session off at exp, and then uses the refreshed
+// connection past the expiry.
 func TestBridgeTokenRefresh(t *testing.T) {
-	b := startBroker(t)
+	b := startBroker(t, shortLeeway)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: b.tlsConfig()}, Timeout: 120 * time.Second}
 	hub := "https://" + b.Addrs()["https"] + "/signalr/home"
 	do := func(method, u, tok string, body string) (int, string) {
@@ -54,7 +58,7 @@ func TestBridgeTokenRefresh(t *testing.T) {
 		}
 		return u
 	}
-	short, sc := b.mintSpec(auth.Spec{Sub: "user:lee", Homes: map[string]string{"h1": "admin"}, TTL: 4 * time.Second})
+	short, sc := b.mintSpec(auth.Spec{Sub: "user:lee", Homes: map[string]string{"h1": "admin"}, TTL: 3 * time.Second})
 	fresh := b.mint("user:lee", "h1=admin")
 	kept := open(short)
 	lost := open(short)
@@ -63,16 +67,25 @@ func TestBridgeTokenRefresh(t *testing.T) {
 	if st, _ := do("POST", kept, fresh, `{"type":6}`+"\x1e"); st != 200 {
 		t.Fatalf("ping with the fresh token: %d", st)
 	}
-	time.Sleep(time.Until(sc.ExpiresAtTime().Add(b.Verifier.Config().Leeway + 2*time.Second)))
-
-	if st, body := do("GET", lost, fresh, ""); st != 200 || !strings.Contains(body, `"type":7`) || !strings.Contains(body, "token expired") {
+	// Polled with the short token while it is still valid, the connection
+	// without a fresh token answers when it closes at exp.
+	var st int
+	var body string
+	eventually(t, 15*time.Second, "the Close of the connection without a fresh token", func() bool {
+		st, body = do("GET", lost, short, "")
+		return st != 200 || strings.Contains(body, `"type":7`)
+	})
+	if st != 200 || !strings.Contains(body, "token expired") {
 		t.Fatalf("the connection without a fresh token: %d %q, want a Close saying the token expired", st, body)
+	}
+	if time.Now().Before(sc.ExpiresAtTime()) {
+		t.Fatalf("the connection without a fresh token was closed before its exp %v", sc.ExpiresAtTime())
 	}
 	invoke := `{"type":1,"invocationId":"1","target":"Subscribe","arguments":["h1"]}` + "\x1e"
 	if st, body := do("POST", kept, fresh, invoke); st != 200 {
 		t.Fatalf("invocation after the first token's expiry: %d %s", st, body)
 	}
-	st, body := do("GET", kept, fresh, "")
+	st, body = do("GET", kept, fresh, "")
 	if st != 200 {
 		t.Fatalf("poll: %d", st)
 	}

@@ -103,7 +103,9 @@ func TestServePrintsCommandsThatWork(t *testing.T) {
 	if err := sub.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// No wait for the subscription: the printed mosquitto_pub retains the
+	// state (-r), so it reaches mosquitto_sub whether that subscribes
+	// before or after the publish.
 	if out, err := exec.CommandContext(ctx, "sh", "-c", pubLine).CombinedOutput(); err != nil {
 		t.Fatalf("the printed mosquitto_pub failed: %v\n%s", err, out)
 	}

@@ -24,6 +24,7 @@ import (
 	"homemq/auth"
 	"homemq/broker"
 	"homemq/certs"
+	poll "homemq/internal/eventually"
 )
 
 // testBroker is an in-process homemq on free loopback ports.
@@ -297,29 +298,17 @@ func (c *v5client) publish(t *testing.T, topic string, payload []byte, qos byte,
 	return &paho.PublishResponse{}
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds; it fails the test, naming what,
+// if cond is still false after within (see the eventually package).
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for: %s", within, what)
+	poll.That(t, within, what, cond)
 }
 
 // never checks that cond stays false for the whole of d.
 func never(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			t.Fatalf("unexpectedly: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Never(t, d, what, cond)
 }
 
 // repoRoot is the module root (for building the binary and finding clients/).

@@ -96,24 +96,27 @@ func TestMQTTjsOverWSS(t *testing.T) {
 		"CMD_TOPIC":           cmdTopic,
 		"STATE_TOPIC":         "homes/h1/agents/web/devices/lamp/state",
 	})
-	// the owner sends a signed command until the script has one
-	tok, claims := b.mintSpec(auth.Spec{Sub: "user:owner", Homes: map[string]string{"h1": "admin"}})
-	sender := b.mustV5(overTLS, "user:owner/sender", tok)
-	key := envelope.DeriveKey(b.Master, claims.ID)
-	eventually(t, 15*time.Second, "the agent on MQTT.js received a command", func() bool {
+	// the owner sends one signed command once the script has subscribed
+	eventually(t, 15*time.Second, "MQTT.js to subscribe to its cmd topic", func() bool {
 		if p.exited() {
 			return true
 		}
-		env, err := envelope.Seal(key, cmdTopic, claims.ID, `{"action":"on"}`, time.Now(), 30*time.Second)
-		if err != nil {
-			t.Fatal(err)
+		cl, ok := b.Server.Clients.Get("agent:web/mqttjs")
+		if !ok {
+			return false
 		}
-		if pr := sender.publish(t, cmdTopic, env, 1, false); pr.ReasonCode != 0 {
-			t.Fatalf("command refused: 0x%02X", pr.ReasonCode)
-		}
-		time.Sleep(200 * time.Millisecond)
-		return false
+		_, ok = cl.State.Subscriptions.Get(cmdTopic)
+		return ok
 	})
+	tok, claims := b.mintSpec(auth.Spec{Sub: "user:owner", Homes: map[string]string{"h1": "admin"}})
+	sender := b.mustV5(overTLS, "user:owner/sender", tok)
+	env, err := envelope.Seal(envelope.DeriveKey(b.Master, claims.ID), cmdTopic, claims.ID, `{"action":"on"}`, time.Now(), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr := sender.publish(t, cmdTopic, env, 1, false); pr.ReasonCode != 0 {
+		t.Fatalf("command refused: 0x%02X", pr.ReasonCode)
+	}
 	var res struct {
 		GoodError string
 		Granted   []int

@@ -17,6 +17,7 @@ const (
 	ReasonSignature Reason = "bad_signature"     // sig does not match (wrong key, topic or content)
 	ReasonReplay    Reason = "replay"            // (kid, nonce) was already accepted
 	ReasonCacheFull Reason = "replay_cache_full" // the replay cache is at its cap
+	ReasonQuota     Reason = "replay_quota"      // the sender holds its share of the replay cache
 )
 
 // Error is a refused envelope: a stable Reason and a sentence for the user.

@@ -21,8 +21,14 @@ import (
 // fresh envelope look like a replay (about 2^-128 per pair, and the seed is
 // secret), never let a replay through. A wall clock stepping backwards never
 // makes it forget an entry early.
+//
+// With OwnerQuota, RecordFor also bounds the live entries of each owner (the
+// broker's owner is the sender's sub), so that one sender filling its share
+// refuses only its own commands; the global cap stays as a memory bound.
 type ReplayCache struct {
 	shards  [replayShards]shard
+	owners  [replayShards]ownerShard
+	quota   int // live entries per owner; 0: no quota
 	max     int64
 	count   atomic.Int64
 	horizon time.Duration
@@ -59,11 +65,20 @@ type shard struct {
 	_    [64]byte // keeps shards' locks on separate cache lines
 }
 
+// ReplayOption changes how NewReplayCache sets up a cache.
+type ReplayOption func(*ReplayCache)
+
+// OwnerQuota limits the live entries each owner of RecordFor may hold to n
+// (no limit if n <= 0).
+func OwnerQuota(n int) ReplayOption {
+	return func(c *ReplayCache) { c.quota = max(n, 0) }
+}
+
 // NewReplayCache returns a cache holding at most maxEntries live entries
 // (DefaultReplayMax if <= 0) for envelopes whose exp is at most horizon after
 // now (Policy.Horizon(), i.e. MaxLifetime + Skew; the default policy's if
 // <= 0).
-func NewReplayCache(maxEntries int, horizon time.Duration) *ReplayCache {
+func NewReplayCache(maxEntries int, horizon time.Duration, opts ...ReplayOption) *ReplayCache {
 	if maxEntries <= 0 {
 		maxEntries = DefaultReplayMax
 	}
@@ -79,6 +94,10 @@ func NewReplayCache(maxEntries int, horizon time.Duration) *ReplayCache {
 		c.shards[i].set = make(map[replayKey]struct{})
 		c.shards[i].ring = make([]bucket, n)
 		c.shards[i].last = -1 << 62
+		c.owners[i].m = make(map[string]*ownerUse)
+	}
+	for _, o := range opts {
+		o(c)
 	}
 	return c
 }
@@ -89,6 +108,13 @@ func NewReplayCache(maxEntries int, horizon time.Duration) *ReplayCache {
 // and ReasonLifetime if exp is more than the horizon after now (the cache
 // could not promise to remember it). Call it only after Verify succeeded.
 func (c *ReplayCache) Record(kid, nonce string, exp time.Time, now time.Time) error {
+	return c.RecordFor("", kid, nonce, exp, now)
+}
+
+// RecordFor is Record on behalf of owner: with OwnerQuota, it also refuses
+// with ReasonQuota (nothing is stored then) when owner already holds its
+// quota of live entries. The empty owner has no quota.
+func (c *ReplayCache) RecordFor(owner, kid, nonce string, exp time.Time, now time.Time) error {
 	if !now.Before(exp) {
 		return refuse(ReasonExpired, fmt.Sprintf("envelope expired %s ago; not recorded", now.Sub(exp).Truncate(time.Second)))
 	}
@@ -107,12 +133,22 @@ func (c *ReplayCache) Record(kid, nonce string, exp time.Time, now time.Time) er
 			sh.mu.Unlock()
 			return refuse(ReasonReplay, fmt.Sprintf("envelope replayed: nonce %q was already used with key id %q; seal every command afresh", clip(nonce), clip(kid)))
 		}
+		quota := c.quota > 0 && owner != ""
+		if quota {
+			if n, ok := c.takeOwner(owner, slot, cur); !ok {
+				sh.mu.Unlock()
+				return refuse(ReasonQuota, fmt.Sprintf("too many live commands from %q (%d, the quota per sender); wait until earlier ones expire, or send fewer or shorter-lived commands", clip(owner), n))
+			}
+		}
 		if c.count.Add(1) <= c.max {
 			sh.insert(c, k, slot, cur)
 			sh.mu.Unlock()
 			return nil
 		}
 		c.count.Add(-1)
+		if quota {
+			c.giveBackOwner(owner, slot)
+		}
 		sh.mu.Unlock()
 		if attempt > 0 {
 			return refuse(ReasonCacheFull, fmt.Sprintf("replay cache is full (%d entries); commands are refused until entries expire — raise the cache size or lower command rates and lifetimes", c.max))
@@ -156,6 +192,10 @@ func (c *ReplayCache) sweep(cur int64) {
 		sh.mu.Lock()
 		sh.rotate(c, cur)
 		sh.mu.Unlock()
+		osh := &c.owners[i]
+		osh.mu.Lock()
+		osh.prune(cur)
+		osh.mu.Unlock()
 	}
 }
 

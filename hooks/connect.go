@@ -9,6 +9,7 @@ import (
 	"github.com/rs/xid"
 	"golang.org/x/time/rate"
 
+	"homemq/addrlimit"
 	"homemq/auth"
 	"homemq/topics"
 )
@@ -33,27 +34,29 @@ var v3Connack = map[byte]byte{
 // data with method homemq-jwt), the client-ID rule and the will. A refused
 // client gets a CONNACK with a reason code and reason string and is closed.
 func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	addr := hostOf(cl.Net.Remote)
-	if cl.Net.Listener != internalListener && !g.counts.allowAttempt(g.cfg.Limits, addr, g.now()) {
+	addr := addrlimit.Key(cl.Net.Remote)
+	if cl.Net.Listener != internalListener && !g.counts.allowAttempt(addr, g.now()) {
 		return g.refuseConnect(cl, nil, 0x9F, "rate", "connection rate exceeded for "+addr+"; slow down")
 	}
 	c, code, why, detail := g.authenticate(cl, pk)
 	if code != 0 {
 		return g.refuseConnect(cl, c, code, why, detail)
 	}
-	if ok, which := g.counts.admit(g.cfg.Limits, c.Subject, addr); !ok {
-		detail = "too many connections for " + c.Subject
-		if which == "address" {
-			detail = "too many connections from " + addr
-		}
-		return g.refuseConnect(cl, c, 0x97, "quota", detail)
+	// sockets per address were counted at accept (Guard.Addresses)
+	if !g.counts.admit(g.cfg.Limits, c.Subject) {
+		return g.refuseConnect(cl, c, 0x97, "quota", "too many connections for "+c.Subject)
+	}
+	if err := g.admitSession(cl, c); err != nil {
+		return err
 	}
 	if cl.Net.Listener != internalListener && (pk.Connect.Keepalive == 0 || pk.Connect.Keepalive > g.cfg.MaxKeepalive) {
 		cl.State.Keepalive = g.cfg.MaxKeepalive
 		cl.State.ServerKeepalive = true
 	}
 	g.offline.Delete(cl.ID) // a live connection takes over any offline session of this ID
-	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject, addr: addr}
+	g.cancelWill(cl.ID)
+	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject,
+		will: takeWill(cl, pk)}
 	gr := g.newGrant(c)
 	s.grant.Store(gr)
 	g.sessions.Store(cl, s)
@@ -160,11 +163,30 @@ func (g *Guard) onDeadline(cl *mqtt.Client, s *session) {
 }
 
 // cutOff closes a connection whose token has expired or been revoked, with
-// a DISCONNECT that says so (MQTT 5).
+// a DISCONNECT that says so (MQTT 5), once. It refuses everything for the
+// session at once and gives its connection slots back at once; the
+// connection itself is closed within Config.DisconnectWait however the
+// client behaves.
 func (g *Guard) cutOff(cl *mqtt.Client, s *session) {
-	if !s.closed.CompareAndSwap(false, true) && cl.Closed() {
-		return
+	if g.startCutOff(s) {
+		g.finishCutOff(cl, s)
 	}
+}
+
+// startCutOff is the part of a cut-off that never waits: the session
+// refuses everything and gives its connection slots back. It reports
+// whether this call started the cut-off (it runs once per session).
+func (g *Guard) startCutOff(s *session) bool {
+	s.closed.Store(true)
+	if !s.cut.CompareAndSwap(false, true) {
+		return false
+	}
+	g.release(s)
+	return true
+}
+
+// finishCutOff reports the cut-off and closes the connection.
+func (g *Guard) finishCutOff(cl *mqtt.Client, s *session) {
 	gr := s.grant.Load()
 	code := packets.Code{Code: 0xA0, Reason: "token expired at " + gr.claims.ExpiresAtTime().UTC().Format(time.RFC3339) + "; reconnect or re-authenticate with a fresh token"}
 	kind, why := EventExpire, "expired"
@@ -176,39 +198,43 @@ func (g *Guard) cutOff(cl *mqtt.Client, s *session) {
 	g.disconnect(cl, code)
 }
 
-// disconnect closes cl, telling MQTT 5 clients why.
+// Disconnect closes cl, telling an MQTT 5 client why, within
+// Config.DisconnectWait. The broker uses it at shutdown.
+func (g *Guard) Disconnect(cl *mqtt.Client, code packets.Code) { g.disconnect(cl, code) }
+
+// disconnect closes cl, telling MQTT 5 clients why, and returns within
+// Config.DisconnectWait: mochi's Server.DisconnectClient writes the
+// DISCONNECT under the client's lock, which a writer stuck on a client that
+// does not read would hold for good; past the wait, cl.Stop closes the
+// connection without that lock. MQTT 3.1.1 has no server DISCONNECT: the
+// connection is closed.
 func (g *Guard) disconnect(cl *mqtt.Client, code packets.Code) {
-	if cl.Properties.ProtocolVersion == 5 {
-		_ = g.server.DisconnectClient(cl, code)
+	if cl.Properties.ProtocolVersion < 5 {
+		cl.Stop(code)
 		return
 	}
-	cl.Stop(code)
-}
-
-// OnPacketEncode adds the authentication method to the CONNACK of a client
-// that connected with one, so it knows it may re-authenticate, and keeps the
-// reason string on CONNACK and DISCONNECT even for a client that asked for
-// no problem information: MQTT 5 allows it there [MQTT-3.1.2-29], and a
-// client cut off at exp must be told why.
-func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	switch pk.FixedHeader.Type {
-	case packets.Connack:
-		pk.Mods.DisallowProblemInfo = false
-		if pk.ReasonCode < 0x80 && cl.Properties.Props.AuthenticationMethod == AuthMethod {
-			pk.Properties.AuthenticationMethod = AuthMethod
-		}
-	case packets.Disconnect:
-		pk.Mods.DisallowProblemInfo = false
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.server.DisconnectClient(cl, code)
+	}()
+	t := time.NewTimer(g.cfg.DisconnectWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		cl.Stop(code)
 	}
-	return pk
 }
 
-// OnDisconnect forgets the connection's session.
+// OnDisconnect sends the connection's will where it is due (will.go) and
+// forgets the connection's session.
 func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	s := g.session(cl)
 	if s == nil {
 		return
 	}
+	g.willOnDisconnect(cl, s)
 	if !expire && !s.closed.Load() {
 		g.keepOffline(cl, s.grant.Load()) // mochi keeps the session and queues for it
 	}
@@ -233,19 +259,31 @@ func (g *Guard) forget(cl *mqtt.Client, s *session) bool {
 	if _, ok := g.sessions.LoadAndDelete(cl); !ok {
 		return false
 	}
-	g.counts.release(s.sub, s.addr)
+	g.release(s)
 	return true
 }
 
+// release gives back the connection slots a session was counted in, once,
+// whichever of a cut-off and the end of the connection comes first.
+func (g *Guard) release(s *session) {
+	if s.released.CompareAndSwap(false, true) {
+		g.counts.release(s.sub)
+	}
+}
+
 // Revoked closes every connection whose token r revokes. Register it with
-// auth.Revocations.OnRevoke.
+// auth.Revocations.OnRevoke. Before Revoked returns, every such session
+// refuses everything and its connection slots are free; each connection is
+// then closed on its own goroutine, so that none waits for another.
 func (g *Guard) Revoked(r auth.Revocation) {
 	g.revokeOffline(r)
 	g.sessions.Range(func(k, v any) bool {
 		s := v.(*session)
 		if gr := s.grant.Load(); gr != nil && r.Matches(gr.claims) {
 			s.revoked.Store(true)
-			g.cutOff(k.(*mqtt.Client), s)
+			if g.startCutOff(s) {
+				go g.finishCutOff(k.(*mqtt.Client), s)
+			}
 		}
 		return true
 	})

@@ -7,13 +7,14 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"homemq/auth"
 	"homemq/envelope"
 	"homemq/topics"
 )
 
 // expiredAck is the answer the broker gives, on the device's ack topic, for
-// a command that expired in an offline session's queue: the device never
-// saw it, and the sender learns it will never run. Its fields are the
+// a command that expired in the target agent's offline queue: the device
+// never saw it, and the sender learns it will never run. Its fields are the
 // agent's ack fields (docs/agent.md), with by = "broker".
 type expiredAck struct {
 	Nonce  string `json:"nonce"`
@@ -23,12 +24,20 @@ type expiredAck struct {
 	By     string `json:"by"`
 }
 
-// OnQosDropped answers for a command mochi dropped from a queue because its
-// envelope expired: one ack with error "expired", published by the broker
-// on the device's ack topic.
-func (g *Guard) OnQosDropped(_ *mqtt.Client, pk packets.Packet) {
-	if pk.FixedHeader.Type != packets.Publish || !topics.IsCommand(pk.TopicName) ||
-		pk.Expiry == 0 || pk.Expiry > g.now().Unix() {
+// OnQosDropped answers for a command mochi dropped from the queue of the
+// agent it is addressed to because its envelope expired: one ack with error
+// "expired", published by the broker on the device's ack topic.
+//
+// Only the target agent's own queue counts: a command that expires in
+// another session's queue (an admin's offline homes/h1/# session, say)
+// says nothing about the agent, which may well have run it. A taken-over
+// session's queue moved to its successor, which answers for it.
+func (g *Guard) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type != packets.Publish || pk.Expiry == 0 || pk.Expiry > g.now().Unix() || cl.IsTakenOver() {
+		return
+	}
+	p, err := topics.Parse(pk.TopicName)
+	if err != nil || p.Kind != topics.KindCmd || !agentClient(cl.ID, p.Agent) {
 		return
 	}
 	env, err := envelope.Parse(pk.Payload, g.cfg.Envelope)
@@ -37,5 +46,12 @@ func (g *Guard) OnQosDropped(_ *mqtt.Client, pk packets.Packet) {
 	}
 	b, _ := json.Marshal(expiredAck{Nonce: env.Nonce, Error: "expired", By: "broker",
 		Detail: "the command expired in the broker's queue while the agent was offline; it was never delivered"})
-	_ = g.server.Publish(strings.TrimSuffix(pk.TopicName, "cmd")+"ack", b, false, 1)
+	_ = g.server.Publish(topics.AckTopic(p.Home, p.Agent, p.Device), b, false, 1)
+}
+
+// agentClient reports whether a client ID belongs to agent: by the
+// client-ID rule (checkClientID) only a token of agent:{agent} can hold it.
+func agentClient(clientID, agent string) bool {
+	sub := auth.KindAgent + ":" + agent
+	return clientID == sub || strings.HasPrefix(clientID, sub+"/")
 }

@@ -35,6 +35,16 @@ type Config struct {
 	MaxKeepalive uint16
 	// Limits bound connections per identity and address.
 	Limits Limits
+	// Quotas bound sessions, replay entries and retained messages per identity.
+	Quotas Quotas
+	// Issued is what an earlier run on the same data, whose replay cache is
+	// gone, may have accepted (restart.go). Zero: nothing but commands
+	// issued before this Guard started is refused for that reason.
+	Issued IssuedRecord
+	// DisconnectWait bounds how long closing one connection (at expiry,
+	// revocation or shutdown) may wait for its DISCONNECT to be written
+	// before the connection is closed without it.
+	DisconnectWait time.Duration
 }
 
 // DefaultConfig returns safe defaults.
@@ -48,6 +58,8 @@ func DefaultConfig() Config {
 		CommandBurst:    20,
 		MaxKeepalive:    300,
 		Limits:          DefaultLimits(),
+		Quotas:          DefaultQuotas(),
+		DisconnectWait:  5 * time.Second,
 	}
 }
 
@@ -66,6 +78,10 @@ type Guard struct {
 	counts    *counters
 	started   int64 // unix seconds: commands issued before are refused (the replay cache is in memory)
 	now       func() time.Time
+	store     SessionStore // told what the Guard drops from sessions (nil: no store)
+	wills     sync.Map     // client ID -> *pendingWill: delayed wills of ended connections
+
+	quotaState // the bookkeeping of Quotas and of the restart rule (quotas.go)
 }
 
 // grant is what one verified token allows; it is replaced whole on re-auth.
@@ -81,13 +97,20 @@ type session struct {
 	grant    atomic.Pointer[grant]
 	closed   atomic.Bool // revoked or expired: refuse everything
 	revoked  atomic.Bool
+	cut      atomic.Bool // cutOff has run
+	released atomic.Bool // the connection slot of sub is given back
 	timer    *time.Timer
 	mu       sync.Mutex
 	refusals []int64 // times of recent refusals (unix nanos), at most RefusalLimit
 	commands *rate.Limiter
-	sub      string // the sub and address the connection was counted under
-	addr     string
+	sub      string                          // the sub the connection was counted under
 	overSubs atomic.Pointer[map[string]bool] // filters of the SUBSCRIBE being processed that break the quota
+	aliases  map[uint16]*outAlias            // outbound topic aliases mochi assigned (under mu)
+	will     *will                           // the will, kept by the Guard (see will.go); set at CONNECT
+
+	// subackReason says why filters of the SUBSCRIBE being processed were
+	// refused; OnPacketEncode puts it on the SUBACK.
+	subackReason atomic.Pointer[string]
 }
 
 // New returns a Guard for server that verifies tokens with verifier and
@@ -97,14 +120,17 @@ func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config
 		cfg = DefaultConfig()
 	}
 	cfg.Envelope = cfg.Envelope.Effective()
+	if cfg.DisconnectWait <= 0 {
+		cfg.DisconnectWait = DefaultConfig().DisconnectWait
+	}
 	return &Guard{
 		server:    server,
 		verifier:  verifier,
 		master:    bytes.Clone(master),
 		cfg:       cfg,
-		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, cfg.Envelope.Horizon()),
+		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, cfg.Envelope.Horizon(), envelope.OwnerQuota(cfg.Quotas.ReplayPerSub)),
 		observers: observers,
-		counts:    newCounters(),
+		counts:    newCounters(cfg.Limits),
 		started:   time.Now().Unix(),
 		now:       time.Now,
 	}

@@ -145,6 +145,7 @@ func BenchmarkOnPublishState(b *testing.B) {
 func BenchmarkOnPublishCommand(b *testing.B) {
 	g, srv, is := testGuard(b)
 	g.cfg.CommandRate, g.cfg.CommandBurst = 1e9, 1e9
+	g.replay = envelope.NewReplayCache(g.cfg.ReplayCacheSize, g.cfg.Envelope.Horizon(), envelope.OwnerQuota(1<<30)) // one sub sends them all
 	tok, c, _ := is.Mint(auth.Spec{Sub: "user:alice", Homes: map[string]string{"h1": "admin"}})
 	cl, err := connect(b, g, srv, "user:alice", tok)
 	if err != nil {

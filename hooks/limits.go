@@ -1,19 +1,21 @@
 package hooks
 
 import (
-	"net"
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"homemq/addrlimit"
 )
 
 // Limits bound how many connections one identity or address may hold and
 // how fast an address may connect. Zero values switch a limit off.
 type Limits struct {
-	ConnsPerSub      int     // live connections per token sub
-	ConnsPerAddr     int     // live connections per source IP address
-	ConnectRate      float64 // CONNECT attempts per second per source IP
+	ConnsPerSub int // live connections per token sub
+	// ConnsPerAddr bounds the sockets per source address (addrlimit.Key)
+	// from accept: the listeners count them in the Guard's Addresses table,
+	// so a socket that never sends CONNECT counts too, and only once.
+	ConnsPerAddr     int
+	ConnectRate      float64 // CONNECT attempts per second per source address
 	ConnectBurst     int
 	SubscriptionsMax int // subscriptions (filters) per connection
 }
@@ -23,87 +25,56 @@ func DefaultLimits() Limits {
 	return Limits{ConnsPerSub: 32, ConnsPerAddr: 256, ConnectRate: 20, ConnectBurst: 50, SubscriptionsMax: 100}
 }
 
-// maxTrackedAddrs bounds the memory the connect-rate table may use.
-const maxTrackedAddrs = 16384
-
-// counters tracks live connections per sub and per address and recent
-// connect attempts per address.
+// counters tracks live connections per sub, and per address the sockets
+// and recent connect attempts.
 type counters struct {
 	mu    sync.Mutex
 	subs  map[string]int
-	addrs map[string]int
-	rates map[string]*addrRate
+	addrs *addrlimit.Table
 }
 
-type addrRate struct {
-	lim  *rate.Limiter
-	seen time.Time
-}
-
-func newCounters() *counters {
-	return &counters{subs: map[string]int{}, addrs: map[string]int{}, rates: map[string]*addrRate{}}
-}
-
-// hostOf returns the IP part of a remote address.
-func hostOf(remote string) string {
-	if h, _, err := net.SplitHostPort(remote); err == nil {
-		return h
+func newCounters(l Limits) *counters {
+	return &counters{
+		subs:  map[string]int{},
+		addrs: addrlimit.New(addrlimit.Config{MaxConns: l.ConnsPerAddr, Rate: l.ConnectRate, Burst: l.ConnectBurst}),
 	}
-	return remote
 }
 
-// allowAttempt reports whether addr may try to connect now.
-func (c *counters) allowAttempt(l Limits, addr string, now time.Time) bool {
-	if l.ConnectRate <= 0 {
-		return true
-	}
+// Addresses is the table that bounds sockets (limits.ConnsPerAddr) and
+// CONNECT attempts (limits.ConnectRate) per source address. Every MQTT
+// listener except the in-process one counts its sockets in it from accept
+// (addrlimit.Table.Listener or Acquire); OnConnect spends attempts from it.
+func (g *Guard) Addresses() *addrlimit.Table { return g.counts.addrs }
+
+// SocketRefused reports to the observers a socket that listener closed at
+// accept because its address already held Limits.ConnsPerAddr sockets in
+// Addresses: a connect refused for quota, as one refused at CONNECT is.
+func (g *Guard) SocketRefused(listener, remote string) {
+	g.emit(Event{Kind: EventConnect, Reason: "quota", Listener: listener, Remote: remote,
+		Detail: "too many connections from " + addrlimit.Key(remote) + "; closed at accept"})
+}
+
+// allowAttempt reports whether addr (an addrlimit.Key) may try to connect now.
+func (c *counters) allowAttempt(addr string, now time.Time) bool {
+	return c.addrs.Allow(addr, now)
+}
+
+// admit counts a new connection of sub, or reports false when sub already
+// holds l.ConnsPerSub.
+func (c *counters) admit(l Limits, sub string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r, ok := c.rates[addr]
-	if !ok {
-		if len(c.rates) >= maxTrackedAddrs {
-			c.pruneRatesLocked(now)
-		}
-		if len(c.rates) >= maxTrackedAddrs {
-			return false // a flood from too many addresses at once: refuse newcomers until it calms
-		}
-		r = &addrRate{lim: rate.NewLimiter(rate.Limit(l.ConnectRate), l.ConnectBurst)}
-		c.rates[addr] = r
-	}
-	r.seen = now
-	return r.lim.AllowN(now, 1)
-}
-
-func (c *counters) pruneRatesLocked(now time.Time) {
-	for a, r := range c.rates {
-		if now.Sub(r.seen) > time.Minute {
-			delete(c.rates, a)
-		}
-	}
-}
-
-// admit counts a new connection, or reports which limit it would break.
-func (c *counters) admit(l Limits, sub, addr string) (ok bool, which string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if l.ConnsPerAddr > 0 && c.addrs[addr] >= l.ConnsPerAddr {
-		return false, "address"
-	}
 	if l.ConnsPerSub > 0 && c.subs[sub] >= l.ConnsPerSub {
-		return false, "sub"
+		return false
 	}
-	c.addrs[addr]++
 	c.subs[sub]++
-	return true, ""
+	return true
 }
 
 // release uncounts a connection admitted before.
-func (c *counters) release(sub, addr string) {
+func (c *counters) release(sub string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.addrs[addr]--; c.addrs[addr] <= 0 {
-		delete(c.addrs, addr)
-	}
 	if c.subs[sub]--; c.subs[sub] <= 0 {
 		delete(c.subs, sub)
 	}

@@ -41,8 +41,10 @@ func (g *Guard) OnClientExpired(cl *mqtt.Client) {
 	g.offline.Delete(cl.ID)
 }
 
-// revokeOffline drops the rights of offline sessions that r revokes.
+// revokeOffline drops the rights of offline sessions that r revokes, and
+// their delayed wills.
 func (g *Guard) revokeOffline(r auth.Revocation) {
+	g.revokeWills(r)
 	g.offline.Range(func(k, v any) bool {
 		if r.Matches(v.(*grant).claims) {
 			g.offline.Delete(k)

@@ -15,6 +15,9 @@ import (
 // sending PUBLISH or SUBSCRIBE is alive: an atomic deadline compare, no JWT
 // parsing. A dead token closes the connection.
 func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Disconnect {
+		return g.capDisconnectExpiry(pk), nil
+	}
 	if t := pk.FixedHeader.Type; t != packets.Publish && t != packets.Subscribe {
 		return pk, nil
 	}
@@ -24,6 +27,9 @@ func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	if _, ok := s.alive(g.now().UnixNano()); !ok {
 		g.cutOff(cl, s)
+		return pk, packets.ErrRejectPacket
+	}
+	if g.unknownAlias(cl, pk) {
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, nil
@@ -59,14 +65,18 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if s == nil {
 		return pk
 	}
+	s.subackReason.Store(nil)
 	gr, ok := s.alive(g.now().UnixNano())
 	if !ok {
 		return pk
 	}
 	var over map[string]bool
+	var why subackReasons
+	defer why.store(s)
 	have := cl.State.Subscriptions.Len()
 	for _, f := range pk.Filters {
 		if d := topics.Authorize(gr.identity, topics.Subscribe, f.Filter, false); !d.Allow {
+			why.add(f.Filter, d.Reason)
 			g.emit(g.event(cl, gr, EventSubscribe, false, "acl", d.Reason, f.Filter))
 			if g.refuse(s) {
 				g.tooManyRefusals(cl)
@@ -81,6 +91,7 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 				over = map[string]bool{}
 			}
 			over[f.Filter] = true
+			why.add(f.Filter, "too many subscriptions on this connection")
 			g.emit(g.event(cl, gr, EventSubscribe, false, "quota", "too many subscriptions on this connection", f.Filter))
 			continue
 		}
@@ -120,6 +131,9 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	if d := topics.Authorize(gr.identity, topics.Publish, pk.TopicName, pk.FixedHeader.Retain); !d.Allow {
 		return g.refusePublish(cl, s, gr, pk, EventPublish, 0x87, "acl", d.Reason)
 	}
+	if code, why, detail := g.checkDevicePublish(gr, pk); code != 0 {
+		return g.refusePublish(cl, s, gr, pk, EventPublish, code, why, detail)
+	}
 	if !topics.IsCommand(pk.TopicName) {
 		return pk, nil
 	}
@@ -130,17 +144,19 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	if err == nil {
 		err = env.Verify(gr.key, pk.TopicName, gr.claims.ID, now, g.cfg.Envelope)
 	}
-	if err == nil && env.Iat < g.started {
+	if err == nil && (env.Iat < g.started || g.issuedEarlier(env.Iat)) {
 		// The replay cache does not survive a restart, so a command issued
-		// before this broker started may have been seen already.
-		err = &envelope.Error{Reason: envelope.ReasonReplay, Detail: "issued before the broker (re)started, so it may have been seen already; seal it again"}
+		// before this broker started, or one an earlier run may have
+		// accepted (Config.Issued), may have been seen already.
+		err = &envelope.Error{Reason: envelope.ReasonReplay, Detail: "issued before the broker (re)started, so it may have been seen already; seal it again (with a fresh iat, a few seconds after the restart)"}
 	}
 	if err == nil {
-		err = g.replay.Record(env.Kid, env.Nonce, time.Unix(env.Exp, 0), now)
+		err = g.replay.RecordFor(gr.claims.Subject, env.Kid, env.Nonce, time.Unix(env.Exp, 0), now)
 	}
 	if err != nil {
 		return g.refuseCommand(cl, s, gr, pk, env.Nonce, err)
 	}
+	g.noteIssued(env)
 	pk.Expiry = env.Exp
 	pk.Properties.MessageExpiryInterval = uint32(max(1, env.Exp-now.Unix()))
 	pk.ProtocolVersion = 5 // mochi only honours Expiry on MQTT 5 packets, also when a 3.1.1 client sent it
@@ -156,7 +172,7 @@ func (g *Guard) refuseCommand(cl *mqtt.Client, s *session, gr *grant, pk packets
 	switch r {
 	case envelope.ReasonMalformed, envelope.ReasonVersion:
 		code = 0x99
-	case envelope.ReasonCacheFull:
+	case envelope.ReasonCacheFull, envelope.ReasonQuota:
 		code = 0x97
 	case "":
 		r = "envelope"

@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -10,9 +9,13 @@ import (
 
 // OnAuthPacket handles MQTT 5 re-authentication: AUTH with reason 0x19,
 // method homemq-jwt and a fresh JWT as data. The new token must name the
-// same sub; its rights replace the old ones at once and the expiry deadline
-// moves. The broker answers AUTH 0x00; a bad token gets a DISCONNECT.
+// same sub; its rights replace the old ones at once (queued messages and
+// subscriptions they no longer allow are dropped, deliver.go) and the
+// expiry deadline moves. The broker answers AUTH 0x00; a bad token gets a DISCONNECT.
 func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Properties.Props.AuthenticationMethod == "" { // [MQTT-4.12.0-4]: no method at CONNECT, no AUTH
+		return pk, g.refuseReauth(cl, nil, 0x82, "protocol", "protocol error: AUTH on a connection that announced no authentication method; connect with authentication method "+AuthMethod+" to re-authenticate")
+	}
 	s := g.session(cl)
 	if s == nil {
 		return pk, packets.ErrNotAuthorized
@@ -37,11 +40,7 @@ func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	gr := g.newGrant(c)
 	s.grant.Store(gr)
-	if cl.Properties.Will.Flag == 1 {
-		if why, _ := willRefusal(gr.identity, cl.Properties.Will); why != "" {
-			atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
-		}
-	}
+	g.dropUnreadable(cl, s, gr)
 	s.mu.Lock()
 	if s.timer != nil {
 		s.timer.Reset(time.Until(time.Unix(0, gr.deadline)))

@@ -116,7 +116,12 @@ func (r *Registry) Do(_ context.Context, req Request) (Response, error) {
 
 // Handler serves the admin API over reg. Mount it behind an operator check.
 // After agent.rotate and agent.remove it calls revoke("agent:{id}") so the
-// agent's current tokens stop at once (nil: no revocation).
+// agent's current tokens stop at once, and after member.remove
+// revoke("user:{id}") so the member's access to the home ends at once: the
+// live connections close, offline sessions stop queueing, and the user's
+// next token from the exchange no longer names the home. That ends the
+// user's current tokens for every home; the other homes come back with the
+// next token (nil revoke: no revocation).
 func Handler(reg *Registry, revoke func(sub string) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req Request
@@ -130,6 +135,12 @@ func Handler(reg *Registry, revoke func(sub string) error) http.Handler {
 		if err == nil && revoke != nil && (req.Op == OpAgentRotate || req.Op == OpAgentRemove) {
 			if rerr := revoke(auth.KindAgent + ":" + req.Agent); rerr != nil {
 				err = fmt.Errorf("registry changed, but revoking the agent's current tokens failed: %w (run: homemq revoke --sub agent:%s)", rerr, req.Agent)
+			}
+		}
+		if err == nil && revoke != nil && req.Op == OpMemberRemove {
+			user, _ := UserID(req.User) // RemoveMember accepted it
+			if rerr := revoke(user); rerr != nil {
+				err = fmt.Errorf("membership removed, but revoking the user's current tokens failed: %w (run: homemq revoke --sub %s)", rerr, user)
 			}
 		}
 		if err != nil {

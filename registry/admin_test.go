@@ -13,7 +13,8 @@ import (
 
 // TestClientOverHandler: the admin API gives the CLI the same answers and
 // error kinds as the open database, and revokes an agent's tokens when its
-// credential is rotated or it is removed.
+// credential is rotated or it is removed, and a user's when a membership
+// is removed (not when removing it fails).
 func TestClientOverHandler(t *testing.T) {
 	r, _ := openTest(t)
 	var revoked []string
@@ -34,6 +35,9 @@ func TestClientOverHandler(t *testing.T) {
 		{Request{Op: OpAgentRotate, Home: "h1", Agent: "pi"}, nil, ""},
 		{Request{Op: OpAgentRemove, Home: "h1", Agent: "pi"}, nil, ""},
 		{Request{Op: OpAgentRemove, Home: "h1", Agent: "pi"}, ErrNotFound, "does not exist"},
+		{Request{Op: OpMemberAdd, Home: "h1", User: "alice", Role: "admin"}, nil, ""},
+		{Request{Op: OpMemberRemove, Home: "h1", User: "alice"}, nil, ""},
+		{Request{Op: OpMemberRemove, Home: "h1", User: "agent:pi"}, ErrInvalid, "memberships are for users"},
 	}
 	var creds []string
 	for _, s := range steps {
@@ -51,8 +55,8 @@ func TestClientOverHandler(t *testing.T) {
 			t.Fatalf("credential from the API does not parse: %v", err)
 		}
 	}
-	if strings.Join(revoked, ",") != "agent:pi,agent:pi" {
-		t.Fatalf("revoked %v, want agent:pi after rotate and after remove", revoked)
+	if strings.Join(revoked, ",") != "agent:pi,agent:pi,user:alice" {
+		t.Fatalf("revoked %v, want agent:pi after rotate and after remove, user:alice after member remove", revoked)
 	}
 	resp, err := c.Do(ctx, Request{Op: OpHomeList})
 	if err != nil || len(resp.Homes) != 1 || resp.Homes[0].ID != "h1" {

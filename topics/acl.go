@@ -76,6 +76,7 @@ const (
 	whyBadWildcard  = "+ and # must fill a whole level, and # must be the last level"
 	whyShareGroup   = "$share needs a group without + or # and a filter: $share/{group}/{filter}"
 	whyShareNested  = "$share inside $share is refused"
+	whyShareOwner   = "a $share group must be your own: your sub, or your sub + \"~\" + a name"
 	whyDollar       = "$ topics are for operators only"
 	whyOutside      = "topics outside homes/ are for operators only"
 	whyTopWild      = "a wildcard at the first level reaches outside homes/: operators only"
@@ -176,20 +177,48 @@ func authorizeSubscribe(id *Identity, filter string) Decision {
 	if len(filter) > maxTopic {
 		return deny(whyTooLong)
 	}
-	if isShared(filter) {
-		rest := filter[len(sharePrefix):]
-		i := strings.IndexByte(rest, '/')
-		if i <= 0 || i == len(rest)-1 || strings.ContainsAny(rest[:i], "+#") {
-			return deny(whyShareGroup)
-		}
-		if !utf8.ValidString(rest[:i]) || strings.IndexByte(rest[:i], 0) >= 0 {
-			return deny(whyBadUTF8)
-		}
-		filter = rest[i+1:]
-		if isShared(filter) {
-			return deny(whyShareNested)
-		}
+	if !isShared(filter) {
+		return authorizeFilter(id, filter)
 	}
+	rest := filter[len(sharePrefix):]
+	i := strings.IndexByte(rest, '/')
+	if i <= 0 || i == len(rest)-1 || strings.ContainsAny(rest[:i], "+#") {
+		return deny(whyShareGroup)
+	}
+	group := rest[:i]
+	if !utf8.ValidString(group) || strings.IndexByte(group, 0) >= 0 {
+		return deny(whyBadUTF8)
+	}
+	filter = rest[i+1:]
+	if isShared(filter) {
+		return deny(whyShareNested)
+	}
+	d := authorizeFilter(id, filter)
+	if d.Allow && !id.Operator && !OwnShareGroup(id.Sub, group) {
+		return deny(whyShareOwner)
+	}
+	return d
+}
+
+// ShareGroupSeparator separates the sub from a name of the subscriber's
+// choice in a $share group: "$share/service:ha~workers/homes/h1/…".
+const ShareGroupSeparator = "~"
+
+// OwnShareGroup reports whether a $share group belongs to sub: it is sub
+// itself or sub + ShareGroupSeparator + any name. Groups are per identity,
+// so identities never share a group and no one can take part of another's
+// messages by joining its group. A valid sub never holds "~", "/", "+" or
+// "#", so a group names its owner unambiguously.
+func OwnShareGroup(sub, group string) bool {
+	if sub == "" {
+		return false
+	}
+	rest, ok := strings.CutPrefix(group, sub)
+	return ok && (rest == "" || strings.HasPrefix(rest, ShareGroupSeparator))
+}
+
+// authorizeFilter decides a subscription filter without a $share prefix.
+func authorizeFilter(id *Identity, filter string) Decision {
 	var l levels
 	l.scan(filter)
 	switch {

@@ -276,14 +276,24 @@ var roleTable = []aclCase{
 	sub("operator: + inside a level outside homes", operator, "foo/a+", false, "whole level"),
 
 	// $share.
-	sub("$share viewer states", viewer, "$share/g/homes/h1/agents/+/devices/+/state", true, "viewer"),
+	sub("$share viewer states", viewer, "$share/user:carol/homes/h1/agents/+/devices/+/state", true, "viewer"),
+	sub("$share viewer named own group", viewer, "$share/user:carol~kitchen/homes/h1/agents/+/devices/+/state", true, "viewer"),
+	sub("$share viewer in a service's group", viewer, "$share/service:ha/homes/h1/agents/+/devices/+/state", false, "group must be your own"),
+	sub("$share viewer in a service's named group", viewer, "$share/service:ha~w/homes/h1/agents/+/devices/+/state", false, "group must be your own"),
+	sub("$share viewer in a foreign group", viewer, "$share/g/homes/h1/agents/+/devices/+/state", false, "group must be your own"),
+	sub("$share sub as a mere prefix", viewer, "$share/user:carolyn/homes/h1/agents/+/devices/+/state", false, "group must be your own"),
+	sub("$share group is a prefix of the sub", viewer, "$share/user:car/homes/h1/agents/+/devices/+/state", false, "group must be your own"),
+	sub("$share no sub", &Identity{Homes: map[string]Role{"h1": Viewer}}, "$share/~x/homes/h1/agents/+/devices/+/state", false, "group must be your own"),
+	sub("$share agent own cmd own group", pi1, "$share/agent:pi1/homes/h1/agents/pi1/devices/+/cmd", true, "own"),
+	sub("$share agent own cmd foreign group", pi1, "$share/agent:pi2/homes/h1/agents/pi1/devices/+/cmd", false, "group must be your own"),
 	sub("$share viewer cmd", viewer, "$share/g/homes/h1/agents/+/devices/+/cmd", false, "viewer may subscribe only"),
 	sub("$share member other home", member, "$share/g/homes/h2/#", false, "no role"),
 	sub("$share member other home state", member, "$share/g/"+tH2State, false, "no role"),
 	sub("$share member #", member, "$share/g/#", false, "first level"),
 	sub("$share homes/+", admin, "$share/g/homes/+/#", false, "crosses homes"),
 	sub("$SHARE any case", member, "$SHARE/g/homes/h2/#", false, "no role"),
-	sub("$SHARE any case allowed", admin, "$ShArE/g/homes/h1/#", true, ""),
+	sub("$SHARE any case allowed", admin, "$ShArE/user:alice/homes/h1/#", true, ""),
+	sub("$SHARE any case foreign group", admin, "$ShArE/g/homes/h1/#", false, "group must be your own"),
 	sub("$share empty group", admin, "$share//homes/h1/#", false, "$share"),
 	sub("$share wildcard group", admin, "$share/g+/homes/h1/#", false, "$share"),
 	sub("$share # group", admin, "$share/#/homes/h1/#", false, "$share"),
@@ -440,6 +450,7 @@ func TestDocExamples(t *testing.T) {
 			for c, ids := range columns {
 				want := strings.HasPrefix(strings.TrimSpace(cells[c+1]), "yes")
 				for _, id := range ids {
+					f := strings.ReplaceAll(f, "{sub}", id.Sub) // the subscriber's own $share group
 					if d := Authorize(id, Subscribe, f, false); d.Allow != want {
 						t.Errorf("docs/topics.md says %s may subscribe to %q: %v; Authorize says %+v", id.Sub, f, want, d)
 					}

@@ -84,6 +84,28 @@ func refUnshare(f string) (inner string, ok bool) {
 	return inner, found && group != "" && !strings.ContainsAny(group, "+#") && inner != "" && !nested
 }
 
+// refGroupOwner reports whether a shared filter's group may be used by id:
+// every group by an operator, otherwise the id's sub or sub~name only.
+func refGroupOwner(id *Identity, f string) bool {
+	if id.Operator || len(f) < 7 || !strings.EqualFold(f[:7], "$share/") {
+		return true
+	}
+	group, _, _ := strings.Cut(f[7:], "/")
+	if id.Sub == "" {
+		return false
+	}
+	return group == id.Sub || strings.HasPrefix(group, id.Sub+"~")
+}
+
+// expandGroup lets the fuzzer name the subscriber's own $share group without
+// guessing its sub: a group "@" stands for the sub, "@~name" for sub~name.
+func expandGroup(topic, sub string) string {
+	if len(topic) < 9 || !strings.EqualFold(topic[:7], "$share/") || topic[7] != '@' || (topic[8] != '/' && topic[8] != '~') {
+		return topic
+	}
+	return topic[:7] + sub + topic[8:]
+}
+
 // refFilterSyntax reports whether f is a well-formed MQTT filter.
 func refFilterSyntax(f string) bool {
 	levels := strings.Split(f, "/")
@@ -215,12 +237,16 @@ func FuzzAuthorize(f *testing.F) {
 		f.Add("homes/h1/agents/pi1/devices/door/cmd", "agent:@", "@="+r, false, false)
 		f.Add("homes/+/agents/+/devices/+/state", "user:u", "@="+r+",h2=admin", false, false)
 		f.Add("$share/g/homes/h1/agents/pi1/#", "agent:@", "@="+r, false, true)
+		f.Add("$share/@/homes/h1/agents/pi1/#", "agent:@", "@="+r, false, true)
+		f.Add("$share/@~w/homes/h1/agents/+/devices/+/state", "user:u", "@="+r, false, false)
+		f.Add("$share/service:ha/homes/h1/agents/+/devices/+/state", "user:u", "@="+r, false, false)
 		f.Add("homes/h1/discovery/binary_sensor/pi1/door/config", "agent:@node", "@="+r, false, true)
 		f.Add("homes/h1/discovery/+/pi1/#", "agent:@node", "@="+r, false, false)
 		f.Add("homes/h1/+/pi1/+/door/+", "agent:@", "@="+r, false, false)
 	}
 	f.Fuzz(func(t *testing.T, topic, sub, homes string, op, retain bool) {
 		id := parseIdentity(sub, homes, op, topic)
+		topic = expandGroup(topic, id.Sub)
 
 		// Publish: exactly the reference's answer.
 		d := Authorize(id, Publish, topic, retain)
@@ -263,7 +289,7 @@ func FuzzAuthorize(f *testing.F) {
 					id, topic, u, ok, Authorize(id, Subscribe, u, false))
 			}
 		}
-		if want := matched > 0 && allAllowed; d.Allow != want {
+		if want := matched > 0 && allAllowed && refGroupOwner(id, topic); d.Allow != want {
 			t.Fatalf("Authorize(%+v, subscribe, %q) = %+v; want allow=%v (matches %d topics that can exist, all allowed: %v)",
 				id, topic, d, want, matched, allAllowed)
 		}
@@ -408,7 +434,12 @@ func TestAuthorizeEveryFilterShape(t *testing.T) {
 			if refExists(filled) {
 				want = (want || len(matched) == 0) && refConcrete(id, Subscribe, filled, false)
 			}
-			for _, filter := range []string{f, "$share/g/" + f} {
+			own := id.Sub // a non-operator's $share group must be its own
+			if id.Operator {
+				own = "g"
+			}
+			for _, filter := range []string{f, "$share/" + own + "/" + f, "$share/" + own + "~w/" + f, "$share/zz/" + f} {
+				want := want && (id.Operator || !strings.HasPrefix(filter, "$share/zz/"))
 				if d := Authorize(id, Subscribe, filter, false); d.Allow != want {
 					t.Errorf("Authorize(%s %v, subscribe, %q) = %+v; brute force over %d matching topics says allow=%v",
 						id.Sub, id.Homes, filter, d, len(matched), want)

@@ -78,10 +78,10 @@ func (af *adminFlags) connect() (*adminTarget, error) {
 	}
 	addr := *af.server
 	if addr == "" {
-		addr = cfg.Listeners.HTTPS
+		addr = dialAddr(cfg.Listeners.HTTPS)
 	}
 	if addr == "" {
-		return nil, fmt.Errorf("%v, and no HTTPS address is known to reach it: pass --server HOST:PORT", err)
+		return nil, fmt.Errorf("%w, and no HTTPS address is known to reach it (listeners.https is off): pass --server HOST:PORT", err)
 	}
 	if t.token, t.client, err = operatorClient(cfg); err != nil {
 		return nil, err
@@ -107,7 +107,7 @@ func (t *adminTarget) do(req registry.Request) (registry.Response, error) {
 	resp, err := a.Do(context.Background(), req)
 	var ue *registry.UnreachableError
 	if errors.As(err, &ue) {
-		return resp, fmt.Errorf("registry.db in %s is locked by a running broker, but its admin API at %s did not answer (%v); pass --server HOST:PORT", t.cfg.Data, t.base, ue.Err)
+		return resp, fmt.Errorf("registry.db in %s is locked by a running broker, but its admin API at %s did not answer (%v); pass --server HOST:PORT", t.cfg.Data, t.base, explainTLS(ue.Err))
 	}
 	return resp, err
 }
@@ -122,7 +122,7 @@ func (t *adminTarget) post(path string, out any) error {
 	req.Header.Set("Content-Type", "application/json")
 	res, err := t.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("the broker holds %s but did not answer at %s (%v); pass --server HOST:PORT", t.cfg.Data, t.base, err)
+		return fmt.Errorf("the broker holds %s but did not answer at %s (%v); pass --server HOST:PORT", t.cfg.Data, t.base, explainTLS(err))
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))

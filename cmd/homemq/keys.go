@@ -30,12 +30,16 @@ func keysCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer t.close()
+	// One path, decided by the data folder's lock (registry.db) as for
+	// every registry command and revoke: a running broker holds it and
+	// rotates its own key set, which it saves; else the file is rotated
+	// here while the lock is held, and a broker starting meanwhile waits
+	// for the lock before it reads the keys (broker.New).
 	keep := auth.RotationKeep(t.cfg.Tokens)
 	var resp auth.RotateResponse
 	if t.online() {
 		err = t.post(auth.KeysRotatePath, &resp)
 	} else {
-		// registry.db stays locked meanwhile, so no broker starts half-way.
 		var keys *auth.KeySet
 		if keys, err = auth.LoadOrCreateKeys(t.cfg.Data); err == nil {
 			resp, err = auth.RotateKeys(keys, keep)

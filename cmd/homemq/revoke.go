@@ -17,75 +17,70 @@ func init() {
 	register("revoke", "revoke a token (--jti) or every token of a subject (--sub), at once", revokeCmd)
 }
 
+// revokeCmd records a revocation where it takes effect. Whether a broker
+// runs on the data folder is read from registry.db's lock (see
+// adminFlags.connect), never guessed from whether its API answers: a
+// running broker keeps the list in memory and rewrites the file from it, so
+// a revocation written beside it would be lost. Hence, with the broker
+// running, the admin API is the only way, and failing to reach it is an
+// error; with the broker stopped, the file is written directly while the
+// lock is held, and the broker reads it when it starts.
 func revokeCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("revoke", stderr)
-	data := fs.String("data", "", "the broker's data folder (default ./homemq-data)")
-	configFile := fs.String("config", "", "the broker's YAML config")
-	jti := fs.String("jti", "", "the token id to revoke")
+	af := addAdminFlags(fs)
+	jti := fs.String("jti", "", "the token id to revoke (tokens refreshed from it are revoked too)")
 	sub := fs.String("sub", "", "the subject whose tokens issued until now are revoked")
-	server := fs.String("server", "", "the running broker's HTTPS address (default: from the config, 127.0.0.1:8443)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if (*jti == "") == (*sub == "") {
 		return errors.New("give exactly one of --jti ID or --sub SUB")
 	}
-	cfg, err := loadConfig(*configFile, *data)
+	t, err := af.connect()
 	if err != nil {
-		return err
+		return fmt.Errorf("nothing was revoked: %w", err)
 	}
+	defer t.close()
 	req := broker.RevokeRequest{JTI: *jti, Sub: *sub}
-	addr := *server
-	if addr == "" {
-		addr = cfg.Listeners.HTTPS
-	}
-	reached, err := revokeOnline(cfg, addr, req)
-	if err == nil {
+	if t.online() {
+		if err := t.revokeOnline(req); err != nil {
+			return fmt.Errorf("nothing was revoked: %w", err)
+		}
 		fmt.Fprintln(stdout, "revoked; matching connections were closed")
 		return nil
 	}
-	if reached {
-		return err
-	}
-	fmt.Fprintf(stderr, "broker not reachable at %s (%v); writing the revocation to %s, it takes effect when the broker starts\n", addr, err, cfg.Data)
-	revs, err := auth.LoadRevocations(cfg.Data)
+	revs, err := auth.LoadRevocations(t.cfg.Data)
 	if err != nil {
-		return err
+		return fmt.Errorf("nothing was revoked: %w", err)
 	}
 	now := time.Now()
-	if err := revs.Add(auth.Revocation{JTI: *jti, Sub: *sub, At: now.Unix(), Until: now.Add(auth.MaxTTL + time.Minute).Unix()}); err != nil {
-		return err
+	e := auth.Revocation{JTI: *jti, Sub: *sub, At: now.Unix(), Until: now.Add(auth.MaxTTL + t.cfg.Tokens.WithDefaults().Leeway).Unix()}
+	if err := revs.Add(e); err != nil {
+		return fmt.Errorf("nothing was revoked: %w", err)
 	}
-	fmt.Fprintln(stdout, "revoked (offline)")
+	fmt.Fprintf(stdout, "revoked in %s (no broker runs on it); the broker refuses the token from its next start\n", t.cfg.Data)
 	return nil
 }
 
-// revokeOnline asks the running broker, with a short operator token minted
-// from the data folder's key, so connections close at once. reached says
-// whether the broker answered at all.
-func revokeOnline(cfg broker.Config, addr string, req broker.RevokeRequest) (reached bool, err error) {
-	if addr == "" {
-		return false, errors.New("no HTTPS listener configured")
-	}
-	tok, cl, err := operatorClient(cfg)
-	if err != nil {
-		return false, err
-	}
+// revokeOnline asks the running broker, which closes matching connections
+// at once and saves the list itself.
+func (t *adminTarget) revokeOnline(req broker.RevokeRequest) error {
 	body, _ := json.Marshal(req)
-	hreq, err := http.NewRequest(http.MethodPost, "https://"+addr+"/api/admin/revoke", bytes.NewReader(body))
+	hreq, err := http.NewRequest(http.MethodPost, t.base+"/api/admin/revoke", bytes.NewReader(body))
 	if err != nil {
-		return false, err
+		return err
 	}
-	hreq.Header.Set("Authorization", "Bearer "+tok)
+	hreq.Header.Set("Authorization", "Bearer "+t.token)
 	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := cl.Do(hreq)
+	resp, err := t.client.Do(hreq)
 	if err != nil {
-		return false, err
+		return fmt.Errorf("a broker is running on %s (it holds registry.db), but its admin API at %s did not answer: %w; "+
+			"check listeners.https in its config (or pass --config), or pass --server HOST:PORT, and run this again", t.cfg.Data, t.base, explainTLS(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return true, fmt.Errorf("broker answered %s: %s", resp.Status, bytes.TrimSpace(b))
+		return fmt.Errorf("broker answered %s: %s", resp.Status, bytes.TrimSpace(b))
 	}
-	return true, nil
+	return nil
 }

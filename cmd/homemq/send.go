@@ -196,14 +196,14 @@ func (f *sendFlags) dial() (net.Conn, error) {
 	}
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, conf)
 	if err != nil {
-		return nil, explainTLS(err, f.caFile)
+		return nil, explainSendTLS(err, f.caFile)
 	}
 	return conn, nil
 }
 
-// explainTLS adds to a failed TLS handshake what to do about it: name the
+// explainSendTLS adds to a failed TLS handshake what to do about it: name the
 // CA to trust.
-func explainTLS(err error, caFile string) error {
+func explainSendTLS(err error, caFile string) error {
 	var unknown x509.UnknownAuthorityError
 	var invalid x509.CertificateInvalidError
 	var host x509.HostnameError

@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
-	"runtime"
-	"runtime/debug"
+
+	"homemq/internal/buildinfo"
 )
 
 func init() {
@@ -22,17 +22,6 @@ func versionCmd(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	commit, dirty := "unknown", ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			switch {
-			case s.Key == "vcs.revision":
-				commit = s.Value
-			case s.Key == "vcs.modified" && s.Value == "true":
-				dirty = "+dirty"
-			}
-		}
-	}
-	fmt.Fprintf(stdout, "homemq %s (commit %s%s, %s %s/%s)\n", version, commit, dirty, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintln(stdout, buildinfo.Line("homemq", version))
 	return nil
 }

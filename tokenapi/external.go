@@ -1,4 +1,4 @@
-package auth
+package tokenapi
 
 import (
 	"context"
@@ -26,6 +26,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"homemq/topics"
+
+	"homemq/auth"
 )
 
 // IdentityProvider is an external OpenID Connect issuer (the apps' login)
@@ -170,24 +172,27 @@ func (l limitedBody) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // verify checks an ID token and returns the homemq user id it stands for.
 func (e *externalIssuer) verify(ctx context.Context, token string) (string, error) {
+	if !auth.CompactJWS(token) {
+		return "", &auth.Error{Reason: auth.ReasonMalformed, Detail: "ID token refused: a JWT is only base64url and dots (a trailing newline or space?)"}
+	}
 	if t, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{}); err == nil && !slices.Contains(e.algs, t.Method.Alg()) {
-		return "", &Error{Reason: ReasonAlgorithm, Detail: fmt.Sprintf("ID token refused: algorithm %s is not allowed for %s (allowed: %s)", t.Method.Alg(), e.cfg.Name, strings.Join(e.algs, ", "))}
+		return "", &auth.Error{Reason: auth.ReasonAlgorithm, Detail: fmt.Sprintf("ID token refused: algorithm %s is not allowed for %s (allowed: %s)", t.Method.Alg(), e.cfg.Name, strings.Join(e.algs, ", "))}
 	}
 	claims := jwt.MapClaims{}
 	keyf := e.kf.KeyfuncCtx(ctx)
 	_, err := e.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		k, err := keyf(t)
 		if err != nil {
-			return nil, &Error{Reason: ReasonUnknownKey, Detail: fmt.Sprintf("no key of %s for this ID token (kid %v)", e.cfg.Name, t.Header["kid"])}
+			return nil, &auth.Error{Reason: auth.ReasonUnknownKey, Detail: fmt.Sprintf("no key of %s for this ID token (kid %v)", e.cfg.Name, t.Header["kid"])}
 		}
 		if !keyFitsAlg(k, t.Method.Alg()) {
-			return nil, &Error{Reason: ReasonAlgorithm, Detail: fmt.Sprintf("ID token says %s, the key is of another type", t.Method.Alg())}
+			return nil, &auth.Error{Reason: auth.ReasonAlgorithm, Detail: fmt.Sprintf("ID token says %s, the key is of another type", t.Method.Alg())}
 		}
 		return k, nil
 	})
 	if err != nil {
-		ce := classify(err)
-		return "", &Error{Reason: ce.Reason, Detail: "ID token refused: " + ce.Detail}
+		ce := auth.Classify(err)
+		return "", &auth.Error{Reason: ce.Reason, Detail: "ID token refused: " + ce.Detail}
 	}
 	return e.userID(claims)
 }
@@ -220,17 +225,17 @@ func (e *externalIssuer) userID(claims jwt.MapClaims) (string, error) {
 	}
 	v, _ := claims[claim].(string)
 	if v == "" {
-		return "", &Error{Reason: ReasonMissingClaim, Detail: fmt.Sprintf("ID token has no %q claim to name the user", claim)}
+		return "", &auth.Error{Reason: auth.ReasonMissingClaim, Detail: fmt.Sprintf("ID token has no %q claim to name the user", claim)}
 	}
 	if claim == "email" {
 		if ok, _ := claims["email_verified"].(bool); !ok {
-			return "", &Error{Reason: ReasonBadClaim, Detail: "ID token's email is not verified (email_verified is not true)"}
+			return "", &auth.Error{Reason: auth.ReasonBadClaim, Detail: "ID token's email is not verified (email_verified is not true)"}
 		}
 	}
-	id := KindUser + ":" + e.cfg.Name + "|" + v
-	if ValidSubject(id) != nil {
+	id := auth.KindUser + ":" + e.cfg.Name + "|" + v
+	if auth.ValidSubject(id) != nil {
 		sum := sha256.Sum256([]byte(e.cfg.Issuer + "\x00" + v))
-		id = KindUser + ":" + e.cfg.Name + "|h." + base64.RawURLEncoding.EncodeToString(sum[:18])
+		id = auth.KindUser + ":" + e.cfg.Name + "|h." + base64.RawURLEncoding.EncodeToString(sum[:18])
 	}
 	return id, nil
 }

@@ -1,4 +1,4 @@
-package auth
+package tokenapi
 
 import (
 	"context"
@@ -12,27 +12,21 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// The token exchange's grant and token types (RFC 8693 style).
-const (
-	GrantTokenExchange       = "urn:ietf:params:oauth:grant-type:token-exchange"
-	TokenTypeAgentCredential = "urn:homemq:token-type:agent-credential"
-	TokenTypeIDToken         = "urn:ietf:params:oauth:token-type:id_token"
-	TokenTypeJWT             = "urn:ietf:params:oauth:token-type:jwt"
+	"homemq/auth"
 )
 
 // maxSubjectToken bounds subject_token (an ID token with many claims fits).
 const maxSubjectToken = 16 << 10
 
-// TokenAPIConfig configures POST /api/token (YAML key token_api).
-type TokenAPIConfig struct {
+// Config configures POST /api/token (YAML key token_api).
+type Config struct {
 	IdentityProviders []IdentityProvider `yaml:"identity_providers"`
 	RateLimit         RateLimitConfig    `yaml:"rate_limit"`
 }
 
 // Validate names the first bad setting by its YAML key.
-func (c TokenAPIConfig) Validate() error {
+func (c Config) Validate() error {
 	names, issuers := map[string]bool{}, map[string]bool{}
 	for i, p := range c.IdentityProviders {
 		key := fmt.Sprintf("token_api.identity_providers[%d]", i)
@@ -45,23 +39,6 @@ func (c TokenAPIConfig) Validate() error {
 		names[p.Name], issuers[p.Issuer] = true, true
 	}
 	return c.RateLimit.WithDefaults().Validate()
-}
-
-// ExchangeRequest is the body of POST /api/token (JSON, or form-encoded).
-type ExchangeRequest struct {
-	GrantType        string `json:"grant_type"`
-	SubjectToken     string `json:"subject_token"`
-	SubjectTokenType string `json:"subject_token_type"`
-}
-
-// ExchangeResponse is a successful answer.
-type ExchangeResponse struct {
-	AccessToken     string `json:"access_token"`
-	IssuedTokenType string `json:"issued_token_type"`
-	TokenType       string `json:"token_type"`
-	ExpiresIn       int64  `json:"expires_in"`
-	// MsgKey is the token's command-envelope key, base64url without padding.
-	MsgKey string `json:"msg_key"`
 }
 
 // ExchangeEvent tells an observer (audit log, metrics) of one exchange. It
@@ -80,26 +57,32 @@ type ExchangeEvent struct {
 
 // ExchangeOptions assemble an Exchange.
 type ExchangeOptions struct {
-	Issuer    *Issuer
-	Verifier  *Verifier // checks homemq tokens given back for a fresh one
+	Issuer    *auth.Issuer
+	Verifier  *auth.Verifier // checks homemq tokens given back for a fresh one
 	Directory Directory
 	// MsgKey derives a token's command-envelope key from its jti.
 	MsgKey  func(jti string) []byte
-	Config  TokenAPIConfig
+	Config  Config
 	Logger  *slog.Logger
 	Observe func(ExchangeEvent) // optional
 }
 
 // Exchange serves POST /api/token: an agent credential, an external ID
 // token or a still-valid homemq token in, a fresh short-lived homemq token
-// out, with rights read from the registry at that moment. Failed attempts
-// are rate-limited per source address and per subject.
+// out, with rights read from the registry at that moment.
+//
+// Failed attempts are rate-limited per source address only: a name in a
+// request (an agent id, an unsigned token's sub) proves nothing, so a
+// bucket keyed on it would let anyone lock its owner out. A correct agent
+// credential is accepted even from a limited address (its check is cheap
+// and constant-time, and a 256-bit secret cannot be guessed), so the agent
+// can always renew its token; every other attempt from a limited address
+// is answered 429 before any signature is checked.
 type Exchange struct {
 	opt       ExchangeOptions
 	log       *slog.Logger
 	providers map[string]*externalIssuer // by issuer
 	byAddr    *FailureLimiter
-	bySubject *FailureLimiter
 	cancel    context.CancelFunc
 	now       func() time.Time
 }
@@ -108,7 +91,7 @@ type Exchange struct {
 // providers' keys in the background; Close stops that.
 func NewExchange(opt ExchangeOptions) (*Exchange, error) {
 	if opt.Issuer == nil || opt.Verifier == nil || opt.Directory == nil || opt.MsgKey == nil {
-		return nil, errors.New("auth: NewExchange needs an Issuer, a Verifier, a Directory and MsgKey")
+		return nil, errors.New("tokenapi: NewExchange needs an Issuer, a Verifier, a Directory and MsgKey")
 	}
 	if err := opt.Config.Validate(); err != nil {
 		return nil, err
@@ -119,7 +102,6 @@ func NewExchange(opt ExchangeOptions) (*Exchange, error) {
 		log:       opt.Logger,
 		providers: map[string]*externalIssuer{},
 		byAddr:    NewFailureLimiter(rl.AddressPerMinute, rl.AddressBurst, rl.MaxTracked),
-		bySubject: NewFailureLimiter(rl.SubjectPerMinute, rl.SubjectBurst, rl.MaxTracked),
 		now:       time.Now,
 	}
 	if x.log == nil {
@@ -158,28 +140,25 @@ func refuse(status int, code string, count bool, format string, args ...any) *re
 func (x *Exchange) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := x.now()
 	ev := ExchangeEvent{Time: now, Remote: AddressKey(r.RemoteAddr)}
-	if wait, blocked := x.byAddr.Blocked(ev.Remote, now); blocked {
-		x.tooMany(w, &ev, wait, "too many failed attempts from this address")
-		return
-	}
+	wait, blocked := x.byAddr.Blocked(ev.Remote, now)
+	const tooManyFromHere = "too many failed attempts from this address"
 	req, rf := readExchangeRequest(w, r)
 	if rf == nil {
 		ev.Type = req.SubjectTokenType
-		var spec Spec
-		var subjectKey string
-		spec, subjectKey, rf = x.grant(r.Context(), req, &ev)
+		if blocked && req.SubjectTokenType != auth.TokenTypeAgentCredential {
+			x.tooMany(w, &ev, wait, tooManyFromHere)
+			return
+		}
+		var spec auth.Spec
+		spec, rf = x.grant(r.Context(), req, &ev)
 		if rf == nil {
 			x.issue(w, spec, &ev)
 			return
 		}
-		if rf.code == "slow_down" {
-			wait, _ := x.bySubject.Blocked(subjectKey, now)
-			x.tooMany(w, &ev, wait, rf.desc)
-			return
-		}
-		if rf.count && subjectKey != "" {
-			x.bySubject.Fail(subjectKey, now)
-		}
+	}
+	if blocked {
+		x.tooMany(w, &ev, wait, tooManyFromHere)
+		return
 	}
 	if rf.count {
 		x.byAddr.Fail(ev.Remote, now)
@@ -192,8 +171,8 @@ func (x *Exchange) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeOAuthError(w, rf.status, rf.code, rf.desc)
 }
 
-func readExchangeRequest(w http.ResponseWriter, r *http.Request) (ExchangeRequest, *refusal) {
-	var req ExchangeRequest
+func readExchangeRequest(w http.ResponseWriter, r *http.Request) (auth.ExchangeRequest, *refusal) {
+	var req auth.ExchangeRequest
 	r.Body = http.MaxBytesReader(w, r.Body, maxSubjectToken+4096)
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
@@ -205,13 +184,13 @@ func readExchangeRequest(w http.ResponseWriter, r *http.Request) (ExchangeReques
 		if err := r.ParseForm(); err != nil {
 			return req, refuse(http.StatusBadRequest, "invalid_request", true, "form body could not be read")
 		}
-		req = ExchangeRequest{GrantType: r.PostForm.Get("grant_type"), SubjectToken: r.PostForm.Get("subject_token"), SubjectTokenType: r.PostForm.Get("subject_token_type")}
+		req = auth.ExchangeRequest{GrantType: r.PostForm.Get("grant_type"), SubjectToken: r.PostForm.Get("subject_token"), SubjectTokenType: r.PostForm.Get("subject_token_type")}
 	default:
 		return req, refuse(http.StatusBadRequest, "invalid_request", true, "Content-Type must be application/json or application/x-www-form-urlencoded")
 	}
 	switch {
-	case req.GrantType != GrantTokenExchange:
-		return req, refuse(http.StatusBadRequest, "unsupported_grant_type", true, "grant_type must be %s", GrantTokenExchange)
+	case req.GrantType != auth.GrantTokenExchange:
+		return req, refuse(http.StatusBadRequest, "unsupported_grant_type", true, "grant_type must be %s", auth.GrantTokenExchange)
 	case req.SubjectToken == "":
 		return req, refuse(http.StatusBadRequest, "invalid_request", true, "subject_token is missing")
 	case len(req.SubjectToken) > maxSubjectToken:
@@ -220,113 +199,101 @@ func readExchangeRequest(w http.ResponseWriter, r *http.Request) (ExchangeReques
 	return req, nil
 }
 
-// grant checks the subject token and says what to mint. subjectKey is the
-// per-subject rate-limit key (known before anything costly is done).
-func (x *Exchange) grant(ctx context.Context, req ExchangeRequest, ev *ExchangeEvent) (Spec, string, *refusal) {
+// grant checks the subject token and says what to mint.
+func (x *Exchange) grant(ctx context.Context, req auth.ExchangeRequest, ev *ExchangeEvent) (auth.Spec, *refusal) {
 	switch req.SubjectTokenType {
-	case TokenTypeAgentCredential:
-		c, err := ParseAgentCredential(req.SubjectToken)
+	case auth.TokenTypeAgentCredential:
+		c, err := auth.ParseAgentCredential(req.SubjectToken)
 		if err != nil {
-			return Spec{}, "", refuse(http.StatusUnauthorized, "invalid_client", true, "%s", strings.TrimPrefix(err.Error(), "auth: "))
+			return auth.Spec{}, refuse(http.StatusUnauthorized, "invalid_client", true, "%s", strings.TrimPrefix(err.Error(), "auth: "))
 		}
-		key := KindAgent + ":" + c.Agent
-		ev.Subject = key
-		if rf := x.subjectBlocked(key); rf != nil {
-			return Spec{}, key, rf
-		}
+		ev.Subject = auth.KindAgent + ":" + c.Agent
 		g, err := x.opt.Directory.CheckAgentCredential(c)
 		if err != nil {
-			if errors.Is(err, ErrNotRegistered) {
-				return Spec{}, key, refuse(http.StatusUnauthorized, "invalid_client", true, "agent credential for %s/%s is not accepted (wrong, rotated or removed)", c.Home, c.Agent)
+			if errors.Is(err, auth.ErrNotRegistered) {
+				return auth.Spec{}, refuse(http.StatusUnauthorized, "invalid_client", true, "agent credential for %s/%s is not accepted (wrong, rotated or removed)", c.Home, c.Agent)
 			}
-			return Spec{}, key, x.serverError(err)
+			return auth.Spec{}, x.serverError(err)
 		}
-		return agentSpec(g), key, nil
+		return agentSpec(g), nil
 
-	case TokenTypeIDToken:
+	case auth.TokenTypeIDToken:
 		iss, sub, err := unverifiedIssuer(req.SubjectToken)
 		if err != nil {
-			return Spec{}, "", refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
 		}
 		p, ok := x.providers[iss]
 		if !ok {
-			return Spec{}, "", refuse(http.StatusBadRequest, "invalid_grant", true, "issuer %q is not a trusted identity provider (see token_api.identity_providers)", clip(iss))
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "issuer %q is not a trusted identity provider (see token_api.identity_providers)", auth.Clip(iss))
 		}
-		key := "idp:" + clip(iss) + "|" + clip(sub)
-		ev.Subject = key
-		if rf := x.subjectBlocked(key); rf != nil {
-			return Spec{}, key, rf
-		}
+		ev.Subject = "idp:" + auth.Clip(iss) + "|" + auth.Clip(sub) // as claimed, for the log
 		user, err := p.verify(ctx, req.SubjectToken)
 		if err != nil {
-			return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", err.(*Error).Detail)
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", err.(*auth.Error).Detail)
 		}
 		ev.Subject = user
-		spec, rf := x.userSpec(user)
-		return spec, key, rf
+		return x.userSpec(user)
 
-	case TokenTypeJWT:
+	case auth.TokenTypeJWT:
 		_, sub, err := unverifiedIssuer(req.SubjectToken)
 		if err != nil {
-			return Spec{}, "", refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%v", err)
 		}
-		key := clip(sub)
-		ev.Subject = key
-		if rf := x.subjectBlocked(key); rf != nil {
-			return Spec{}, key, rf
-		}
+		ev.Subject = auth.Clip(sub) // as claimed, for the log
 		c, err := x.opt.Verifier.Verify(req.SubjectToken)
 		if err != nil {
-			return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", strings.TrimPrefix(err.Error(), "token refused: "))
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "%s", strings.TrimPrefix(err.Error(), "token refused: "))
 		}
 		if c.Operator {
-			return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", false, "operator tokens are not refreshed here; mint one with homemq token mint --operator")
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "operator tokens are not refreshed here; mint one with homemq token mint --operator")
+		}
+		// The new token joins the old one's refresh family, so revoking
+		// either revokes both (Revocation.Matches).
+		root := c.Family()
+		if !auth.CanStartFamily(root) {
+			return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "a token whose jti holds a dot or is longer than %d characters is not refreshed here; sign in again", auth.MaxFamilyID)
 		}
 		kind, id, _ := strings.Cut(c.Subject, ":")
 		switch kind {
-		case KindAgent:
+		case auth.KindAgent:
 			g, err := x.opt.Directory.AgentGrant(id)
-			if errors.Is(err, ErrNotRegistered) {
-				return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", true, "agent %q is no longer registered", id)
+			if errors.Is(err, auth.ErrNotRegistered) {
+				return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", true, "agent %q is no longer registered", id)
 			} else if err != nil {
-				return Spec{}, key, x.serverError(err)
+				return auth.Spec{}, x.serverError(err)
 			}
-			return agentSpec(g), key, nil
-		case KindUser:
+			spec := agentSpec(g)
+			spec.Root = root
+			return spec, nil
+		case auth.KindUser:
 			spec, rf := x.userSpec(c.Subject)
-			return spec, key, rf
+			spec.Root = root
+			return spec, rf
 		}
-		return Spec{}, key, refuse(http.StatusBadRequest, "invalid_grant", false, "%s tokens are not refreshed here; mint them with homemq token mint", kind)
+		return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "%s tokens are not refreshed here; mint them with homemq token mint", kind)
 
 	case "":
-		return Spec{}, "", refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type is missing")
+		return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type is missing")
 	}
 	ev.Type = "other"
-	return Spec{}, "", refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type must be one of %s, %s, %s", TokenTypeAgentCredential, TokenTypeIDToken, TokenTypeJWT)
+	return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_request", true, "subject_token_type must be one of %s, %s, %s", auth.TokenTypeAgentCredential, auth.TokenTypeIDToken, auth.TokenTypeJWT)
 }
 
-func agentSpec(g AgentGrant) Spec {
-	return Spec{Sub: KindAgent + ":" + g.Agent, Homes: map[string]string{g.Home: "agent"}, Devices: g.Devices}
+func agentSpec(g auth.AgentGrant) auth.Spec {
+	return auth.Spec{Sub: auth.KindAgent + ":" + g.Agent, Homes: map[string]string{g.Home: "agent"}, Devices: g.Devices}
 }
 
 // userSpec reads the user's memberships now. A user with none gets no
 // token (and learns the id to ask a home's admin to add).
-func (x *Exchange) userSpec(user string) (Spec, *refusal) {
+func (x *Exchange) userSpec(user string) (auth.Spec, *refusal) {
 	homes, err := x.opt.Directory.Memberships(user)
 	if err != nil {
-		return Spec{}, x.serverError(err)
+		return auth.Spec{}, x.serverError(err)
 	}
 	if len(homes) == 0 {
-		return Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "%s is not a member of any home; a home's admin can add you with: homemq member add --home HOME --user '%s' --role member", user, user)
+		return auth.Spec{}, refuse(http.StatusBadRequest, "invalid_grant", false, "%s is not a member of any home; a home's admin can add you with: homemq member add --home HOME --user '%s' --role member", user, user)
 	}
-	return Spec{Sub: user, Homes: homes}, nil
-}
-
-func (x *Exchange) subjectBlocked(key string) *refusal {
-	if _, blocked := x.bySubject.Blocked(key, x.now()); blocked {
-		return refuse(http.StatusTooManyRequests, "slow_down", false, "too many failed attempts for this subject")
-	}
-	return nil
+	return auth.Spec{Sub: user, Homes: homes}, nil
 }
 
 func (x *Exchange) serverError(err error) *refusal {
@@ -337,9 +304,9 @@ func (x *Exchange) serverError(err error) *refusal {
 // issue mints the token and answers. A token minted in the same second as
 // a revocation of its sub would be born revoked (revocations have second
 // resolution), so it is minted again a second later.
-func (x *Exchange) issue(w http.ResponseWriter, spec Spec, ev *ExchangeEvent) {
+func (x *Exchange) issue(w http.ResponseWriter, spec auth.Spec, ev *ExchangeEvent) {
 	var tok string
-	var c *Claims
+	var c *auth.Claims
 	for attempt := 0; ; attempt++ {
 		var err error
 		if tok, c, err = x.opt.Issuer.Mint(spec); err == nil {
@@ -348,7 +315,7 @@ func (x *Exchange) issue(w http.ResponseWriter, spec Spec, ev *ExchangeEvent) {
 		if err == nil {
 			break
 		}
-		if ReasonOf(err) == ReasonRevoked && attempt == 0 {
+		if auth.ReasonOf(err) == auth.ReasonRevoked && attempt == 0 {
 			now := x.now()
 			time.Sleep(now.Truncate(time.Second).Add(time.Second + 10*time.Millisecond).Sub(now))
 			continue
@@ -364,9 +331,9 @@ func (x *Exchange) issue(w http.ResponseWriter, spec Spec, ev *ExchangeEvent) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	_ = json.NewEncoder(w).Encode(ExchangeResponse{
+	_ = json.NewEncoder(w).Encode(auth.ExchangeResponse{
 		AccessToken:     tok,
-		IssuedTokenType: TokenTypeJWT,
+		IssuedTokenType: auth.TokenTypeJWT,
 		TokenType:       "Bearer",
 		ExpiresIn:       int64(time.Until(c.ExpiresAtTime()).Round(time.Second) / time.Second),
 		MsgKey:          base64.RawURLEncoding.EncodeToString(x.opt.MsgKey(c.ID)),
@@ -398,12 +365,4 @@ func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
-}
-
-// clip bounds attacker-chosen strings that go into keys, logs and messages.
-func clip(s string) string {
-	if len(s) > 128 {
-		return s[:128] + "…"
-	}
-	return s
 }

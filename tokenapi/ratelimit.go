@@ -1,24 +1,25 @@
-package auth
+package tokenapi
 
 import (
 	"fmt"
-	"net/netip"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"homemq/addrlimit"
 )
 
-// RateLimitConfig bounds failed token-exchange attempts, per source address
-// and per subject (the agent, user or issuer+sub an attempt names). Only
-// failures spend the budget; once it is spent every attempt for that key,
-// right or wrong, is answered 429 until the bucket refills.
+// RateLimitConfig bounds failed token-exchange attempts per source address
+// (see AddressKey). Only failures spend the budget; once it is spent,
+// attempts from that address are answered 429 until the bucket refills,
+// except a correct agent credential (see Exchange). There is no budget per
+// subject: the subject an attempt names is not proven, so such a budget
+// would let anyone lock its owner out.
 type RateLimitConfig struct {
 	AddressBurst     int     `yaml:"address_burst"`      // failures in a row per address; default 10
 	AddressPerMinute float64 `yaml:"address_per_minute"` // refill; default 10
-	SubjectBurst     int     `yaml:"subject_burst"`      // failures in a row per subject; default 5
-	SubjectPerMinute float64 `yaml:"subject_per_minute"` // refill; default 5
-	MaxTracked       int     `yaml:"max_tracked"`        // keys remembered per limiter; default 10000
+	MaxTracked       int     `yaml:"max_tracked"`        // addresses remembered; default 10000
 }
 
 // WithDefaults fills zero fields.
@@ -29,12 +30,6 @@ func (c RateLimitConfig) WithDefaults() RateLimitConfig {
 	if c.AddressPerMinute == 0 {
 		c.AddressPerMinute = 10
 	}
-	if c.SubjectBurst == 0 {
-		c.SubjectBurst = 5
-	}
-	if c.SubjectPerMinute == 0 {
-		c.SubjectPerMinute = 5
-	}
 	if c.MaxTracked == 0 {
 		c.MaxTracked = 10000
 	}
@@ -44,10 +39,10 @@ func (c RateLimitConfig) WithDefaults() RateLimitConfig {
 // Validate names the first setting out of range (after defaults).
 func (c RateLimitConfig) Validate() error {
 	switch {
-	case c.AddressBurst < 1 || c.SubjectBurst < 1:
-		return fmt.Errorf("token_api.rate_limit: address_burst and subject_burst must be at least 1")
-	case c.AddressPerMinute <= 0 || c.SubjectPerMinute <= 0:
-		return fmt.Errorf("token_api.rate_limit: address_per_minute and subject_per_minute must be positive")
+	case c.AddressBurst < 1:
+		return fmt.Errorf("token_api.rate_limit.address_burst: %d must be at least 1", c.AddressBurst)
+	case c.AddressPerMinute <= 0:
+		return fmt.Errorf("token_api.rate_limit.address_per_minute: %v must be positive", c.AddressPerMinute)
 	case c.MaxTracked < 16 || c.MaxTracked > 10_000_000:
 		return fmt.Errorf("token_api.rate_limit.max_tracked: %d is out of range (16 to 10000000)", c.MaxTracked)
 	}
@@ -135,19 +130,6 @@ func (l *FailureLimiter) Len() int {
 }
 
 // AddressKey is the rate-limit key of a source address: the IP for IPv4,
-// the /64 prefix for IPv6 (one host usually owns a whole /64).
-func AddressKey(hostport string) string {
-	ap, err := netip.ParseAddrPort(hostport)
-	var a netip.Addr
-	if err == nil {
-		a = ap.Addr()
-	} else if a, err = netip.ParseAddr(hostport); err != nil {
-		return hostport
-	}
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
-}
+// the /64 prefix for IPv6 (one host usually owns a whole /64). It is
+// addrlimit.Key, the one key every per-address limit of homemq uses.
+func AddressKey(hostport string) string { return addrlimit.Key(hostport) }

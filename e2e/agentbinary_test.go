@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildBinary builds the command package pkg (e.g. ./cmd/homemq-agent) into
+// a temporary folder of the test and returns its path.
+func buildBinary(t *testing.T, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = repoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// TestLeanAgentBinary runs the Pi's binary, homemq-agent run, against a
+// real broker: --check accepts the config, the agent comes online and
+// answers a signed command, and SIGTERM makes it say offline and exit 0,
+// as homemq agent run does (both are internal/agentcmd).
+func TestLeanAgentBinary(t *testing.T) {
+	bin := buildBinary(t, "./cmd/homemq-agent")
+	b := startBroker(t)
+	h := watchHome(t, b)
+	cfg := agentConfig(t, b)
+	dir := t.TempDir()
+	yaml := fmt.Sprintf(`broker: %s
+ca_file: %s
+home: %s
+agent: %s
+credential: %s
+token_url: %s
+gpio: sim
+reconnect: {min: 100ms, max: 1s}
+devices:
+  - {id: lamp, kind: switch, pin: GPIO17}
+`, cfg.Broker, cfg.CAFile, cfg.Home, cfg.Agent, cfg.Credential, cfg.TokenURL)
+	conf := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "run", "--config", conf, "--check").CombinedOutput(); err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("homemq-agent run --check: %v\n%s", err, out)
+	}
+
+	cmd := exec.Command(bin, "run", "--config", conf)
+	var stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("homemq-agent stderr:\n%s", stderr.String())
+		}
+	})
+	h.waitOnline(15 * time.Second)
+	n := h.send("lamp", `{"action":"on"}`, 30*time.Second)
+	if ack := h.ack("lamp", n, 5*time.Second); !ack.OK || ack.State != "on" {
+		t.Fatalf("ack %+v", ack)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("homemq-agent exited with %v after SIGTERM", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("homemq-agent did not stop after SIGTERM")
+	}
+	if s := retained(t, b, statusTopic()); s != "offline" {
+		t.Fatalf("retained status after shutdown %q, want offline", s)
+	}
+}

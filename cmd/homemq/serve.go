@@ -100,6 +100,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		if err := d.Stop(ctx); err != nil {
 			log.Warn("demo agent stopped with an error", "error", err)
 		}
+		// Workaround: mochi's Server.Close disconnects every client with
+		// Server.DisconnectClient, which closes the connection at once and
+		// drops publishes still queued for it, so a page watching the demo
+		// could miss the agent's "offline". Give the queues a moment.
+		time.Sleep(200 * time.Millisecond)
 	}
 	return b.Shutdown(ctx)
 }

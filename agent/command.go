@@ -137,8 +137,9 @@ type commander struct {
 }
 
 // replayPolicy is the agent's envelope policy: the broker enforces the
-// configured lifetime, so the agent's replay cache remembers up to the cap.
-var replayPolicy = envelope.Policy{MaxLifetime: envelope.CapMaxLifetime}
+// configured lifetime, so the agent's replay cache remembers up to the cap;
+// skew and size are the defaults.
+var replayPolicy = envelope.Policy{Skew: envelope.DefaultSkew, MaxLifetime: envelope.CapMaxLifetime, MaxSize: envelope.DefaultMaxSize}
 
 const replayEntries = 1 << 16
 

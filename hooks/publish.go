@@ -86,7 +86,7 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		if _, exists := cl.State.Subscriptions.Get(f.Filter); exists {
 			continue
 		}
-		if max := g.cfg.Limits.SubscriptionsMax; max > 0 && have >= max {
+		if max := g.cfg.Limits.MaxSubscriptions; max > 0 && have >= max {
 			if over == nil {
 				over = map[string]bool{}
 			}

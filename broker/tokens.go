@@ -54,11 +54,12 @@ func (b *Broker) openTokenService() error {
 		return fmt.Errorf("config: %w", err)
 	}
 	b.tokenAPI = x
+	b.Guard.UseIntegrations(integrations{reg})
 	b.Mux.Handle("POST /api/token", x)
-	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(registry.Handler(reg, func(sub string) error {
+	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(b.clearOnAgentRemove(registry.Handler(reg, func(sub string) error {
 		_, err := b.Revoke(RevokeRequest{Sub: sub})
 		return err
-	})))
+	}))))
 	// the web app's invite links and device sign-ins (package signin)
 	b.Mux.Handle(signin.Path, signin.Handler(signin.Options{Registry: reg, Verify: b.Verifier.Verify, MsgKey: func(jti string) []byte { return envelope.DeriveKey(b.Master, jti) },
 		Mint: func(sub string, homes map[string]string) (string, *auth.Claims, error) {

@@ -101,6 +101,8 @@ type Guard struct {
 	wills     sync.Map     // client ID -> *pendingWill: delayed wills of ended connections
 
 	quotaState // the bookkeeping of Quotas and of the restart rule (quotas.go)
+
+	integrations integrationsRef // checks integration credentials (integration.go)
 }
 
 // grant is what one verified token allows; it is replaced whole on re-auth.
@@ -109,6 +111,7 @@ type grant struct {
 	identity *topics.Identity
 	deadline int64 // unix nanoseconds: exp + leeway
 	key      []byte
+	home     string // an integration's home ("" for a token's grant): its plain commands and topic mount
 }
 
 // session is the Guard's state for one live connection.
@@ -130,6 +133,11 @@ type session struct {
 	// subackReason says why filters of the SUBSCRIBE being processed were
 	// refused; OnPacketEncode puts it on the SUBACK.
 	subackReason atomic.Pointer[string]
+
+	// mounted is set once an integration subscribed through Home
+	// Assistant's prefix: discovery topics are then written to it under
+	// that prefix (integration.go).
+	mounted atomic.Bool
 }
 
 // New returns a Guard for server that verifies tokens with verifier and
@@ -186,6 +194,7 @@ func (g *Guard) newGrant(c *auth.Claims) *grant {
 		identity: c.Identity(),
 		deadline: c.ExpiresAtTime().Add(g.verifier.Config().Leeway).UnixNano(),
 		key:      envelope.DeriveKey(g.master, c.ID),
+		home:     integrationHome(c),
 	}
 }
 

@@ -15,10 +15,13 @@ import (
 // sending PUBLISH or SUBSCRIBE is alive: an atomic deadline compare, no JWT
 // parsing. A dead token closes the connection.
 func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Disconnect {
+	switch pk.FixedHeader.Type {
+	case packets.Disconnect:
 		return g.capDisconnectExpiry(pk), nil
-	}
-	if t := pk.FixedHeader.Type; t != packets.Publish && t != packets.Subscribe {
+	case packets.Unsubscribe:
+		return mountIn(g.session(cl), pk), nil
+	case packets.Publish, packets.Subscribe:
+	default:
 		return pk, nil
 	}
 	s := g.session(cl)
@@ -32,7 +35,7 @@ func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	if g.unknownAlias(cl, pk) {
 		return pk, packets.ErrRejectPacket
 	}
-	return pk, nil
+	return mountIn(s, pk), nil
 }
 
 // OnACLCheck judges subscriptions and every delivery of a message to a
@@ -54,12 +57,14 @@ func (g *Guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if over := s.overSubs.Load(); over != nil && (*over)[topic] {
 		return false
 	}
-	return topics.Authorize(gr.identity, topics.Subscribe, topic, false).Allow
+	return topics.Authorize(gr.identity, topics.Subscribe, topic, false).Allow || mountedNothing(gr, topic)
 }
 
 // OnSubscribe records refused filters (mochi answers them with 0x87, or 0x80
-// for MQTT 3.1.1, through OnACLCheck) and disconnects a client that keeps
-// asking for what it may not have.
+// for MQTT 3.1.1, through OnACLCheck). A refused filter is answered in the
+// SUBACK and does not count towards the refusal limit: a stock client such
+// as Home Assistant subscribes to topics of its own that are not ours, and
+// a refused subscription costs the broker nothing more than its answer.
 func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	s := g.session(cl)
 	if s == nil {
@@ -75,12 +80,9 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	defer why.store(s)
 	have := cl.State.Subscriptions.Len()
 	for _, f := range pk.Filters {
-		if d := topics.Authorize(gr.identity, topics.Subscribe, f.Filter, false); !d.Allow {
+		if d := topics.Authorize(gr.identity, topics.Subscribe, f.Filter, false); !d.Allow && !mountedNothing(gr, f.Filter) {
 			why.add(f.Filter, d.Reason)
 			g.emit(g.event(cl, gr, EventSubscribe, false, "acl", d.Reason, f.Filter))
-			if g.refuse(s) {
-				g.tooManyRefusals(cl)
-			}
 			continue
 		}
 		if _, exists := cl.State.Subscriptions.Get(f.Filter); exists {
@@ -128,6 +130,9 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 		g.cutOff(cl, s)
 		return pk, packets.ErrRejectPacket
 	}
+	if sinkPublish(gr, pk) {
+		return pk, packets.CodeSuccessIgnore
+	}
 	if d := topics.Authorize(gr.identity, topics.Publish, pk.TopicName, pk.FixedHeader.Retain); !d.Allow {
 		return g.refusePublish(cl, s, gr, pk, EventPublish, 0x87, "acl", d.Reason)
 	}
@@ -139,6 +144,9 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	}
 	if !s.commands.AllowN(now, 1) {
 		return g.refusePublish(cl, s, gr, pk, EventCommand, 0x96, "rate", "too many commands; slow down")
+	}
+	if gr.home != "" {
+		return g.plainCommand(cl, s, gr, pk, now)
 	}
 	env, err := envelope.Parse(pk.Payload, g.cfg.Envelope)
 	if err == nil {

@@ -11,9 +11,10 @@ build:
 	$(GO) build -buildvcs=auto -o bin/homemq ./cmd/homemq
 	$(GO) build -buildvcs=auto -o bin/homemq-agent ./cmd/homemq-agent
 
-## run: the broker in dev mode on ./homemq-data (self-provisioned certificates and keys)
-run:
-	$(GO) run ./cmd/homemq serve
+## run: bin/homemq in dev mode on ./homemq-data (self-provisioned certificates and keys) with
+## the demo home and agent; prints a sign-in link. Ctrl-C exits 0.
+run: build
+	./bin/homemq serve --demo $(ARGS)
 
 ## test: every Go test with the race detector (unit and e2e), and the JavaScript client tests
 test: node-deps

@@ -10,6 +10,7 @@ import (
 	"homemq/envelope"
 	"homemq/hooks"
 	"homemq/registry"
+	"homemq/signin"
 	"homemq/tokenapi"
 )
 
@@ -59,6 +60,16 @@ func (b *Broker) openTokenService() error {
 		_, err := b.Revoke(RevokeRequest{Sub: sub})
 		return err
 	}))))
+	// the web app's invite links and device sign-ins (package signin)
+	b.Mux.Handle(signin.Path, signin.Handler(signin.Options{Registry: reg, Verify: b.Verifier.Verify, MsgKey: func(jti string) []byte { return envelope.DeriveKey(b.Master, jti) },
+		Mint: func(sub string, homes map[string]string) (string, *auth.Claims, error) {
+			return b.Issuer.Mint(auth.Spec{Sub: sub, Homes: homes})
+		}}))
+	b.Revoked.OnRevoke(func(e auth.Revocation) { // a revoked user's devices sign in no more
+		if e.Sub != "" {
+			_, _ = reg.RemoveSignInsOf(e.Sub)
+		}
+	})
 	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(tokenapi.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
 	return nil
 }

@@ -38,7 +38,8 @@ func integrationAdmin(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unknown integration command %q\n%s", verb, integrationUsage)
 	}
 	fs := newFlags("integration "+verb, stderr)
-	af := addAdminFlags(fs)
+	var af commonFlags
+	af.add(fs, flagData, flagConfig, flagServer)
 	home := fs.String("home", "", "the integration's home")
 	id := fs.String("id", "", "the integration's id (1-64 of a-z 0-9 _ -, unique across homes)")
 	role := fs.String("role", "", "its role in the home: "+strings.Join(registry.IntegrationRoles, ", "))

@@ -19,7 +19,8 @@ import (
 // phone in to a home (docs/webapp.md), printed with a QR code on a terminal.
 func memberInvite(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("member invite", stderr)
-	af := addAdminFlags(fs)
+	var af commonFlags
+	af.add(fs, flagData, flagConfig, flagServer)
 	home := fs.String("home", "", "the home")
 	role := fs.String("role", "", "admin, member or viewer")
 	user := fs.String("user", "", "who is invited: user:ID or ID (default: a new user:guest-…)")
@@ -45,7 +46,7 @@ func memberInvite(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	inv := resp.Invite
-	link := inviteURL(*base, *af.server, t.cfg.Listeners.HTTPS) + "#invite=" + resp.Credential
+	link := inviteURL(*base, af.server, t.cfg.Listeners.HTTPS) + "#invite=" + resp.Credential
 	fmt.Fprintf(stdout, "Invite for %s to home %s as %s, valid once until %s:\n\n  %s\n\n", inv.User, inv.Home, inv.Role, inv.Expires.Local().Format("15:04:05 (2 Jan)"), link)
 	if *qrFlag == "always" || *qrFlag == "auto" && isTerminal(stdout) {
 		if err := printQR(stdout, link); err != nil {

@@ -21,7 +21,7 @@ const memberUsage = `usage:
   homemq member signins [--user U]      the devices signed in by invite
   homemq member signout --id ID         remove one: that device can no longer get tokens
 U is user:ID or ID (a user from an identity provider is user:{provider}|{sub});
-each also takes --data DIR, --config FILE, --server HOST:PORT`
+` + eachAlsoTakes
 
 func memberCmd(args []string, stdout, stderr io.Writer) error {
 	if done, err := needsVerb(args, stdout, memberUsage); done {
@@ -36,7 +36,8 @@ func memberCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unknown member command %q\n%s", verb, memberUsage)
 	}
 	fs := newFlags("member "+verb, stderr)
-	af := addAdminFlags(fs)
+	var cf commonFlags
+	cf.add(fs, flagData, flagConfig, flagServer)
 	home := fs.String("home", "", "the home")
 	user := fs.String("user", "", "the user: user:ID or ID")
 	role := fs.String("role", "", "admin, member or viewer")
@@ -55,7 +56,7 @@ func memberCmd(args []string, stdout, stderr io.Writer) error {
 	case verb == "signout" && *id == "":
 		return errors.New("--id is required: homemq member signout --id ID (see homemq member signins)")
 	}
-	t, err := af.connect()
+	t, err := cf.connect()
 	if err != nil {
 		return err
 	}

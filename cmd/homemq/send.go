@@ -31,15 +31,15 @@ func init() {
 
 // sendFlags are the options of homemq send.
 type sendFlags struct {
-	data, configFile, token, key, server, caFile, topic, msg string
-	ttl, wait                                                time.Duration
+	common                                 commonFlags // --data and --config; --server is send's own
+	token, key, server, caFile, topic, msg string
+	ttl, wait                              time.Duration
 }
 
 func sendCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("send", stderr)
 	var f sendFlags
-	fs.StringVar(&f.data, "data", "", "mint a one-minute operator token from this data folder's key")
-	fs.StringVar(&f.configFile, "config", "", "the broker's YAML config (with --data)")
+	f.common.add(fs, flagData, flagConfig)
 	fs.StringVar(&f.token, "token", "", "the token to connect with (instead of --data)")
 	fs.StringVar(&f.key, "key", "", "the token's message key, base64url (msg_key from token mint --json or /api/token)")
 	fs.StringVar(&f.server, "server", "", "broker address: mqtts://host:port (default 127.0.0.1:8883)")
@@ -67,7 +67,7 @@ func sendCmd(args []string, stdout, stderr io.Writer) error {
 // credentials returns the token and message key to use.
 func (f *sendFlags) credentials() (string, []byte, error) {
 	if f.token != "" {
-		if f.data != "" {
+		if f.common.data != "" {
 			return "", nil, errors.New("give --token and --key, or --data, not both")
 		}
 		key, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(f.key, "="))
@@ -76,10 +76,10 @@ func (f *sendFlags) credentials() (string, []byte, error) {
 		}
 		return f.token, key, nil
 	}
-	if f.data == "" && f.configFile == "" {
+	if f.common.data == "" && f.common.config == "" {
 		return "", nil, errors.New("give --token T --key K, or --data DIR to mint an operator token")
 	}
-	cfg, err := loadConfig(f.configFile, f.data)
+	cfg, err := f.common.loadConfig()
 	if err != nil {
 		return "", nil, err
 	}

@@ -23,29 +23,31 @@ func init() {
 	register("serve", "run the broker (dev mode with no config: self-provisioned certificates and keys)", serve)
 }
 
+const serveUsage = `usage: homemq serve [--config FILE] [--data DIR] [--mqtt ADDR] [--https ADDR] [--mqtt-plain ADDR] [--log-level L]
+flags override the config file; with no config, dev mode`
+
 func serve(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	configFile := fs.String("config", "", "YAML config file (flags override it)")
-	data := fs.String("data", "", "data folder (default ./homemq-data)")
+	var cf commonFlags
+	cf.add(fs, flagConfig, flagData)
 	mqttAddr := fs.String("mqtt", "", "MQTT over TLS address (default 127.0.0.1:8883)")
 	httpsAddr := fs.String("https", "", "HTTPS address for /mqtt WebSocket, APIs and web app (default 127.0.0.1:8443)")
 	plain := fs.String("mqtt-plain", "", "also serve plain MQTT/TCP on this address (off unless set)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	withDemo := fs.Bool("demo", false, "dev mode only: also run home demo's agent demo-pi (a lamp and a door on simulated pins) and print an invite link for user:demo")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, serveUsage)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg := broker.DefaultConfig()
-	if *configFile != "" {
-		var err error
-		if cfg, err = broker.LoadConfig(*configFile); err != nil {
-			return err
-		}
+	cfg, err := cf.loadConfig()
+	if err != nil {
+		return err
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "data":
-			cfg.Data = *data
 		case "mqtt":
 			cfg.Listeners.MQTT = *mqttAddr
 		case "https":

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"homemq/auth"
 )
 
 // TestSharedFlagsAreTheSameEverywhere runs every command that takes the
@@ -18,6 +22,7 @@ func TestSharedFlagsAreTheSameEverywhere(t *testing.T) {
 	}{
 		{[]string{"serve"}, []string{"data", "config"}},
 		{[]string{"token", "mint"}, []string{"data", "config"}},
+		{[]string{"send"}, []string{"data", "config"}}, // its --server is the MQTT address
 		{[]string{"revoke"}, all},
 		{[]string{"keys", "rotate"}, all},
 		{[]string{"home", "add"}, all},
@@ -82,4 +87,36 @@ func flagHelp(usage string) map[string]string {
 		}
 	}
 	return help
+}
+
+// TestSendDefaultsDataLikeTheOtherCommands: without --token, send mints
+// its token from the data folder --data defaults to (./homemq-data), as
+// token mint does, and refuses a folder with no signing key without
+// writing one.
+func TestSendDefaultsDataLikeTheOtherCommands(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	send := []string{"send", "--server", "mqtt://127.0.0.1:1", "--wait", "0",
+		"--topic", "homes/h1/agents/pi/devices/lamp/cmd", "--msg", `{"action":"on"}`}
+
+	var out, errOut bytes.Buffer
+	if code := run(send, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "./homemq-data is not a homemq data folder") {
+		t.Fatalf("send with no data folder: exit %d, stderr %q; want exit 1 and ./homemq-data named", code, errOut.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "homemq-data")); !os.IsNotExist(err) {
+		t.Fatalf("send wrote ./homemq-data (stat: %v); it must only read a data folder", err)
+	}
+
+	if err := os.Mkdir(filepath.Join(dir, "homemq-data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.LoadOrCreateKeys(filepath.Join(dir, "homemq-data")); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errOut.Reset()
+	// The token is minted; only the dial to a closed port fails.
+	if code := run(send, &out, &errOut); code != 1 || strings.Contains(errOut.String(), "data folder") || !strings.Contains(errOut.String(), "127.0.0.1:1") {
+		t.Fatalf("send with ./homemq-data: exit %d, stderr %q; want it to mint and fail only to dial", code, errOut.String())
+	}
 }

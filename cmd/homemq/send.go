@@ -64,7 +64,9 @@ func sendCmd(args []string, stdout, stderr io.Writer) error {
 	return f.send(token, key, stdout)
 }
 
-// credentials returns the token and message key to use.
+// credentials returns the token and message key to use: --token and
+// --key, else a one-minute operator token minted with the key of the data
+// folder (--data, defaulting as in every command).
 func (f *sendFlags) credentials() (string, []byte, error) {
 	if f.token != "" {
 		if f.common.data != "" {
@@ -76,12 +78,9 @@ func (f *sendFlags) credentials() (string, []byte, error) {
 		}
 		return f.token, key, nil
 	}
-	if f.common.data == "" && f.common.config == "" {
-		return "", nil, errors.New("give --token T --key K, or --data DIR to mint an operator token")
-	}
-	cfg, err := f.common.loadConfig()
+	cfg, err := f.common.loadDataFolder()
 	if err != nil {
-		return "", nil, err
+		return "", nil, fmt.Errorf("%w; or give --token T --key K", err)
 	}
 	keys, err := auth.LoadOrCreateKeys(cfg.Data)
 	if err != nil {

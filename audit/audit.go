@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"homemq/hooks"
+	"homemq/decision"
 	"homemq/topics"
 )
 
@@ -174,13 +174,13 @@ func (l *Log) drop(now time.Time) {
 }
 
 // Observe records a Guard or token-service decision; it implements
-// hooks.Observer. Deliveries and allowed publishes and subscriptions are
+// decision.Observer. Deliveries and allowed publishes and subscriptions are
 // not audited (they are counted in the metrics).
-func (l *Log) Observe(e hooks.Event) {
+func (l *Log) Observe(e decision.Event) {
 	switch e.Kind {
-	case hooks.EventDelivery:
+	case decision.EventDelivery:
 		return
-	case hooks.EventPublish, hooks.EventSubscribe:
+	case decision.EventPublish, decision.EventSubscribe:
 		if e.Allowed {
 			return
 		}
@@ -188,9 +188,9 @@ func (l *Log) Observe(e hooks.Event) {
 	l.Record(FromEvent(e))
 }
 
-// FromEvent turns a hooks.Event into an Entry, with the home, agent and
+// FromEvent turns a decision.Event into an Entry, with the home, agent and
 // device parsed from its topic.
-func FromEvent(e hooks.Event) Entry {
+func FromEvent(e decision.Event) Entry {
 	en := Entry{Time: e.Time, Event: e.Kind, Outcome: OutcomeAllowed, Reason: e.Reason, Detail: e.Detail,
 		Sub: e.Sub, JTI: e.JTI, ClientID: e.ClientID, Remote: e.Remote, Listener: e.Listener, Topic: e.Topic, Nonce: e.Nonce}
 	if !e.Allowed {

@@ -21,6 +21,7 @@ import (
 	"homemq/auth"
 	"homemq/bridge"
 	"homemq/certs"
+	"homemq/decision"
 	"homemq/envelope"
 	"homemq/hooks"
 	"homemq/registry"
@@ -63,7 +64,7 @@ type Broker struct {
 	pipe      *PipeListener
 	https     *http.Server
 	httpsLn   net.Listener
-	observers []hooks.Observer
+	observers []decision.Observer
 	slow      atomic.Uint64 // connections closed because their client did not read (slowconsumer.go)
 	stopOnce  sync.Once
 	stop      chan struct{}
@@ -73,7 +74,7 @@ type Broker struct {
 type Option func(*Broker)
 
 // WithObservers reports every security decision to obs (audit, metrics).
-func WithObservers(obs ...hooks.Observer) Option {
+func WithObservers(obs ...decision.Observer) Option {
 	return func(b *Broker) { b.observers = append(b.observers, obs...) }
 }
 

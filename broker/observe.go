@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"homemq/audit"
@@ -73,12 +74,24 @@ func (b *Broker) attachObservability() error {
 		b.closeObservability()
 		return err
 	}
-	b.Metrics.WatchServer(b.Server.Info)
+	b.Metrics.WatchServer(b.serverCounters)
 	b.Revoked.OnRevoke(func(r auth.Revocation) {
 		b.Audit.Record(audit.Entry{Event: "revocation", Sub: r.Sub, JTI: r.JTI,
 			Detail: "revoked until " + unixTime(r.Until)})
 	})
 	return nil
+}
+
+// serverCounters reads mochi's counters (system.Info) for the metrics.
+func (b *Broker) serverCounters() metrics.ServerCounters {
+	i := b.Server.Info
+	return metrics.ServerCounters{
+		MessagesReceived: atomic.LoadInt64(&i.MessagesReceived), MessagesSent: atomic.LoadInt64(&i.MessagesSent),
+		MessagesDropped: atomic.LoadInt64(&i.MessagesDropped), InflightDropped: atomic.LoadInt64(&i.InflightDropped),
+		BytesReceived: atomic.LoadInt64(&i.BytesReceived), BytesSent: atomic.LoadInt64(&i.BytesSent),
+		Retained: atomic.LoadInt64(&i.Retained), Inflight: atomic.LoadInt64(&i.Inflight),
+		Subscriptions: atomic.LoadInt64(&i.Subscriptions), Sessions: atomic.LoadInt64(&i.ClientsTotal),
+	}
 }
 
 // closeObservability writes out and closes the audit log.

@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"homemq/auth"
+	"homemq/decision"
 	"homemq/envelope"
-	"homemq/hooks"
 	"homemq/registry"
 	"homemq/tokenapi"
 )
 
-// EventTokenExchange is the hooks.Event kind of a POST /api/token answer
+// EventTokenExchange is the decision.Event kind of a POST /api/token answer
 // (Sub, JTI and Remote set; Detail says why a refusal happened).
 const EventTokenExchange = "token_exchange"
 
@@ -77,7 +77,7 @@ func (b *Broker) observeExchange(e tokenapi.ExchangeEvent) {
 	if len(b.observers) == 0 {
 		return
 	}
-	ev := hooks.Event{Time: e.Time, Kind: EventTokenExchange, Allowed: e.OK, Reason: e.Error, Detail: e.Detail, Sub: e.Subject, JTI: e.JTI, Remote: e.Remote}
+	ev := decision.Event{Time: e.Time, Kind: EventTokenExchange, Allowed: e.OK, Reason: e.Error, Detail: e.Detail, Sub: e.Subject, JTI: e.JTI, Remote: e.Remote}
 	if e.OK {
 		homes := make([]string, 0, len(e.Homes))
 		for h, r := range e.Homes {

@@ -11,6 +11,7 @@ import (
 
 	"homemq/addrlimit"
 	"homemq/auth"
+	"homemq/decision"
 	"homemq/topics"
 )
 
@@ -63,7 +64,7 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s.mu.Lock()
 	s.timer = time.AfterFunc(time.Until(time.Unix(0, gr.deadline)), func() { g.onDeadline(cl, s) })
 	s.mu.Unlock()
-	g.emit(g.event(cl, gr, EventConnect, true, "", "", ""))
+	g.emit(g.event(cl, gr, decision.EventConnect, true, "", "", ""))
 	return nil
 }
 
@@ -125,7 +126,7 @@ func willRefusal(id *topics.Identity, w mqtt.Will) (string, string) {
 }
 
 func (g *Guard) refuseConnect(cl *mqtt.Client, c *auth.Claims, code byte, why, detail string) error {
-	e := g.event(cl, nil, EventConnect, false, why, detail, "")
+	e := g.event(cl, nil, decision.EventConnect, false, why, detail, "")
 	if c != nil {
 		e.Sub, e.JTI = c.Subject, c.ID
 	}
@@ -189,10 +190,10 @@ func (g *Guard) startCutOff(s *session) bool {
 func (g *Guard) finishCutOff(cl *mqtt.Client, s *session) {
 	gr := s.grant.Load()
 	code := packets.Code{Code: 0xA0, Reason: "token expired at " + gr.claims.ExpiresAtTime().UTC().Format(time.RFC3339) + "; reconnect or re-authenticate with a fresh token"}
-	kind, why := EventExpire, "expired"
+	kind, why := decision.EventExpire, "expired"
 	if s.revoked.Load() {
 		code = packets.Code{Code: 0x87, Reason: "token revoked"}
-		kind, why = EventRevoke, "revoked"
+		kind, why = decision.EventRevoke, "revoked"
 	}
 	g.emit(g.event(cl, gr, kind, false, why, code.Reason, ""))
 	g.disconnect(cl, code)
@@ -241,7 +242,7 @@ func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if !g.forget(cl, s) {
 		return
 	}
-	e := g.event(cl, s.grant.Load(), EventDisconnect, true, "", "", "")
+	e := g.event(cl, s.grant.Load(), decision.EventDisconnect, true, "", "", "")
 	if err != nil {
 		e.Detail = err.Error()
 	}

@@ -3,5 +3,5 @@
 // packet and delivery, checks the signed envelope and replay cache on every
 // command, re-checks token expiry and revocation for the life of a
 // connection, closes it at exp and handles MQTT 5 re-authentication.
-// Every decision is reported to Observers (audit log, metrics).
+// Every decision is reported to decision.Observers (audit log, metrics).
 package hooks

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"homemq/auth"
+	"homemq/decision"
 	"homemq/envelope"
 	"homemq/topics"
 )
@@ -72,7 +73,7 @@ type Guard struct {
 	master    []byte
 	cfg       Config
 	replay    *envelope.ReplayCache
-	observers []Observer
+	observers []decision.Observer
 	sessions  sync.Map // *mqtt.Client -> *session
 	offline   sync.Map // client ID -> *grant of a persistent session whose connection ended
 	counts    *counters
@@ -115,7 +116,7 @@ type session struct {
 
 // New returns a Guard for server that verifies tokens with verifier and
 // derives message keys from master.
-func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config, observers ...Observer) *Guard {
+func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config, observers ...decision.Observer) *Guard {
 	if cfg.ReplayCacheSize == 0 {
 		cfg = DefaultConfig()
 	}
@@ -199,7 +200,7 @@ func (g *Guard) refuse(s *session) bool {
 	return len(s.refusals) >= g.cfg.RefusalLimit
 }
 
-func (g *Guard) emit(e Event) {
+func (g *Guard) emit(e decision.Event) {
 	if len(g.observers) == 0 {
 		return
 	}
@@ -211,8 +212,8 @@ func (g *Guard) emit(e Event) {
 	}
 }
 
-func (g *Guard) event(cl *mqtt.Client, gr *grant, kind string, allowed bool, reason, detail, topic string) Event {
-	e := Event{Kind: kind, Allowed: allowed, Reason: reason, Detail: detail, Topic: topic,
+func (g *Guard) event(cl *mqtt.Client, gr *grant, kind string, allowed bool, reason, detail, topic string) decision.Event {
+	e := decision.Event{Kind: kind, Allowed: allowed, Reason: reason, Detail: detail, Topic: topic,
 		ClientID: cl.ID, Remote: cl.Net.Remote, Listener: cl.Net.Listener}
 	if gr != nil {
 		e.Sub, e.JTI = gr.claims.Subject, gr.claims.ID

@@ -7,6 +7,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"homemq/decision"
 	"homemq/envelope"
 	"homemq/topics"
 )
@@ -77,7 +78,7 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	for _, f := range pk.Filters {
 		if d := topics.Authorize(gr.identity, topics.Subscribe, f.Filter, false); !d.Allow {
 			why.add(f.Filter, d.Reason)
-			g.emit(g.event(cl, gr, EventSubscribe, false, "acl", d.Reason, f.Filter))
+			g.emit(g.event(cl, gr, decision.EventSubscribe, false, "acl", d.Reason, f.Filter))
 			if g.refuse(s) {
 				g.tooManyRefusals(cl)
 			}
@@ -92,7 +93,7 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 			}
 			over[f.Filter] = true
 			why.add(f.Filter, "too many subscriptions on this connection")
-			g.emit(g.event(cl, gr, EventSubscribe, false, "quota", "too many subscriptions on this connection", f.Filter))
+			g.emit(g.event(cl, gr, decision.EventSubscribe, false, "quota", "too many subscriptions on this connection", f.Filter))
 			continue
 		}
 		have++
@@ -129,16 +130,16 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 		return pk, packets.ErrRejectPacket
 	}
 	if d := topics.Authorize(gr.identity, topics.Publish, pk.TopicName, pk.FixedHeader.Retain); !d.Allow {
-		return g.refusePublish(cl, s, gr, pk, EventPublish, 0x87, "acl", d.Reason)
+		return g.refusePublish(cl, s, gr, pk, decision.EventPublish, 0x87, "acl", d.Reason)
 	}
 	if code, why, detail := g.checkDevicePublish(gr, pk); code != 0 {
-		return g.refusePublish(cl, s, gr, pk, EventPublish, code, why, detail)
+		return g.refusePublish(cl, s, gr, pk, decision.EventPublish, code, why, detail)
 	}
 	if !topics.IsCommand(pk.TopicName) {
 		return pk, nil
 	}
 	if !s.commands.AllowN(now, 1) {
-		return g.refusePublish(cl, s, gr, pk, EventCommand, 0x96, "rate", "too many commands; slow down")
+		return g.refusePublish(cl, s, gr, pk, decision.EventCommand, 0x96, "rate", "too many commands; slow down")
 	}
 	env, err := envelope.Parse(pk.Payload, g.cfg.Envelope)
 	if err == nil {
@@ -160,7 +161,7 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	pk.Expiry = env.Exp
 	pk.Properties.MessageExpiryInterval = uint32(max(1, env.Exp-now.Unix()))
 	pk.ProtocolVersion = 5 // mochi only honours Expiry on MQTT 5 packets, also when a 3.1.1 client sent it
-	e := g.event(cl, gr, EventCommand, true, "", "", pk.TopicName)
+	e := g.event(cl, gr, decision.EventCommand, true, "", "", pk.TopicName)
 	e.Nonce = env.Nonce
 	g.emit(e)
 	return pk, nil
@@ -177,7 +178,7 @@ func (g *Guard) refuseCommand(cl *mqtt.Client, s *session, gr *grant, pk packets
 	case "":
 		r = "envelope"
 	}
-	return g.refusePublishNonce(cl, s, gr, pk, EventCommand, code, string(r), "command refused: "+err.Error(), nonce)
+	return g.refusePublishNonce(cl, s, gr, pk, decision.EventCommand, code, string(r), "command refused: "+err.Error(), nonce)
 }
 
 // refusePublish answers a refused publish: QoS 0 is dropped, QoS 1 and 2 get

@@ -5,6 +5,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"homemq/decision"
 )
 
 // OnAuthPacket handles MQTT 5 re-authentication: AUTH with reason 0x19,
@@ -46,7 +48,7 @@ func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		s.timer.Reset(time.Until(time.Unix(0, gr.deadline)))
 	}
 	s.mu.Unlock()
-	g.emit(g.event(cl, gr, EventReauth, true, "", "", ""))
+	g.emit(g.event(cl, gr, decision.EventReauth, true, "", "", ""))
 	err = cl.WritePacket(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Auth},
 		ReasonCode:  packets.CodeSuccess.Code,
@@ -56,6 +58,6 @@ func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 }
 
 func (g *Guard) refuseReauth(cl *mqtt.Client, gr *grant, code byte, why, detail string) error {
-	g.emit(g.event(cl, gr, EventReauth, false, why, detail, ""))
+	g.emit(g.event(cl, gr, decision.EventReauth, false, why, detail, ""))
 	return packets.Code{Code: code, Reason: detail}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"homemq/auth"
+	"homemq/decision"
 	"homemq/topics"
 )
 
@@ -123,7 +124,7 @@ func (g *Guard) revokeWills(r auth.Revocation) {
 		p := v.(*pendingWill)
 		if gr := p.s.grant.Load(); gr != nil && r.Matches(gr.claims) && g.wills.CompareAndDelete(k, p) {
 			p.timer.Stop()
-			g.emit(Event{Kind: EventPublish, Reason: "will", Detail: "will dropped: token revoked", Topic: p.w.pk.TopicName,
+			g.emit(decision.Event{Kind: decision.EventPublish, Reason: "will", Detail: "will dropped: token revoked", Topic: p.w.pk.TopicName,
 				ClientID: k.(string), Sub: gr.claims.Subject, JTI: gr.claims.ID})
 		}
 		return true
@@ -135,7 +136,7 @@ func (g *Guard) revokeWills(r auth.Revocation) {
 func (g *Guard) sendWill(clientID string, s *session, w *will) {
 	gr := s.grant.Load()
 	why := g.willVerdict(s, gr, w)
-	e := Event{Kind: EventPublish, Allowed: why == "", Reason: "will", Topic: w.pk.TopicName, ClientID: clientID,
+	e := decision.Event{Kind: decision.EventPublish, Allowed: why == "", Reason: "will", Topic: w.pk.TopicName, ClientID: clientID,
 		Sub: gr.claims.Subject, JTI: gr.claims.ID}
 	if why != "" {
 		e.Detail = "will dropped: " + why

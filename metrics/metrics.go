@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"homemq/hooks"
+	"homemq/decision"
 )
 
 // Namespace prefixes every metric name.
@@ -126,10 +126,10 @@ var (
 )
 
 // Observe counts one Guard or token-service decision; it implements
-// hooks.Observer and never blocks.
-func (m *Metrics) Observe(e hooks.Event) {
+// decision.Observer and never blocks.
+func (m *Metrics) Observe(e decision.Event) {
 	switch e.Kind {
-	case hooks.EventConnect:
+	case decision.EventConnect:
 		if e.Allowed {
 			m.Auth.WithLabelValues(ResultOK).Inc()
 			m.Connections.WithLabelValues(label(e.Listener)).Inc()
@@ -139,23 +139,23 @@ func (m *Metrics) Observe(e hooks.Event) {
 		if l, ok := connectLimits[e.Reason]; ok {
 			m.LimitRefusals.WithLabelValues(l).Inc()
 		}
-	case hooks.EventDisconnect:
+	case decision.EventDisconnect:
 		m.Connections.WithLabelValues(label(e.Listener)).Dec()
-	case hooks.EventReauth:
+	case decision.EventReauth:
 		if e.Allowed {
 			m.Reauth.WithLabelValues(ResultOK).Inc()
 		} else {
 			m.Reauth.WithLabelValues(label(e.Reason)).Inc()
 		}
-	case hooks.EventPublish, hooks.EventSubscribe:
+	case decision.EventPublish, decision.EventSubscribe:
 		switch {
 		case e.Allowed:
 		case e.Reason == "acl":
 			m.ACLRefusals.WithLabelValues(e.Kind).Inc()
-		case e.Kind == hooks.EventSubscribe && subscribeLimits[e.Reason] != "":
+		case e.Kind == decision.EventSubscribe && subscribeLimits[e.Reason] != "":
 			m.LimitRefusals.WithLabelValues(subscribeLimits[e.Reason]).Inc()
 		}
-	case hooks.EventCommand:
+	case decision.EventCommand:
 		switch {
 		case e.Allowed:
 			m.Commands.Inc()
@@ -164,9 +164,9 @@ func (m *Metrics) Observe(e hooks.Event) {
 		default:
 			m.EnvelopeRefusals.WithLabelValues(label(e.Reason)).Inc()
 		}
-	case hooks.EventExpire:
+	case decision.EventExpire:
 		m.ExpiryDisconnects.Inc()
-	case hooks.EventRevoke:
+	case decision.EventRevoke:
 		m.RevocationDisconnects.Inc()
 	case EventTokenExchange:
 		if e.Allowed {

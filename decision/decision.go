@@ -1,8 +1,12 @@
-package hooks
+// Package decision holds the record of one security decision (Event) and
+// the interface of those that receive it (Observer). The Guard in package
+// hooks reports every decision; the audit log and the metrics observe them.
+// It is a leaf: it imports nothing of mochi, so observers do not either.
+package decision
 
 import "time"
 
-// Event kinds reported to Observers.
+// Event kinds: what an Event is a decision about.
 const (
 	EventConnect    = "connect"
 	EventDisconnect = "disconnect"

@@ -55,7 +55,7 @@ type Broker struct {
 
 	issued hooks.IssuedRecord // what earlier runs may have accepted (restart.go)
 
-	observability // Audit, Metrics and the store (observe.go, storage.go)
+	observability // Audit, Metrics and the store (observe.go)
 
 	tlsConf   *tls.Config
 	mqttTLS   *TCPListener

@@ -1,14 +1,19 @@
 package broker
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
+	bolterrors "go.etcd.io/bbolt/errors"
+
 	"homemq/audit"
 	"homemq/auth"
+	"homemq/hooks"
 	"homemq/metrics"
 )
 
@@ -36,7 +41,7 @@ type observability struct {
 	Metrics *metrics.Metrics
 
 	observeCfg ObserveConfig
-	store      *Store
+	store      *hooks.Store
 }
 
 // AuditDir is the audit log's folder inside the data folder.
@@ -127,3 +132,18 @@ func isLoopback(remote string) bool {
 }
 
 func unixTime(sec int64) string { return time.Unix(sec, 0).UTC().Format(time.RFC3339) }
+
+// openStore adds the storage hook to the server: after the Guard, before
+// Serve (which reads the store).
+func (b *Broker) openStore() error {
+	b.store = hooks.NewStore(b.Server)
+	b.Guard.UseStore(b.store)
+	err := b.Server.AddHook(b.store, hooks.StoreOptions(b.cfg.Data))
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("broker: %s is locked; is another homemq serve running on data folder %s?", hooks.StoreFile, b.cfg.Data)
+	}
+	if err != nil {
+		return fmt.Errorf("broker: %s: %w", hooks.StoreFile, err)
+	}
+	return nil
+}

@@ -1,8 +1,6 @@
-package broker
+package hooks
 
 import (
-	"errors"
-	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,7 +13,6 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // StoreFile is the MQTT state in the data folder: sessions, subscriptions,
@@ -438,19 +435,4 @@ func (s *Store) restoreExpiry() {
 			s.server.Topics.Retained.Add(topic, pk)
 		}
 	}
-}
-
-// openStore adds the storage hook to the server: after the Guard, before
-// Serve (which reads the store).
-func (b *Broker) openStore() error {
-	b.store = NewStore(b.Server)
-	b.Guard.UseStore(b.store)
-	err := b.Server.AddHook(b.store, StoreOptions(b.cfg.Data))
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("broker: %s is locked; is another homemq serve running on data folder %s?", StoreFile, b.cfg.Data)
-	}
-	if err != nil {
-		return fmt.Errorf("broker: %s: %w", StoreFile, err)
-	}
-	return nil
 }

@@ -7,6 +7,33 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
+// What every packet a client sends passes first: its token is alive and
+// it names no topic alias it never set.
+
+// OnPacketRead re-checks, before anything else, that the token of a client
+// sending PUBLISH or SUBSCRIBE is alive: an atomic deadline compare, no JWT
+// parsing. A dead token closes the connection.
+func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Disconnect {
+		return g.capDisconnectExpiry(pk), nil
+	}
+	if t := pk.FixedHeader.Type; t != packets.Publish && t != packets.Subscribe {
+		return pk, nil
+	}
+	s := g.session(cl)
+	if s == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	if _, ok := s.alive(g.now().UnixNano()); !ok {
+		g.cutOff(cl, s)
+		return pk, packets.ErrRejectPacket
+	}
+	if g.unknownAlias(cl, pk) {
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
+}
+
 // unknownAlias closes, with DISCONNECT 0x82, an MQTT 5 connection whose
 // PUBLISH has no topic name and a Topic Alias it never set: a protocol
 // error [MQTT-3.3.2-8]. It reports whether it did. mochi's processPublish

@@ -1,0 +1,84 @@
+package hooks
+
+import (
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"homemq/decision"
+	"homemq/topics"
+)
+
+// OnACLCheck judges subscriptions and every delivery of a message to a
+// subscriber against the topic rules of the subscriber's current token.
+// Publishes are judged in OnPublish, where a reason string can be sent.
+func (g *Guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write {
+		return true
+	}
+	s := g.session(cl)
+	if s == nil {
+		id, ok := g.offlineIdentity(cl)
+		return ok && topics.Authorize(id, topics.Subscribe, topic, false).Allow
+	}
+	gr, ok := s.alive(g.now().UnixNano())
+	if !ok {
+		return false
+	}
+	if over := s.overSubs.Load(); over != nil && (*over)[topic] {
+		return false
+	}
+	return topics.Authorize(gr.identity, topics.Subscribe, topic, false).Allow
+}
+
+// OnSubscribe records refused filters (mochi answers them with 0x87, or 0x80
+// for MQTT 3.1.1, through OnACLCheck) and disconnects a client that keeps
+// asking for what it may not have.
+func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	s := g.session(cl)
+	if s == nil {
+		return pk
+	}
+	s.subackReason.Store(nil)
+	gr, ok := s.alive(g.now().UnixNano())
+	if !ok {
+		return pk
+	}
+	var over map[string]bool
+	var why subackReasons
+	defer why.store(s)
+	have := cl.State.Subscriptions.Len()
+	for _, f := range pk.Filters {
+		if d := topics.Authorize(gr.identity, topics.Subscribe, f.Filter, false); !d.Allow {
+			why.add(f.Filter, d.Reason)
+			g.emit(g.event(cl, gr, decision.EventSubscribe, false, "acl", d.Reason, f.Filter))
+			if g.refuse(s) {
+				g.tooManyRefusals(cl)
+			}
+			continue
+		}
+		if _, exists := cl.State.Subscriptions.Get(f.Filter); exists {
+			continue
+		}
+		if max := g.cfg.Limits.SubscriptionsMax; max > 0 && have >= max {
+			if over == nil {
+				over = map[string]bool{}
+			}
+			over[f.Filter] = true
+			why.add(f.Filter, "too many subscriptions on this connection")
+			g.emit(g.event(cl, gr, decision.EventSubscribe, false, "quota", "too many subscriptions on this connection", f.Filter))
+			continue
+		}
+		have++
+	}
+	if over != nil {
+		s.overSubs.Store(&over)
+	}
+	return pk
+}
+
+// OnSubscribed forgets the quota refusals of the SUBSCRIBE just answered.
+func (g *Guard) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+	if s := g.session(cl); s != nil {
+		s.overSubs.Store(nil)
+	}
+}

@@ -71,8 +71,8 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 func (g *Guard) authenticate(cl *mqtt.Client, pk packets.Packet) (c *auth.Claims, code byte, why, detail string) {
 	token := string(pk.Connect.Password)
 	if m := pk.Properties.AuthenticationMethod; m != "" {
-		if m != AuthMethod {
-			return nil, 0x8C, "auth_method", "authentication method must be " + AuthMethod
+		if m != auth.MQTTMethod {
+			return nil, 0x8C, "auth_method", "authentication method must be " + auth.MQTTMethod
 		}
 		if len(pk.Properties.AuthenticationData) > 0 {
 			token = string(pk.Properties.AuthenticationData)

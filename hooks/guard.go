@@ -15,10 +15,6 @@ import (
 	"homemq/topics"
 )
 
-// AuthMethod is the MQTT 5 authentication method for re-authentication: the
-// AUTH packet (reason 0x19) carries a fresh JWT as authentication data.
-const AuthMethod = "homemq-jwt"
-
 // Config bounds what one connection may do.
 type Config struct {
 	// Envelope bounds the command envelopes accepted.

@@ -5,6 +5,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"homemq/auth"
 )
 
 // OnPacketEncode corrects what mochi writes to MQTT 5 clients:
@@ -29,8 +31,8 @@ func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packe
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
 		pk.Mods.DisallowProblemInfo = false
-		if pk.ReasonCode < 0x80 && cl.Properties.Props.AuthenticationMethod == AuthMethod {
-			pk.Properties.AuthenticationMethod = AuthMethod
+		if pk.ReasonCode < 0x80 && cl.Properties.Props.AuthenticationMethod == auth.MQTTMethod {
+			pk.Properties.AuthenticationMethod = auth.MQTTMethod
 		}
 		if pk.ReasonCode < 0x80 {
 			pk.Properties.TopicAliasMaximum = g.server.Options.Capabilities.TopicAliasMaximum

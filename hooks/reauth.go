@@ -6,6 +6,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"homemq/auth"
 	"homemq/decision"
 )
 
@@ -16,7 +17,7 @@ import (
 // expiry deadline moves. The broker answers AUTH 0x00; a bad token gets a DISCONNECT.
 func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Properties.Props.AuthenticationMethod == "" { // [MQTT-4.12.0-4]: no method at CONNECT, no AUTH
-		return pk, g.refuseReauth(cl, nil, 0x82, "protocol", "protocol error: AUTH on a connection that announced no authentication method; connect with authentication method "+AuthMethod+" to re-authenticate")
+		return pk, g.refuseReauth(cl, nil, 0x82, "protocol", "protocol error: AUTH on a connection that announced no authentication method; connect with authentication method "+auth.MQTTMethod+" to re-authenticate")
 	}
 	s := g.session(cl)
 	if s == nil {
@@ -30,8 +31,8 @@ func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	if pk.ReasonCode != packets.CodeReAuthenticate.Code {
 		return pk, g.refuseReauth(cl, old, 0x82, "protocol", "only re-authentication (AUTH 0x19) is supported")
 	}
-	if pk.Properties.AuthenticationMethod != AuthMethod {
-		return pk, g.refuseReauth(cl, old, 0x8C, "auth_method", "authentication method must be "+AuthMethod)
+	if pk.Properties.AuthenticationMethod != auth.MQTTMethod {
+		return pk, g.refuseReauth(cl, old, 0x8C, "auth_method", "authentication method must be "+auth.MQTTMethod)
 	}
 	c, err := g.verifier.Verify(string(pk.Properties.AuthenticationData))
 	if err != nil {
@@ -52,7 +53,7 @@ func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	err = cl.WritePacket(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Auth},
 		ReasonCode:  packets.CodeSuccess.Code,
-		Properties:  packets.Properties{AuthenticationMethod: AuthMethod},
+		Properties:  packets.Properties{AuthenticationMethod: auth.MQTTMethod},
 	})
 	return pk, err
 }

@@ -23,12 +23,12 @@ const internalListener = "internal"
 
 // CONNACK reason codes the Guard uses, with their MQTT 3.1.1 return codes.
 var v3Connack = map[byte]byte{
-	0x85: 0x02, // client identifier not valid -> identifier rejected
-	0x86: 0x04, // bad user name or password
-	0x87: 0x05, // not authorized
-	0x8C: 0x05, // bad authentication method
-	0x97: 0x03, // quota exceeded -> server unavailable
-	0x9F: 0x03, // connection rate exceeded -> server unavailable
+	packets.ErrClientIdentifierNotValid.Code: packets.Err3ClientIdentifierNotValid.Code,   // identifier rejected
+	packets.ErrBadUsernameOrPassword.Code:    packets.ErrMalformedUsernameOrPassword.Code, // bad user name or password
+	packets.ErrNotAuthorized.Code:            packets.Err3NotAuthorized.Code,
+	packets.ErrBadAuthenticationMethod.Code:  packets.Err3NotAuthorized.Code,
+	packets.ErrQuotaExceeded.Code:            packets.Err3ServerUnavailable.Code,
+	packets.ErrConnectionRateExceeded.Code:   packets.Err3ServerUnavailable.Code,
 }
 
 // OnConnect authenticates the CONNECT: the JWT (password, or authentication
@@ -37,7 +37,7 @@ var v3Connack = map[byte]byte{
 func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	addr := addrlimit.Key(cl.Net.Remote)
 	if cl.Net.Listener != internalListener && !g.counts.allowAttempt(addr, g.now()) {
-		return g.refuseConnect(cl, nil, 0x9F, "rate", "connection rate exceeded for "+addr+"; slow down")
+		return g.refuseConnect(cl, nil, packets.ErrConnectionRateExceeded.Code, "rate", "connection rate exceeded for "+addr+"; slow down")
 	}
 	c, code, why, detail := g.authenticate(cl, pk)
 	if code != 0 {
@@ -45,7 +45,7 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	// sockets per address were counted at accept (Guard.Addresses)
 	if !g.counts.admit(g.cfg.Limits, c.Subject) {
-		return g.refuseConnect(cl, c, 0x97, "quota", "too many connections for "+c.Subject)
+		return g.refuseConnect(cl, c, packets.ErrQuotaExceeded.Code, "quota", "too many connections for "+c.Subject)
 	}
 	if err := g.admitSession(cl, c); err != nil {
 		return err
@@ -72,7 +72,7 @@ func (g *Guard) authenticate(cl *mqtt.Client, pk packets.Packet) (c *auth.Claims
 	token := string(pk.Connect.Password)
 	if m := pk.Properties.AuthenticationMethod; m != "" {
 		if m != auth.MQTTMethod {
-			return nil, 0x8C, "auth_method", "authentication method must be " + auth.MQTTMethod
+			return nil, packets.ErrBadAuthenticationMethod.Code, "auth_method", "authentication method must be " + auth.MQTTMethod
 		}
 		if len(pk.Properties.AuthenticationData) > 0 {
 			token = string(pk.Properties.AuthenticationData)
@@ -80,9 +80,9 @@ func (g *Guard) authenticate(cl *mqtt.Client, pk packets.Packet) (c *auth.Claims
 	}
 	c, err := g.verifier.Verify(token)
 	if err != nil {
-		code = 0x86
+		code = packets.ErrBadUsernameOrPassword.Code
 		if auth.ReasonOf(err) == auth.ReasonRevoked {
-			code = 0x87
+			code = packets.ErrNotAuthorized.Code
 		}
 		return nil, code, string(auth.ReasonOf(err)), err.Error()
 	}
@@ -91,7 +91,7 @@ func (g *Guard) authenticate(cl *mqtt.Client, pk packets.Packet) (c *auth.Claims
 	}
 	if cl.Properties.Will.Flag == 1 {
 		if why, detail := willRefusal(c.Identity(), cl.Properties.Will); why != "" {
-			return c, 0x87, why, detail
+			return c, packets.ErrNotAuthorized.Code, why, detail
 		}
 	}
 	return c, 0, "", ""
@@ -110,7 +110,7 @@ func (g *Guard) checkClientID(cl *mqtt.Client, pk packets.Packet, sub string) (b
 	if cl.ID == sub || strings.HasPrefix(cl.ID, sub+"/") {
 		return 0, "", ""
 	}
-	return 0x85, "client_id", "client ID must be " + sub + " or start with " + sub + "/"
+	return packets.ErrClientIdentifierNotValid.Code, "client_id", "client ID must be " + sub + " or start with " + sub + "/"
 }
 
 // willRefusal judges a will like a publish by the connecting identity; a

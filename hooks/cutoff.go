@@ -60,10 +60,10 @@ func (g *Guard) startCutOff(s *session) bool {
 // finishCutOff reports the cut-off and closes the connection.
 func (g *Guard) finishCutOff(cl *mqtt.Client, s *session) {
 	gr := s.grant.Load()
-	code := packets.Code{Code: 0xA0, Reason: "token expired at " + gr.claims.ExpiresAtTime().UTC().Format(time.RFC3339) + "; reconnect or re-authenticate with a fresh token"}
+	code := packets.Code{Code: packets.ErrMaxConnectTime.Code, Reason: "token expired at " + gr.claims.ExpiresAtTime().UTC().Format(time.RFC3339) + "; reconnect or re-authenticate with a fresh token"}
 	kind, why := decision.EventExpire, "expired"
 	if s.revoked.Load() {
-		code = packets.Code{Code: 0x87, Reason: "token revoked"}
+		code = packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: "token revoked"}
 		kind, why = decision.EventRevoke, "revoked"
 	}
 	g.emit(g.event(cl, gr, kind, false, why, code.Reason, ""))

@@ -31,13 +31,13 @@ func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packe
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
 		pk.Mods.DisallowProblemInfo = false
-		if pk.ReasonCode < 0x80 && cl.Properties.Props.AuthenticationMethod == auth.MQTTMethod {
+		if succeeded(pk.ReasonCode) && cl.Properties.Props.AuthenticationMethod == auth.MQTTMethod {
 			pk.Properties.AuthenticationMethod = auth.MQTTMethod
 		}
-		if pk.ReasonCode < 0x80 {
+		if succeeded(pk.ReasonCode) {
 			pk.Properties.TopicAliasMaximum = g.server.Options.Capabilities.TopicAliasMaximum
 		}
-		if s := g.session(cl); s != nil && pk.ReasonCode < 0x80 {
+		if s := g.session(cl); s != nil && succeeded(pk.ReasonCode) {
 			g.dropUnreadable(cl, s, s.grant.Load()) // mochi resends the session's in-flight messages next
 		}
 	case packets.Publish:
@@ -89,3 +89,7 @@ func (r *subackReasons) store(s *session) {
 		s.subackReason.Store(&str)
 	}
 }
+
+// succeeded reports whether an MQTT 5 reason code reports success: failure
+// codes start at 0x80 (unspecified error).
+func succeeded(code byte) bool { return code < packets.ErrUnspecifiedError.Code }

@@ -46,6 +46,6 @@ func (g *Guard) unknownAlias(cl *mqtt.Client, pk packets.Packet) bool {
 		a > g.server.Options.Capabilities.TopicAliasMaximum || cl.State.TopicAliases.Inbound.Set(a, "") != "" {
 		return false
 	}
-	g.disconnect(cl, packets.Code{Code: 0x82, Reason: "protocol error: topic alias " + strconv.Itoa(int(a)) + " was never set on this connection; send the topic name with it first"})
+	g.disconnect(cl, packets.Code{Code: packets.ErrProtocolViolation.Code, Reason: "protocol error: topic alias " + strconv.Itoa(int(a)) + " was never set on this connection; send the topic name with it first"})
 	return true
 }

@@ -31,7 +31,7 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 		return pk, packets.ErrRejectPacket
 	}
 	if d := topics.Authorize(gr.identity, topics.Publish, pk.TopicName, pk.FixedHeader.Retain); !d.Allow {
-		return g.refusePublish(cl, s, gr, pk, decision.EventPublish, 0x87, "acl", d.Reason)
+		return g.refusePublish(cl, s, gr, pk, decision.EventPublish, packets.ErrNotAuthorized.Code, "acl", d.Reason)
 	}
 	if code, why, detail := g.checkDevicePublish(gr, pk); code != 0 {
 		return g.refusePublish(cl, s, gr, pk, decision.EventPublish, code, why, detail)
@@ -40,7 +40,7 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 		return pk, nil
 	}
 	if !s.commands.AllowN(now, 1) {
-		return g.refusePublish(cl, s, gr, pk, decision.EventCommand, 0x96, "rate", "too many commands; slow down")
+		return g.refusePublish(cl, s, gr, pk, decision.EventCommand, packets.ErrMessageRateTooHigh.Code, "rate", "too many commands; slow down")
 	}
 	env, err := envelope.Parse(pk.Payload, g.cfg.Envelope)
 	if err == nil {
@@ -70,12 +70,12 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 
 func (g *Guard) refuseCommand(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, nonce string, err error) (packets.Packet, error) {
 	r := envelope.ReasonOf(err)
-	code := byte(0x87)
+	code := packets.ErrNotAuthorized.Code
 	switch r {
 	case envelope.ReasonMalformed, envelope.ReasonVersion:
-		code = 0x99
+		code = packets.ErrPayloadFormatInvalid.Code
 	case envelope.ReasonCacheFull, envelope.ReasonQuota:
-		code = 0x97
+		code = packets.ErrQuotaExceeded.Code
 	case "":
 		r = "envelope"
 	}
@@ -113,5 +113,5 @@ func (g *Guard) refusePublishNonce(cl *mqtt.Client, s *session, gr *grant, pk pa
 }
 
 func (g *Guard) tooManyRefusals(cl *mqtt.Client) {
-	g.disconnect(cl, packets.Code{Code: 0x87, Reason: fmt.Sprintf("too many refused packets (%d within %v)", g.cfg.RefusalLimit, g.cfg.RefusalWindow)})
+	g.disconnect(cl, packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: fmt.Sprintf("too many refused packets (%d within %v)", g.cfg.RefusalLimit, g.cfg.RefusalWindow)})
 }

@@ -64,7 +64,7 @@ func (g *Guard) admitSession(cl *mqtt.Client, c *auth.Claims) error {
 	}
 	if n, ok := g.sessionIdx.admit(g.server, c.Subject, cl.ID, max, g.now()); !ok {
 		g.counts.release(c.Subject)
-		return g.refuseConnect(cl, c, 0x97, "session_quota", fmt.Sprintf(
+		return g.refuseConnect(cl, c, packets.ErrQuotaExceeded.Code, "session_quota", fmt.Sprintf(
 			"too many persistent sessions for %s (%d of %d): reconnect with the client ID of one of them, or end one with session expiry 0", c.Subject, n, max))
 	}
 	return nil

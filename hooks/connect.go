@@ -37,15 +37,15 @@ var v3Connack = map[byte]byte{
 func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	addr := addrlimit.Key(cl.Net.Remote)
 	if cl.Net.Listener != internalListener && !g.counts.allowAttempt(addr, g.now()) {
-		return g.refuseConnect(cl, nil, packets.ErrConnectionRateExceeded.Code, "rate", "connection rate exceeded for "+addr+"; slow down")
+		return g.refuseConnect(cl, nil, packets.ErrConnectionRateExceeded.Code, decision.Event{Reason: "rate", Detail: "connection rate exceeded for " + addr + "; slow down"})
 	}
 	c, code, why, detail := g.authenticate(cl, pk)
 	if code != 0 {
-		return g.refuseConnect(cl, c, code, why, detail)
+		return g.refuseConnect(cl, c, code, decision.Event{Reason: why, Detail: detail})
 	}
 	// sockets per address were counted at accept (Guard.Addresses)
 	if !g.counts.admit(g.cfg.Limits, c.Subject) {
-		return g.refuseConnect(cl, c, packets.ErrQuotaExceeded.Code, "quota", "too many connections for "+c.Subject)
+		return g.refuseConnect(cl, c, packets.ErrQuotaExceeded.Code, decision.Event{Reason: "quota", Detail: "too many connections for " + c.Subject})
 	}
 	if err := g.admitSession(cl, c); err != nil {
 		return err
@@ -64,7 +64,7 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s.mu.Lock()
 	s.timer = time.AfterFunc(time.Until(time.Unix(0, gr.deadline)), func() { g.onDeadline(cl, s) })
 	s.mu.Unlock()
-	g.emit(g.event(cl, gr, decision.EventConnect, true, "", "", ""))
+	g.emit(cl, gr, decision.Event{Kind: decision.EventConnect, Allowed: true})
 	return nil
 }
 
@@ -125,18 +125,21 @@ func willRefusal(id *topics.Identity, w mqtt.Will) (string, string) {
 	return "", ""
 }
 
-func (g *Guard) refuseConnect(cl *mqtt.Client, c *auth.Claims, code byte, why, detail string) error {
-	e := g.event(cl, nil, decision.EventConnect, false, why, detail, "")
+// refuseConnect reports a refused CONNECT (e says why: Reason, and Detail,
+// the reason string) and answers it with a CONNACK carrying code; c is the
+// verified token, if it got that far.
+func (g *Guard) refuseConnect(cl *mqtt.Client, c *auth.Claims, code byte, e decision.Event) error {
+	e.Kind, e.Allowed = decision.EventConnect, false
 	if c != nil {
 		e.Sub, e.JTI = c.Subject, c.ID
 	}
-	g.emit(e)
-	reason := packets.Code{Code: code, Reason: detail}
+	g.emit(cl, nil, e)
+	reason := packets.Code{Code: code, Reason: e.Detail}
 	if cl.Properties.ProtocolVersion < 5 {
-		reason = packets.Code{Code: v3Connack[code], Reason: detail}
+		reason = packets.Code{Code: v3Connack[code], Reason: e.Detail}
 	}
 	_ = g.server.SendConnack(cl, reason, false, nil)
-	return packets.Code{Code: code, Reason: detail}
+	return packets.Code{Code: code, Reason: e.Detail}
 }
 
 // OnConnectAuthenticate admits exactly the clients OnConnect accepted.

@@ -66,7 +66,7 @@ func (g *Guard) finishCutOff(cl *mqtt.Client, s *session) {
 		code = packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: "token revoked"}
 		kind, why = decision.EventRevoke, "revoked"
 	}
-	g.emit(g.event(cl, gr, kind, false, why, code.Reason, ""))
+	g.emit(cl, gr, decision.Event{Kind: kind, Reason: why, Detail: code.Reason})
 	g.disconnect(cl, code)
 }
 
@@ -113,11 +113,11 @@ func (g *Guard) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if !g.forget(cl, s) {
 		return
 	}
-	e := g.event(cl, s.grant.Load(), decision.EventDisconnect, true, "", "", "")
+	e := decision.Event{Kind: decision.EventDisconnect, Allowed: true}
 	if err != nil {
 		e.Detail = err.Error()
 	}
-	g.emit(e)
+	g.emit(cl, s.grant.Load(), e)
 }
 
 // forget drops a connection's session and uncounts it, once; it reports

@@ -59,7 +59,7 @@ func (g *Guard) dropUnreadable(cl *mqtt.Client, s *session, gr *grant) {
 			atomic.AddInt64(&g.server.Info.Subscriptions, -1)
 		}
 		gone = append(gone, sub)
-		g.emit(g.event(cl, gr, decision.EventSubscribe, false, "rights", "subscription removed: "+d.Reason, filter))
+		g.emit(cl, gr, decision.Event{Kind: decision.EventSubscribe, Reason: "rights", Detail: "subscription removed: " + d.Reason, Topic: filter})
 	}
 	if len(gone) > 0 && g.store != nil {
 		g.store.OnUnsubscribed(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe}, Filters: gone})
@@ -78,7 +78,7 @@ func (g *Guard) dropInflight(cl *mqtt.Client, gr *grant, pk packets.Packet) {
 	if g.store != nil {
 		g.store.OnQosDropped(cl, pk)
 	}
-	g.emit(g.event(cl, gr, decision.EventDelivery, false, "rights", "queued message dropped: the token may not read it", pk.TopicName))
+	g.emit(cl, gr, decision.Event{Kind: decision.EventDelivery, Reason: "rights", Detail: "queued message dropped: the token may not read it", Topic: pk.TopicName})
 }
 
 // readable reports whether gr may read topic now.

@@ -196,7 +196,8 @@ func (g *Guard) refuse(s *session) bool {
 	return len(s.refusals) >= g.cfg.RefusalLimit
 }
 
-func (g *Guard) emit(e decision.Event) {
+// report sends e, stamped with the time, to every observer.
+func (g *Guard) report(e decision.Event) {
 	if len(g.observers) == 0 {
 		return
 	}
@@ -208,11 +209,13 @@ func (g *Guard) emit(e decision.Event) {
 	}
 }
 
-func (g *Guard) event(cl *mqtt.Client, gr *grant, kind string, allowed bool, reason, detail, topic string) decision.Event {
-	e := decision.Event{Kind: kind, Allowed: allowed, Reason: reason, Detail: detail, Topic: topic,
-		ClientID: cl.ID, Remote: cl.Net.Remote, Listener: cl.Net.Listener}
+// emit reports e as a decision about connection cl: it fills in the
+// client ID, address and listener, and with gr (nil before a token is
+// verified) the token's sub and jti.
+func (g *Guard) emit(cl *mqtt.Client, gr *grant, e decision.Event) {
+	e.ClientID, e.Remote, e.Listener = cl.ID, cl.Net.Remote, cl.Net.Listener
 	if gr != nil {
 		e.Sub, e.JTI = gr.claims.Subject, gr.claims.ID
 	}
-	return e
+	g.report(e)
 }

@@ -51,7 +51,7 @@ func (g *Guard) Addresses() *addrlimit.Table { return g.counts.addrs }
 // accept because its address already held Limits.ConnsPerAddr sockets in
 // Addresses: a connect refused for quota, as one refused at CONNECT is.
 func (g *Guard) SocketRefused(listener, remote string) {
-	g.emit(decision.Event{Kind: decision.EventConnect, Reason: "quota", Listener: listener, Remote: remote,
+	g.report(decision.Event{Kind: decision.EventConnect, Reason: "quota", Listener: listener, Remote: remote,
 		Detail: "too many connections from " + addrlimit.Key(remote) + "; closed at accept"})
 }
 

@@ -31,16 +31,16 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 		return pk, packets.ErrRejectPacket
 	}
 	if d := topics.Authorize(gr.identity, topics.Publish, pk.TopicName, pk.FixedHeader.Retain); !d.Allow {
-		return g.refusePublish(cl, s, gr, pk, decision.EventPublish, packets.ErrNotAuthorized.Code, "acl", d.Reason)
+		return g.refusePublish(cl, s, gr, pk, packets.ErrNotAuthorized.Code, decision.Event{Kind: decision.EventPublish, Reason: "acl", Detail: d.Reason})
 	}
 	if code, why, detail := g.checkDevicePublish(gr, pk); code != 0 {
-		return g.refusePublish(cl, s, gr, pk, decision.EventPublish, code, why, detail)
+		return g.refusePublish(cl, s, gr, pk, code, decision.Event{Kind: decision.EventPublish, Reason: why, Detail: detail})
 	}
 	if !topics.IsCommand(pk.TopicName) {
 		return pk, nil
 	}
 	if !s.commands.AllowN(now, 1) {
-		return g.refusePublish(cl, s, gr, pk, decision.EventCommand, packets.ErrMessageRateTooHigh.Code, "rate", "too many commands; slow down")
+		return g.refusePublish(cl, s, gr, pk, packets.ErrMessageRateTooHigh.Code, decision.Event{Kind: decision.EventCommand, Reason: "rate", Detail: "too many commands; slow down"})
 	}
 	env, err := envelope.Parse(pk.Payload, g.cfg.Envelope)
 	if err == nil {
@@ -62,9 +62,7 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	pk.Expiry = env.Exp
 	pk.Properties.MessageExpiryInterval = uint32(max(1, env.Exp-now.Unix()))
 	pk.ProtocolVersion = 5 // mochi only honours Expiry on MQTT 5 packets, also when a 3.1.1 client sent it
-	e := g.event(cl, gr, decision.EventCommand, true, "", "", pk.TopicName)
-	e.Nonce = env.Nonce
-	g.emit(e)
+	g.emit(cl, gr, decision.Event{Kind: decision.EventCommand, Allowed: true, Topic: pk.TopicName, Nonce: env.Nonce})
 	return pk, nil
 }
 
@@ -79,22 +77,18 @@ func (g *Guard) refuseCommand(cl *mqtt.Client, s *session, gr *grant, pk packets
 	case "":
 		r = "envelope"
 	}
-	return g.refusePublishNonce(cl, s, gr, pk, decision.EventCommand, code, string(r), "command refused: "+err.Error(), nonce)
+	return g.refusePublish(cl, s, gr, pk, code, decision.Event{Kind: decision.EventCommand, Reason: string(r), Detail: "command refused: " + err.Error(), Nonce: nonce})
 }
 
-// refusePublish answers a refused publish: QoS 0 is dropped, QoS 1 and 2 get
-// PUBACK or PUBREC with the reason code and string (MQTT 5) or a plain ack
-// (MQTT 3.1.1 has no negative ack; the message is dropped all the same).
-func (g *Guard) refusePublish(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, kind string, code byte, why, detail string) (packets.Packet, error) {
-	return g.refusePublishNonce(cl, s, gr, pk, kind, code, why, detail, "")
-}
-
-// refusePublishNonce is refusePublish for a command whose nonce is known
-// (parsed before it was refused), so the audit log can match a replay.
-func (g *Guard) refusePublishNonce(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, kind string, code byte, why, detail, nonce string) (packets.Packet, error) {
-	e := g.event(cl, gr, kind, false, why, detail, pk.TopicName)
-	e.Nonce = nonce
-	g.emit(e)
+// refusePublish reports a refused publish (e says why: Kind, Reason,
+// Detail, and for a command the Nonce if it was parsed, so the audit log
+// can match a replay) and answers it: QoS 0 is dropped, QoS 1 and 2 get
+// PUBACK or PUBREC with code and e.Detail as the reason string (MQTT 5) or
+// a plain ack (MQTT 3.1.1 has no negative ack; the message is dropped all
+// the same).
+func (g *Guard) refusePublish(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, code byte, e decision.Event) (packets.Packet, error) {
+	e.Allowed, e.Topic = false, pk.TopicName
+	g.emit(cl, gr, e)
 	if q := pk.FixedHeader.Qos; q > 0 {
 		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
 		if q == 2 {
@@ -102,7 +96,7 @@ func (g *Guard) refusePublishNonce(cl *mqtt.Client, s *session, gr *grant, pk pa
 		}
 		if cl.Properties.ProtocolVersion == 5 {
 			ack.ReasonCode = code
-			ack.Properties.ReasonString = detail
+			ack.Properties.ReasonString = e.Detail
 		}
 		_ = cl.WritePacket(ack)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"homemq/auth"
+	"homemq/decision"
 )
 
 // Session caps. mochi keeps a persistent session, and the queue of every
@@ -64,8 +65,8 @@ func (g *Guard) admitSession(cl *mqtt.Client, c *auth.Claims) error {
 	}
 	if n, ok := g.sessionIdx.admit(g.server, c.Subject, cl.ID, max, g.now()); !ok {
 		g.counts.release(c.Subject)
-		return g.refuseConnect(cl, c, packets.ErrQuotaExceeded.Code, "session_quota", fmt.Sprintf(
-			"too many persistent sessions for %s (%d of %d): reconnect with the client ID of one of them, or end one with session expiry 0", c.Subject, n, max))
+		return g.refuseConnect(cl, c, packets.ErrQuotaExceeded.Code, decision.Event{Reason: "session_quota", Detail: fmt.Sprintf(
+			"too many persistent sessions for %s (%d of %d): reconnect with the client ID of one of them, or end one with session expiry 0", c.Subject, n, max)})
 	}
 	return nil
 }

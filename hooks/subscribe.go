@@ -50,7 +50,7 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	for _, f := range pk.Filters {
 		if d := topics.Authorize(gr.identity, topics.Subscribe, f.Filter, false); !d.Allow {
 			why.add(f.Filter, d.Reason)
-			g.emit(g.event(cl, gr, decision.EventSubscribe, false, "acl", d.Reason, f.Filter))
+			g.emit(cl, gr, decision.Event{Kind: decision.EventSubscribe, Reason: "acl", Detail: d.Reason, Topic: f.Filter})
 			if g.refuse(s) {
 				g.tooManyRefusals(cl)
 			}
@@ -65,7 +65,7 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 			}
 			over[f.Filter] = true
 			why.add(f.Filter, "too many subscriptions on this connection")
-			g.emit(g.event(cl, gr, decision.EventSubscribe, false, "quota", "too many subscriptions on this connection", f.Filter))
+			g.emit(cl, gr, decision.Event{Kind: decision.EventSubscribe, Reason: "quota", Detail: "too many subscriptions on this connection", Topic: f.Filter})
 			continue
 		}
 		have++

@@ -124,7 +124,7 @@ func (g *Guard) revokeWills(r auth.Revocation) {
 		p := v.(*pendingWill)
 		if gr := p.s.grant.Load(); gr != nil && r.Matches(gr.claims) && g.wills.CompareAndDelete(k, p) {
 			p.timer.Stop()
-			g.emit(decision.Event{Kind: decision.EventPublish, Reason: "will", Detail: "will dropped: token revoked", Topic: p.w.pk.TopicName,
+			g.report(decision.Event{Kind: decision.EventPublish, Reason: "will", Detail: "will dropped: token revoked", Topic: p.w.pk.TopicName,
 				ClientID: k.(string), Sub: gr.claims.Subject, JTI: gr.claims.ID})
 		}
 		return true
@@ -140,7 +140,7 @@ func (g *Guard) sendWill(clientID string, s *session, w *will) {
 		Sub: gr.claims.Subject, JTI: gr.claims.ID}
 	if why != "" {
 		e.Detail = "will dropped: " + why
-		g.emit(e)
+		g.report(e)
 		return
 	}
 	// The Guard's OnPublish lets inline clients through: the will was
@@ -150,7 +150,7 @@ func (g *Guard) sendWill(clientID string, s *session, w *will) {
 	if err := g.server.InjectPacket(inline, w.pk); err != nil {
 		e.Allowed, e.Detail = false, "will not sent: "+err.Error()
 	}
-	g.emit(e)
+	g.report(e)
 }
 
 // willVerdict says why a will may not be sent now ("" if it may).

@@ -42,7 +42,6 @@ type Broker struct {
 	Revoked  *auth.Revocations
 	// Registry is the homes, agents and memberships of registry.db.
 	Registry *registry.Registry
-	Master   []byte
 	// CAFile is the CA clients must trust ("" when none is known).
 	CAFile string
 	// Bridge is the SignalR hub served at /signalr/.
@@ -53,6 +52,7 @@ type Broker struct {
 
 	tokenAPI *tokenapi.Exchange
 
+	master []byte             // the message master secret (MessageKey); never exported
 	issued hooks.IssuedRecord // what earlier runs may have accepted (restart.go)
 
 	observability // Audit, Metrics and the store (observe.go)
@@ -139,7 +139,7 @@ func (b *Broker) loadIdentity() error {
 	if b.Keys, err = auth.LoadOrCreateKeys(b.cfg.Data); err != nil {
 		return err
 	}
-	if b.Master, err = auth.LoadOrCreateMasterSecret(b.cfg.Data); err != nil {
+	if b.master, err = auth.LoadOrCreateMasterSecret(b.cfg.Data); err != nil {
 		return err
 	}
 	if b.Revoked, err = auth.LoadRevocations(b.cfg.Data); err != nil {
@@ -211,7 +211,7 @@ func (b *Broker) assemble() {
 			RetainedRate: l.RetainedRate, RetainedBurst: l.RetainedBurst},
 		Issued: b.issued,
 	}
-	b.Guard = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...)
+	b.Guard = hooks.New(b.Server, b.Verifier, b.master, gcfg, b.observers...)
 	_ = b.Server.AddHook(b.Guard, nil)
 	b.Revoked.OnRevoke(b.Guard.Revoked)
 

@@ -44,7 +44,7 @@ func (b *Broker) openTokenService() error {
 		Issuer:    b.Issuer,
 		Verifier:  b.Verifier,
 		Directory: reg,
-		MsgKey:    func(jti string) []byte { return envelope.DeriveKey(b.Master, jti) },
+		MsgKey:    b.MessageKey,
 		Config:    b.cfg.TokenAPI,
 		Logger:    b.log,
 		Observe:   b.observeExchange,
@@ -89,3 +89,8 @@ func (b *Broker) observeExchange(e tokenapi.ExchangeEvent) {
 		o.Observe(ev)
 	}
 }
+
+// MessageKey returns the message key of the token with ID jti: the HMAC key
+// its holder seals command envelopes with, derived from the message master
+// secret, which never leaves the Broker.
+func (b *Broker) MessageKey(jti string) []byte { return envelope.DeriveKey(b.master, jti) }

@@ -185,24 +185,24 @@ func (l *Log) Observe(e decision.Event) {
 			return
 		}
 	}
-	l.Record(FromEvent(e))
+	l.Record(fromEvent(e))
 }
 
-// FromEvent turns a decision.Event into an Entry, with the home, agent and
+// fromEvent turns a decision.Event into an Entry, with the home, agent and
 // device parsed from its topic.
-func FromEvent(e decision.Event) Entry {
+func fromEvent(e decision.Event) Entry {
 	en := Entry{Time: e.Time, Event: e.Kind, Outcome: OutcomeAllowed, Reason: e.Reason, Detail: e.Detail,
 		Sub: e.Sub, JTI: e.JTI, ClientID: e.ClientID, Remote: e.Remote, Listener: e.Listener, Topic: e.Topic, Nonce: e.Nonce}
 	if !e.Allowed {
 		en.Outcome = OutcomeRefused
 	}
-	en.Home, en.Agent, en.Device = Place(e.Topic)
+	en.Home, en.Agent, en.Device = place(e.Topic)
 	return en
 }
 
-// Place returns the home, agent and device a topic names. For a filter it
+// place returns the home, agent and device a topic names. For a filter it
 // returns what its literal levels name ("homes/h1/#" gives home h1).
-func Place(topic string) (home, agent, device string) {
+func place(topic string) (home, agent, device string) {
 	if p, err := topics.Parse(topic); err == nil {
 		return p.Home, p.Agent, p.Device
 	}

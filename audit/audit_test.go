@@ -261,9 +261,9 @@ func TestPlace(t *testing.T) {
 		{"", "", "", ""},
 	}
 	for _, c := range cases {
-		h, a, d := Place(c.topic)
+		h, a, d := place(c.topic)
 		if h != c.home || a != c.agent || d != c.device {
-			t.Errorf("Place(%q) = %q %q %q, want %q %q %q", c.topic, h, a, d, c.home, c.agent, c.device)
+			t.Errorf("place(%q) = %q %q %q, want %q %q %q", c.topic, h, a, d, c.home, c.agent, c.device)
 		}
 	}
 }

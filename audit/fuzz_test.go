@@ -15,18 +15,18 @@ func FuzzPlace(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, topic string) {
-		h, a, d := Place(topic)
+		h, a, d := place(topic)
 		lv := strings.Split(topic, "/")
 		check := func(what, id string, level int) {
 			if id == "" {
 				return
 			}
 			if !topics.ValidID(id) || len(lv) <= level || lv[level] != id {
-				t.Fatalf("Place(%q) gave %s %q, not level %d of the topic", topic, what, id, level)
+				t.Fatalf("place(%q) gave %s %q, not level %d of the topic", topic, what, id, level)
 			}
 		}
 		if (a != "" && h == "") || (d != "" && a == "") {
-			t.Fatalf("Place(%q) = %q %q %q: an inner id without the outer one", topic, h, a, d)
+			t.Fatalf("place(%q) = %q %q %q: an inner id without the outer one", topic, h, a, d)
 		}
 		check("home", h, 1)
 		check("agent", a, 3)

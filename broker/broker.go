@@ -73,11 +73,6 @@ type Broker struct {
 // Option changes how New assembles the broker.
 type Option func(*Broker)
 
-// WithObservers reports every security decision to obs (audit, metrics).
-func WithObservers(obs ...decision.Observer) Option {
-	return func(b *Broker) { b.observers = append(b.observers, obs...) }
-}
-
 // WithLogger sets the structured logger.
 func WithLogger(l *slog.Logger) Option { return func(b *Broker) { b.log = l } }
 

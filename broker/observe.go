@@ -29,9 +29,6 @@ type ObserveConfig struct {
 	MetricsOpenOnLoopback bool `yaml:"metrics_open_on_loopback"`
 }
 
-// WithObserve sets how the audit log rotates and who may read /metrics.
-func WithObserve(c ObserveConfig) Option { return func(b *Broker) { b.observeCfg = c } }
-
 // observability is the audit log, the metrics and the store of a Broker.
 type observability struct {
 	// Audit is the audit log ({data}/audit/audit.log). Handlers that make

@@ -13,10 +13,6 @@ import (
 	"homemq/tokenapi"
 )
 
-// EventTokenExchange is the decision.Event kind of a POST /api/token answer
-// (Sub, JTI and Remote set; Detail says why a refusal happened).
-const EventTokenExchange = "token_exchange"
-
 // lockData opens registry.db, which takes the data folder's lock (bbolt's
 // file lock): the broker holds it for as long as it runs, and the CLI
 // writes the data folder (registry, signing keys, revocations) only while
@@ -77,7 +73,7 @@ func (b *Broker) observeExchange(e tokenapi.ExchangeEvent) {
 	if len(b.observers) == 0 {
 		return
 	}
-	ev := decision.Event{Time: e.Time, Kind: EventTokenExchange, Allowed: e.OK, Reason: e.Error, Detail: e.Detail, Sub: e.Subject, JTI: e.JTI, Remote: e.Remote}
+	ev := decision.Event{Time: e.Time, Kind: decision.EventTokenExchange, Allowed: e.OK, Reason: e.Error, Detail: e.Detail, Sub: e.Subject, JTI: e.JTI, Remote: e.Remote}
 	if e.OK {
 		homes := make([]string, 0, len(e.Homes))
 		for h, r := range e.Homes {

@@ -17,6 +17,9 @@ const (
 	EventRevoke     = "revoke"
 	EventExpire     = "expire"
 	EventDelivery   = "delivery"
+	// EventTokenExchange is a POST /api/token answer (Sub, JTI and Remote
+	// set; Detail says why a refusal happened), reported by the broker.
+	EventTokenExchange = "token_exchange"
 )
 
 // Event is one security decision. It never carries a token or a key.
@@ -40,9 +43,3 @@ type Event struct {
 type Observer interface {
 	Observe(Event)
 }
-
-// ObserverFunc adapts a function to an Observer.
-type ObserverFunc func(Event)
-
-// Observe calls f(e).
-func (f ObserverFunc) Observe(e Event) { f(e) }

@@ -17,12 +17,8 @@ import (
 // Namespace prefixes every metric name.
 const Namespace = "homemq"
 
-// EventTokenExchange is the Event kind the broker reports for a POST
-// /api/token answer (broker.EventTokenExchange).
-const EventTokenExchange = "token_exchange"
-
-// ResultOK is the result label of a success.
-const ResultOK = "ok"
+// resultOK is the result label of a success.
+const resultOK = "ok"
 
 // Metrics are the broker's metrics. The exported vectors may be fed
 // directly by the parts that own what they count.
@@ -131,7 +127,7 @@ func (m *Metrics) Observe(e decision.Event) {
 	switch e.Kind {
 	case decision.EventConnect:
 		if e.Allowed {
-			m.Auth.WithLabelValues(ResultOK).Inc()
+			m.Auth.WithLabelValues(resultOK).Inc()
 			m.Connections.WithLabelValues(label(e.Listener)).Inc()
 			return
 		}
@@ -143,7 +139,7 @@ func (m *Metrics) Observe(e decision.Event) {
 		m.Connections.WithLabelValues(label(e.Listener)).Dec()
 	case decision.EventReauth:
 		if e.Allowed {
-			m.Reauth.WithLabelValues(ResultOK).Inc()
+			m.Reauth.WithLabelValues(resultOK).Inc()
 		} else {
 			m.Reauth.WithLabelValues(label(e.Reason)).Inc()
 		}
@@ -168,9 +164,9 @@ func (m *Metrics) Observe(e decision.Event) {
 		m.ExpiryDisconnects.Inc()
 	case decision.EventRevoke:
 		m.RevocationDisconnects.Inc()
-	case EventTokenExchange:
+	case decision.EventTokenExchange:
 		if e.Allowed {
-			m.TokenExchanges.WithLabelValues(ResultOK).Inc()
+			m.TokenExchanges.WithLabelValues(resultOK).Inc()
 		} else {
 			m.TokenExchanges.WithLabelValues(label(e.Reason)).Inc()
 		}

@@ -88,8 +88,8 @@ func TestObserveCountsEachDecision(t *testing.T) {
 		{Kind: decision.EventExpire, Reason: "expired"},
 		{Kind: decision.EventRevoke, Reason: "revoked"},
 		{Kind: decision.EventRevoke, Reason: "revoked"},
-		{Kind: EventTokenExchange, Allowed: true},
-		{Kind: EventTokenExchange, Reason: "invalid_grant"},
+		{Kind: decision.EventTokenExchange, Allowed: true},
+		{Kind: decision.EventTokenExchange, Reason: "invalid_grant"},
 	}
 	for _, e := range events {
 		m.Observe(e)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,28 +195,8 @@ func fromEvent(e decision.Event) Entry {
 	if !e.Allowed {
 		en.Outcome = OutcomeRefused
 	}
-	en.Home, en.Agent, en.Device = place(e.Topic)
+	en.Home, en.Agent, en.Device = topics.Place(e.Topic)
 	return en
-}
-
-// place returns the home, agent and device a topic names. For a filter it
-// returns what its literal levels name ("homes/h1/#" gives home h1).
-func place(topic string) (home, agent, device string) {
-	if p, err := topics.Parse(topic); err == nil {
-		return p.Home, p.Agent, p.Device
-	}
-	lv := strings.Split(topic, "/")
-	if len(lv) < 2 || lv[0] != "homes" || !topics.ValidID(lv[1]) {
-		return "", "", ""
-	}
-	home = lv[1]
-	if len(lv) >= 4 && lv[2] == "agents" && topics.ValidID(lv[3]) {
-		agent = lv[3]
-		if len(lv) >= 6 && lv[4] == "devices" && topics.ValidID(lv[5]) {
-			device = lv[5]
-		}
-	}
-	return home, agent, device
 }
 
 // Close writes what is queued, syncs and closes the file. It returns the

@@ -247,23 +247,3 @@ func TestFullQueueDropsAndSaysSo(t *testing.T) {
 		t.Errorf("Record after Close was not counted as dropped")
 	}
 }
-
-func TestPlace(t *testing.T) {
-	cases := []struct{ topic, home, agent, device string }{
-		{"homes/h1/agents/pi/devices/door/cmd", "h1", "pi", "door"},
-		{"homes/h1/agents/pi/status", "h1", "pi", ""},
-		{"homes/h2/#", "h2", "", ""},
-		{"homes/h1/agents/+/devices/+/state", "h1", "", ""},
-		{"homes/h1/agents/pi/devices/+/cmd", "h1", "pi", ""},
-		{"homes/H1/x", "", "", ""},
-		{"$SYS/broker/uptime", "", "", ""},
-		{"#", "", "", ""},
-		{"", "", "", ""},
-	}
-	for _, c := range cases {
-		h, a, d := place(c.topic)
-		if h != c.home || a != c.agent || d != c.device {
-			t.Errorf("place(%q) = %q %q %q, want %q %q %q", c.topic, h, a, d, c.home, c.agent, c.device)
-		}
-	}
-}

@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"strings"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -107,7 +106,7 @@ func (g *Guard) checkClientID(cl *mqtt.Client, pk packets.Packet, sub string) (b
 		}
 		return 0, "", ""
 	}
-	if cl.ID == sub || strings.HasPrefix(cl.ID, sub+"/") {
+	if topics.ClientIDBelongsTo(cl.ID, sub) {
 		return 0, "", ""
 	}
 	return packets.ErrClientIdentifierNotValid.Code, "client_id", "client ID must be " + sub + " or start with " + sub + "/"

@@ -2,7 +2,6 @@ package hooks
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"homemq/auth"
 	"homemq/decision"
+	"homemq/topics"
 )
 
 // Session caps. mochi keeps a persistent session, and the queue of every
@@ -37,13 +37,6 @@ type sessionIndex struct {
 	bySub   map[string]map[string]int64 // sub -> client ID -> unix nanos admitted (0: found in server.Clients)
 	admits  int
 	clients *mqtt.Clients
-}
-
-// subOfClientID returns the sub a client ID belongs to (the client-ID rule:
-// sub, or sub + "/" + anything; a sub never holds "/").
-func subOfClientID(id string) string {
-	sub, _, _ := strings.Cut(id, "/")
-	return sub
 }
 
 // persistent reports whether cl asked for a session that outlives its
@@ -107,7 +100,7 @@ func (x *sessionIndex) seed(server *mqtt.Server) {
 	x.clients = server.Clients
 	x.bySub = map[string]map[string]int64{}
 	for id := range server.Clients.GetAll() {
-		sub := subOfClientID(id)
+		sub := topics.ClientIDOwner(id)
 		if x.bySub[sub] == nil {
 			x.bySub[sub] = map[string]int64{}
 		}

@@ -170,7 +170,7 @@ func (g *Guard) willVerdict(s *session, gr *grant, w *will) string {
 // ownOfflineStatus reports whether w says that gr's own agent is offline.
 func ownOfflineStatus(gr *grant, w *will) bool {
 	p, err := topics.Parse(w.pk.TopicName)
-	return err == nil && p.Kind == topics.KindStatus && gr.claims.Subject == auth.KindAgent+":"+p.Agent &&
+	return err == nil && p.Kind == topics.KindStatus && gr.claims.Subject == topics.AgentSubject(p.Agent) &&
 		string(w.pk.Payload) == offlineStatus
 }
 

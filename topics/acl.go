@@ -447,7 +447,7 @@ func decideHome(id *Identity, action Action, home, agent string, agentWild bool,
 			allowed, no = 0, whyViewerPub
 		}
 	case Agent:
-		self, isAgent := strings.CutPrefix(id.Sub, "agent:")
+		self, isAgent := AgentOfSubject(id.Sub)
 		if !isAgent || !ValidID(self) {
 			return deny(whyAgentSub)
 		}

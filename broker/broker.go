@@ -259,7 +259,9 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = l.MaxPacketSize
 	caps.MaximumSessionExpiryInterval = uint32(l.MaxSessionExpiry / time.Second)
-	caps.MaximumMessageExpiryInterval = 0 // no cap: retained state stays; commands carry their own expiry (the Guard sets it)
+	// No cap: mochi would delete retained state after it (https://github.com/mochi-mqtt/server/issues/306,
+	// https://github.com/mochi-mqtt/server/pull/315); commands carry their own expiry (the Guard sets it).
+	caps.MaximumMessageExpiryInterval = 0
 	caps.ReceiveMaximum = l.MaxInflight
 	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
 	caps.MaximumClientWritesPending = int32(l.MaxQueued)
@@ -278,7 +280,7 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 // client can hold the shutdown. It stands in for mochi's
 // closeListenerClients, whose Clients.GetByListener takes the read lock
 // twice and deadlocks against a concurrent Delete, and which disconnects
-// one client after the other.
+// one client after the other. Upstream: https://github.com/mochi-mqtt/server/issues/488, fix https://github.com/mochi-mqtt/server/pull/489.
 func (b *Broker) closeClientsOf(listener string) {
 	var wg sync.WaitGroup
 	for _, cl := range b.Server.Clients.GetAll() {

@@ -16,7 +16,9 @@ import (
 const EventSlowConsumer = "slow_consumer"
 
 // writeQueue is how every listener queues writes to its clients
-// (limits.write_buffer, limits.write_timeout).
+// (limits.write_buffer, limits.write_timeout). mochi writes to a client
+// under its lock, so a client that does not read would hold publishers,
+// revocation and shutdown. Upstream: https://github.com/mochi-mqtt/server/issues/95, https://github.com/mochi-mqtt/server/pull/160.
 func (b *Broker) writeQueue() writequeue.Options {
 	if b.Metrics != nil {
 		b.Metrics.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

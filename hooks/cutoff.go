@@ -78,8 +78,8 @@ func (g *Guard) Disconnect(cl *mqtt.Client, code packets.Code) { g.disconnect(cl
 // Config.DisconnectWait: mochi's Server.DisconnectClient writes the
 // DISCONNECT under the client's lock, which a writer stuck on a client that
 // does not read would hold for good; past the wait, cl.Stop closes the
-// connection without that lock. MQTT 3.1.1 has no server DISCONNECT: the
-// connection is closed.
+// connection without that lock (upstream: https://github.com/mochi-mqtt/server/issues/95, https://github.com/mochi-mqtt/server/pull/160).
+// MQTT 3.1.1 has no server DISCONNECT: the connection is closed.
 func (g *Guard) disconnect(cl *mqtt.Client, code packets.Code) {
 	if cl.Properties.ProtocolVersion < 5 {
 		cl.Stop(code)

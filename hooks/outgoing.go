@@ -27,6 +27,9 @@ import (
 //     the SUBSCRIBE (the server's SUBACK carries its own properties, never
 //     the client's), and says why filters were refused (OnSubscribe
 //     recorded it); mochi sets no reason string for a per-filter 0x87.
+//
+// The Topic Alias Maximum, the SUBACK's properties and its reason string
+// work around mochi (SendConnack, processSubscribe). Not reported upstream (checked 2026-11).
 func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Connack:

@@ -39,7 +39,7 @@ func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 // error [MQTT-3.3.2-8]. It reports whether it did. mochi's processPublish
 // resolves such an alias to the empty topic (InboundTopicAliases.Set) and
 // carries on. An alias of 0 or above the maximum is left to mochi's
-// PublishValidate (0x94).
+// PublishValidate (0x94). Not reported upstream (checked 2026-11).
 func (g *Guard) unknownAlias(cl *mqtt.Client, pk packets.Packet) bool {
 	a := pk.Properties.TopicAlias
 	if pk.FixedHeader.Type != packets.Publish || pk.TopicName != "" || a == 0 ||

@@ -61,7 +61,9 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	g.noteIssued(env)
 	pk.Expiry = env.Exp
 	pk.Properties.MessageExpiryInterval = uint32(max(1, env.Exp-now.Unix()))
-	pk.ProtocolVersion = 5 // mochi only honours Expiry on MQTT 5 packets, also when a 3.1.1 client sent it
+	// mochi only honours Expiry on MQTT 5 packets, also when a 3.1.1 client
+	// sent it (https://github.com/mochi-mqtt/server/issues/444).
+	pk.ProtocolVersion = 5
 	g.emit(cl, gr, decision.Event{Kind: decision.EventCommand, Allowed: true, Topic: pk.TopicName, Nonce: env.Nonce})
 	return pk, nil
 }
@@ -85,7 +87,10 @@ func (g *Guard) refuseCommand(cl *mqtt.Client, s *session, gr *grant, pk packets
 // can match a replay) and answers it: QoS 0 is dropped, QoS 1 and 2 get
 // PUBACK or PUBREC with code and e.Detail as the reason string (MQTT 5) or
 // a plain ack (MQTT 3.1.1 has no negative ack; the message is dropped all
-// the same).
+// the same). It writes the ack itself and rejects the packet because mochi
+// answers a refused QoS 2 publish with a PUBACK (https://github.com/mochi-mqtt/server/issues/465,
+// https://github.com/mochi-mqtt/server/issues/510, fix https://github.com/mochi-mqtt/server/pull/476) and
+// disconnects an MQTT 3.1.1 client at once (https://github.com/mochi-mqtt/server/issues/290).
 func (g *Guard) refusePublish(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, code byte, e decision.Event) (packets.Packet, error) {
 	e.Allowed, e.Topic = false, pk.TopicName
 	g.emit(cl, gr, e)

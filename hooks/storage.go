@@ -41,6 +41,9 @@ const walPrefix = "$wal/"
 //   - nothing is written while idle ($SYS info is not stored), and expired
 //     sessions take their subscriptions and queued messages with them.
 //
+// The crash window and what the bolt hook loses are mochi's; not reported
+// upstream (checked 2026-11).
+//
 // Add it to the server after the Guard and before Serve, which reads it.
 type Store struct {
 	*bolt.Hook
@@ -371,7 +374,8 @@ func (s *Store) replay() {
 			pk := m.ToPacket()
 			pk.Origin = strings.TrimPrefix(m.Client, walPrefix)
 			pk.Expiry = exp
-			pk.ProtocolVersion = 5 // mochi honours message expiry only on MQTT 5 packets
+			// mochi honours message expiry only on MQTT 5 packets (https://github.com/mochi-mqtt/server/issues/444).
+			pk.ProtocolVersion = 5
 			s.requeue(pk)
 		}
 		s.Hook.OnQosComplete(&mqtt.Client{ID: m.Client}, packets.Packet{PacketID: m.PacketID})
@@ -420,7 +424,8 @@ func (s *Store) restoreExpiry() {
 		if pk.Expiry = s.expiry(m); pk.Expiry == 0 {
 			return false
 		}
-		pk.ProtocolVersion = 5 // mochi honours message expiry only on MQTT 5 packets
+		// mochi honours message expiry only on MQTT 5 packets (https://github.com/mochi-mqtt/server/issues/444).
+		pk.ProtocolVersion = 5
 		return true
 	}
 	for _, cl := range s.server.Clients.GetAll() {

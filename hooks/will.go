@@ -14,7 +14,8 @@ import (
 
 // Wills. mochi publishes a client's will when its connection ends
 // (Server.sendLWT) or after its Will Delay Interval (Server.sendDelayedLWT,
-// which asks no hook at all), and its OnWill hook cannot suppress one. So
+// which asks no hook at all), and its OnWill hook cannot suppress one
+// (upstream: https://github.com/mochi-mqtt/server/issues/503). So
 // the Guard owns wills: at CONNECT it judges the will (a refused will
 // refuses the CONNECT), takes it out of mochi's hands and keeps it in the
 // session; when mochi would have sent it, the Guard judges it again against
@@ -50,7 +51,7 @@ type pendingWill struct {
 // takeWill keeps the will of a CONNECT the Guard accepted and clears it in
 // mochi, which then never sends it (sendLWT and sendDelayedLWT check the
 // flag). It keeps what mochi's Will drops: content type, payload format,
-// message expiry, response topic and correlation data.
+// message expiry, response topic and correlation data. Not reported upstream (checked 2026-11).
 func takeWill(cl *mqtt.Client, pk packets.Packet) *will {
 	if !pk.Connect.WillFlag {
 		return nil

@@ -24,14 +24,14 @@ func (b *Broker) writeQueue() writequeue.Options {
 		b.Metrics.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: metrics.Namespace, Name: "slow_consumer_disconnects_total",
 			Help: "Connections closed because their client did not read: its write queue filled up or a write timed out.",
-		}, func() float64 { return float64(b.SlowConsumerDisconnects()) }))
+		}, func() float64 { return float64(b.slowConsumerDisconnects()) }))
 	}
 	return writequeue.Options{Limit: b.cfg.Limits.WriteBuffer, Timeout: b.cfg.Limits.WriteTimeout, OnFail: b.slowConsumer}
 }
 
-// SlowConsumerDisconnects returns how many connections were closed because
+// slowConsumerDisconnects returns how many connections were closed because
 // their client did not read what the broker sent it.
-func (b *Broker) SlowConsumerDisconnects() uint64 { return b.slow.Load() }
+func (b *Broker) slowConsumerDisconnects() uint64 { return b.slow.Load() }
 
 // slowConsumer counts and audits a connection its write queue closed. It
 // may run under mochi's client lock, so the audit is made on its own

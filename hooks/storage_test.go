@@ -23,6 +23,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
 
+	"homemq/auth"
 	"homemq/internal/eventually"
 )
 
@@ -217,7 +218,7 @@ func TestStoreWritesNoSecrets(t *testing.T) {
 	c := ss.connect(t, "agent:pi", 3600, func(cp *paho.Connect) {
 		cp.Username, cp.UsernameFlag = "NAME-SECRET", true
 		cp.Password, cp.PasswordFlag = []byte("PASSWORD-SECRET"), true
-		cp.Properties.AuthMethod = "homemq-jwt"
+		cp.Properties.AuthMethod = auth.MQTTMethod
 		cp.Properties.AuthData = []byte("AUTHDATA-SECRET")
 		cp.WillMessage = &paho.WillMessage{Topic: "homes/h1/agents/pi/status", Payload: []byte("offline"), QoS: 1, Retain: true}
 	})

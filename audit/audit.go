@@ -61,20 +61,22 @@ const EventDropped = "audit_dropped"
 type Options struct {
 	MaxSize int64 // rotate when the file would grow past this many bytes (default 10 MiB)
 	Keep    int   // rotated files kept (default 5)
-	Queue   int   // entries buffered between callers and the writer (default 4096)
-	// FloodWindow is how long refusals of one run (flood.go) are counted
-	// after its first one before a summary is written (default 10 s).
-	FloodWindow time.Duration
-
-	stall <-chan struct{} // tests: the writer waits for this before each batch
+	// Set by tests only:
+	queueLen    int             // entries buffered between callers and the writer (default 4096)
+	floodWindow time.Duration   // how long refusals of one run (flood.go) are counted before a summary (default 10 s)
+	stall       <-chan struct{} // the writer waits for this before each batch
 }
 
 // Defaults for Options.
 const (
-	DefaultMaxSize     = 10 << 20
-	DefaultKeep        = 5
-	DefaultQueue       = 4096
-	DefaultFloodWindow = 10 * time.Second
+	DefaultMaxSize = 10 << 20
+	DefaultKeep    = 5
+)
+
+// Defaults of what only tests change.
+const (
+	defaultQueue       = 4096
+	defaultFloodWindow = 10 * time.Second
 )
 
 // Log is an open audit log. Observe and Record never block: entries go
@@ -109,16 +111,16 @@ func Open(dir string, opt Options) (*Log, error) {
 	if opt.Keep <= 0 {
 		opt.Keep = DefaultKeep
 	}
-	if opt.Queue <= 0 {
-		opt.Queue = DefaultQueue
+	if opt.queueLen <= 0 {
+		opt.queueLen = defaultQueue
 	}
-	if opt.FloodWindow <= 0 {
-		opt.FloodWindow = DefaultFloodWindow
+	if opt.floodWindow <= 0 {
+		opt.floodWindow = defaultFloodWindow
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	l := &Log{dir: dir, opt: opt, queue: make(chan Entry, opt.Queue), floods: newFloods(opt.FloodWindow), done: make(chan struct{})}
+	l := &Log{dir: dir, opt: opt, queue: make(chan Entry, opt.queueLen), floods: newFloods(opt.floodWindow), done: make(chan struct{})}
 	if err := l.openFile(); err != nil {
 		return nil, err
 	}

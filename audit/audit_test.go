@@ -212,7 +212,7 @@ func TestSecretsAreMasked(t *testing.T) {
 
 func TestFullQueueDropsAndSaysSo(t *testing.T) {
 	dir := t.TempDir()
-	l, err := Open(dir, Options{Queue: 1})
+	l, err := Open(dir, Options{queueLen: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

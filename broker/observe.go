@@ -34,7 +34,7 @@ type observability struct {
 	// Audit is the audit log ({data}/audit/audit.log). Handlers that make
 	// security decisions outside MQTT (admin actions) Record to it.
 	Audit *audit.Log
-	// Metrics are served at /metrics. BridgeConnections is for the bridge.
+	// Metrics are served at /metrics.
 	Metrics *metrics.Metrics
 
 	observeCfg ObserveConfig

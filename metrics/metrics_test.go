@@ -138,7 +138,7 @@ func TestWatchedValuesAreReadAtScrape(t *testing.T) {
 	size, dropped := 0, uint64(0)
 	m.WatchReplayCache(func() int { return size })
 	m.WatchAudit(func() uint64 { return dropped }, func() uint64 { return 7 })
-	m.BridgeConnections.WithLabelValues("websockets").Inc()
+	m.bridgeConnections.WithLabelValues("websockets").Inc()
 
 	f := scrape(t, m)
 	if v := value(f, "homemq_messages_received_total"); v != 0 {

@@ -70,14 +70,10 @@ func startServer(tb testing.TB, variant string) *server {
 		master := make([]byte, 32)
 		s.msgKey = func(jti string) []byte { return envelope.DeriveKey(master, jti) }
 		s.issuer = auth.NewIssuer(cfg.Tokens, keys)
-		gc := hooks.DefaultConfig()
-		gc.CommandRate, gc.CommandBurst = cfg.Limits.CommandRate, cfg.Limits.CommandBurst
-		gc.Limits = hooks.Limits{ConnsPerSub: cfg.Limits.ConnsPerSub, ConnsPerAddr: cfg.Limits.ConnsPerAddr,
-			ConnectRate: cfg.Limits.ConnectRate, ConnectBurst: cfg.Limits.ConnectBurst, SubscriptionsMax: cfg.Limits.MaxSubscriptions}
-		gc.Quotas = hooks.Quotas{SessionsPerSub: cfg.Limits.SessionsPerSub, ReplayPerSub: cfg.Envelope.ReplayQuota,
-			RetainedPerAgent: cfg.Limits.RetainedPerAgent, MaxRetainedSize: cfg.Limits.MaxRetainedSize,
-			RetainedRate: cfg.Limits.RetainedRate, RetainedBurst: cfg.Limits.RetainedBurst}
-		s.guard = hooks.New(s.mochi, auth.NewVerifier(cfg.Tokens, keys, revoked), master, gc)
+		gc := cfg.Guard()
+		if s.guard, err = hooks.New(s.mochi, auth.NewVerifier(cfg.Tokens, keys, revoked), master, gc); err != nil {
+			tb.Fatal(err)
+		}
 		if err := s.mochi.AddHook(s.guard, nil); err != nil {
 			tb.Fatal(err)
 		}

@@ -22,7 +22,6 @@ import (
 	"homemq/bridge"
 	"homemq/certs"
 	"homemq/decision"
-	"homemq/envelope"
 	"homemq/hooks"
 	"homemq/registry"
 	"homemq/tokenapi"
@@ -118,7 +117,9 @@ func (b *Broker) open() error {
 	if err := b.openObservability(); err != nil {
 		return err
 	}
-	b.assemble()
+	if err := b.assemble(); err != nil {
+		return err
+	}
 	if err := b.attachObservability(); err != nil {
 		return err
 	}
@@ -187,26 +188,15 @@ func ServerTLS(pair tls.Certificate) *tls.Config {
 }
 
 // assemble builds the mochi server with safe capabilities and the Guard.
-func (b *Broker) assemble() {
+func (b *Broker) assemble() error {
 	l := b.cfg.Limits
 	b.Server = mqtt.New(ServerOptions(l, slog.New(Redact(b.log.Handler()))))
-	gcfg := hooks.Config{
-		Envelope:        envelope.Policy{Skew: noSkewIfZero(b.cfg.Envelope.Skew), MaxLifetime: b.cfg.Envelope.MaxLifetime, MaxSize: b.cfg.Envelope.MaxSize},
-		ReplayCacheSize: b.cfg.Envelope.ReplayCache,
-		RefusalLimit:    l.RefusalLimit,
-		RefusalWindow:   l.RefusalWindow,
-		CommandRate:     l.CommandRate,
-		CommandBurst:    l.CommandBurst,
-		MaxKeepalive:    l.MaxKeepalive,
-		DisconnectWait:  l.WriteTimeout,
-		Limits: hooks.Limits{ConnsPerSub: l.ConnsPerSub, ConnsPerAddr: l.ConnsPerAddr, ConnectRate: l.ConnectRate,
-			ConnectBurst: l.ConnectBurst, SubscriptionsMax: l.MaxSubscriptions},
-		Quotas: hooks.Quotas{SessionsPerSub: l.SessionsPerSub, ReplayPerSub: b.cfg.Envelope.ReplayQuota,
-			RetainedPerAgent: l.RetainedPerAgent, MaxRetainedSize: l.MaxRetainedSize,
-			RetainedRate: l.RetainedRate, RetainedBurst: l.RetainedBurst},
-		Issued: b.issued,
+	gcfg := b.cfg.Guard()
+	gcfg.Issued = b.issued
+	var err error
+	if b.Guard, err = hooks.New(b.Server, b.Verifier, b.master, gcfg, b.observers...); err != nil {
+		return fmt.Errorf("broker: %w", err)
 	}
-	b.Guard = hooks.New(b.Server, b.Verifier, b.master, gcfg, b.observers...)
 	_ = b.Server.AddHook(b.Guard, nil)
 	b.Revoked.OnRevoke(b.Guard.Revoked)
 
@@ -250,6 +240,7 @@ func (b *Broker) assemble() {
 	}
 	// the web app (GET/HEAD) at "/": every more specific pattern above wins over it
 	b.Mux.Handle("/", webapp.Handler())
+	return nil
 }
 
 // ServerOptions are the mochi options homemq runs with for limits l: safe
@@ -293,15 +284,6 @@ func (b *Broker) closeClientsOf(listener string) {
 		}
 	}
 	wg.Wait()
-}
-
-// noSkewIfZero maps a configured skew of 0 to the envelope package's "no
-// skew" (a negative value), where a zero would mean its default.
-func noSkewIfZero(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
 }
 
 // Start binds the HTTPS listener and starts serving everything.

@@ -10,7 +10,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"homemq/audit"
 	"homemq/auth"
+	"homemq/envelope"
+	"homemq/hooks"
 	"homemq/tokenapi"
 )
 
@@ -46,48 +49,50 @@ type TLSConfig struct {
 	ClientCA string `yaml:"client_ca"` // optional: require client certificates signed by it
 }
 
-// EnvelopeConfig bounds command envelopes.
+// EnvelopeConfig is the envelope section: the policy commands are checked
+// against and the Guard's replay cache. Each part is declared, defaulted
+// and validated by the package that uses it; its keys appear flat in the
+// section.
 type EnvelopeConfig struct {
-	Skew        time.Duration `yaml:"skew"`
-	MaxLifetime time.Duration `yaml:"max_lifetime"`
-	MaxSize     int           `yaml:"max_size"`
-	ReplayCache int           `yaml:"replay_cache"`
-	ReplayQuota int           `yaml:"replay_quota"` // live commands per sub in the replay cache; 0 = off
+	envelope.Policy `yaml:",inline"` // skew, max_lifetime, max_size
+	hooks.Replay    `yaml:",inline"` // replay_cache, replay_quota
 }
 
-// LimitsConfig bounds what clients may do.
+// Validate reports the first key of the section out of range, without the
+// section's name.
+func (e EnvelopeConfig) Validate() error {
+	if err := e.Policy.Validate(); err != nil {
+		return err
+	}
+	return e.Replay.Validate()
+}
+
+// LimitsConfig is the limits section: the Guard's limits (hooks.Connection,
+// hooks.Limits, hooks.Quotas, owned by package hooks) and the broker's own
+// (mochi's server options, the listeners, HTTPS, the write queue). All
+// their keys appear flat in the section.
 type LimitsConfig struct {
+	hooks.Connection `yaml:",inline"` // max_keepalive, refusal_limit, refusal_window, command_rate, command_burst
+	hooks.Limits     `yaml:",inline"` // conns_per_sub, conns_per_addr, connect_rate, connect_burst, max_subscriptions
+	hooks.Quotas     `yaml:",inline"` // sessions_per_sub, retained_per_agent, max_retained_size, retained_rate, retained_burst
+
 	MaxPacketSize         uint32        `yaml:"max_packet_size"`
 	ConnectTimeout        time.Duration `yaml:"connect_timeout"`
-	MaxKeepalive          uint16        `yaml:"max_keepalive"`
 	MaxSessionExpiry      time.Duration `yaml:"max_session_expiry"`
 	MaxInflight           uint16        `yaml:"max_inflight"`
 	MaxQueued             int           `yaml:"max_queued"`
-	RefusalLimit          int           `yaml:"refusal_limit"`
-	RefusalWindow         time.Duration `yaml:"refusal_window"`
-	ConnsPerSub           int           `yaml:"conns_per_sub"`
-	ConnsPerAddr          int           `yaml:"conns_per_addr"`
-	ConnectRate           float64       `yaml:"connect_rate"`
-	ConnectBurst          int           `yaml:"connect_burst"`
-	MaxSubscriptions      int           `yaml:"max_subscriptions"`
-	CommandRate           float64       `yaml:"command_rate"`
-	CommandBurst          int           `yaml:"command_burst"`
 	WebSocketOrigins      []string      `yaml:"websocket_origins"`
 	WebSocketReadLimit    int64         `yaml:"websocket_read_limit"`
 	HTTPReadHeaderTimeout time.Duration `yaml:"http_read_header_timeout"`
 	HTTPReadTimeout       time.Duration `yaml:"http_read_timeout"`    // reading a whole HTTPS request, body included
 	HTTPMaxBody           int64         `yaml:"http_max_body"`        // the largest request body any HTTPS endpoint reads
 	HTTPSConnsPerAddr     int           `yaml:"https_conns_per_addr"` // HTTPS sockets per source address (addrlimit.Key), from accept
-	SessionsPerSub        int           `yaml:"sessions_per_sub"`     // persistent sessions per sub, offline ones included; 0 = off
-	RetainedPerAgent      int           `yaml:"retained_per_agent"`   // retained topics per agent of a home; 0 = off
-	MaxRetainedSize       int           `yaml:"max_retained_size"`    // bytes of a retained payload; 0 = off
-	RetainedRate          float64       `yaml:"retained_rate"`        // retained publishes per second per sub; 0 = off
-	RetainedBurst         int           `yaml:"retained_burst"`
 	// WriteBuffer is the most bytes queued for one connection and not yet
 	// written to its socket; a client that lets more pile up is disconnected.
 	WriteBuffer int `yaml:"write_buffer"`
 	// WriteTimeout is how long one write to a client's socket may take; a
-	// client that does not read for longer is disconnected.
+	// client that does not read for longer is disconnected. It also bounds
+	// closing one connection (hooks.Config.DisconnectWait).
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 }
 
@@ -106,42 +111,30 @@ func DefaultConfig() Config {
 		},
 		Tokens: auth.Config{}.WithDefaults(),
 		Envelope: EnvelopeConfig{
-			Skew:        5 * time.Second,
-			MaxLifetime: 60 * time.Second,
-			MaxSize:     16 << 10,
-			ReplayCache: 1 << 20,
-			ReplayQuota: 4096,
+			Policy: envelope.DefaultPolicy(),
+			Replay: hooks.DefaultReplay(),
 		},
 		Limits: LimitsConfig{
+			Connection:            hooks.DefaultConnection(),
+			Limits:                hooks.DefaultLimits(),
+			Quotas:                hooks.DefaultQuotas(),
+			WebSocketOrigins:      []string{}, // none but the page's own host
 			MaxPacketSize:         256 << 10,
 			ConnectTimeout:        10 * time.Second,
-			MaxKeepalive:          300,
 			MaxSessionExpiry:      24 * time.Hour,
 			MaxInflight:           256,
 			MaxQueued:             1024,
-			RefusalLimit:          20,
-			RefusalWindow:         time.Minute,
-			ConnsPerSub:           32,
-			ConnsPerAddr:          256,
-			ConnectRate:           20,
-			ConnectBurst:          50,
-			MaxSubscriptions:      100,
-			CommandRate:           10,
-			CommandBurst:          20,
 			WebSocketReadLimit:    256<<10 + 1024,
 			HTTPReadHeaderTimeout: 10 * time.Second,
 			HTTPReadTimeout:       10 * time.Second,
 			HTTPMaxBody:           128 << 10,
 			HTTPSConnsPerAddr:     256,
-			SessionsPerSub:        16,
-			RetainedPerAgent:      256,
-			MaxRetainedSize:       16 << 10,
-			RetainedRate:          20,
-			RetainedBurst:         500,
 			WriteBuffer:           1 << 20,
 			WriteTimeout:          5 * time.Second,
 		},
-		Log: LogConfig{Level: "info"},
+		Log:      LogConfig{Level: "info"},
+		Observe:  ObserveConfig{AuditMaxSize: audit.DefaultMaxSize, AuditKeep: audit.DefaultKeep},
+		TokenAPI: tokenapi.Config{IdentityProviders: []tokenapi.IdentityProvider{}},
 	}
 }
 
@@ -178,50 +171,11 @@ func (c Config) Validate() error {
 	if err := c.Tokens.WithDefaults().Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	e := c.Envelope
-	switch {
-	case e.Skew < 0 || e.Skew > time.Minute:
-		return fmt.Errorf("config: envelope.skew: %v is out of range (0 to 1m)", e.Skew)
-	case e.MaxLifetime <= 0 || e.MaxLifetime > time.Hour:
-		return fmt.Errorf("config: envelope.max_lifetime: %v is out of range (1s to 1h)", e.MaxLifetime)
-	case e.MaxSize < 256 || e.MaxSize > 1<<20:
-		return fmt.Errorf("config: envelope.max_size: %d is out of range (256 to 1048576)", e.MaxSize)
-	case e.ReplayCache < 1024:
-		return fmt.Errorf("config: envelope.replay_cache: %d is too small (at least 1024)", e.ReplayCache)
-	case e.ReplayQuota < 0 || e.ReplayQuota > e.ReplayCache:
-		return fmt.Errorf("config: envelope.replay_quota: %d is out of range (0 to envelope.replay_cache, %d; 0 switches it off)", e.ReplayQuota, e.ReplayCache)
+	if err := c.Envelope.Validate(); err != nil {
+		return fmt.Errorf("config: envelope.%w", err)
 	}
-	l := c.Limits
-	switch {
-	case l.MaxPacketSize < 1024 || l.MaxPacketSize > 16<<20:
-		return fmt.Errorf("config: limits.max_packet_size: %d is out of range (1024 to 16777216)", l.MaxPacketSize)
-	case l.ConnectTimeout <= 0:
-		return fmt.Errorf("config: limits.connect_timeout: %v must be positive", l.ConnectTimeout)
-	case l.MaxKeepalive == 0:
-		return errors.New("config: limits.max_keepalive: must be at least 1 second")
-	case l.RefusalLimit < 0:
-		return errors.New("config: limits.refusal_limit: must not be negative")
-	case l.CommandRate <= 0 || l.CommandBurst <= 0:
-		return errors.New("config: limits.command_rate and limits.command_burst must be positive")
-	case l.ConnsPerSub < 0 || l.ConnsPerAddr < 0 || l.ConnectRate < 0 || l.ConnectBurst < 0 || l.MaxSubscriptions < 0:
-		return errors.New("config: limits.conns_per_sub, conns_per_addr, connect_rate, connect_burst and max_subscriptions must not be negative (0 switches one off)")
-	case l.MaxInflight == 0 || l.MaxQueued <= 0:
-		return errors.New("config: limits.max_inflight and limits.max_queued must be positive")
-	case l.SessionsPerSub < 0:
-		return fmt.Errorf("config: limits.sessions_per_sub: %d must not be negative (0 switches it off)", l.SessionsPerSub)
-	case l.RetainedPerAgent < 0:
-		return fmt.Errorf("config: limits.retained_per_agent: %d must not be negative (0 switches it off)", l.RetainedPerAgent)
-	case l.MaxRetainedSize < 0 || l.MaxRetainedSize > int(l.MaxPacketSize):
-		return fmt.Errorf("config: limits.max_retained_size: %d is out of range (0 to limits.max_packet_size, %d; 0 switches it off)", l.MaxRetainedSize, l.MaxPacketSize)
-	case l.RetainedRate < 0 || l.RetainedBurst < 0 || (l.RetainedRate > 0 && l.RetainedBurst == 0):
-		return errors.New("config: limits.retained_rate and limits.retained_burst must not be negative, and retained_burst must be positive when retained_rate is (retained_rate 0 switches it off)")
-	case l.WriteBuffer < int(l.MaxPacketSize) || l.WriteBuffer > 1<<30:
-		return fmt.Errorf("config: limits.write_buffer: %d is out of range (limits.max_packet_size, %d, to 1073741824)", l.WriteBuffer, l.MaxPacketSize)
-	case l.WriteTimeout < 100*time.Millisecond || l.WriteTimeout > 10*time.Minute:
-		return fmt.Errorf("config: limits.write_timeout: %v is out of range (100ms to 10m)", l.WriteTimeout)
-	}
-	if err := l.validateHTTP(); err != nil {
-		return err
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("config: limits.%w", err)
 	}
 	if c.Observe.AuditMaxSize < 0 || c.Observe.AuditKeep < 0 {
 		return errors.New("config: observe.audit_max_size and observe.audit_keep must not be negative")
@@ -234,17 +188,58 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// Validate reports the first key of the limits section out of range,
+// without the section's name: the Guard's parts first, then the broker's.
+func (l LimitsConfig) Validate() error {
+	for _, v := range []interface{ Validate() error }{l.Connection, l.Limits, l.Quotas} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	switch {
+	case l.MaxPacketSize < 1024 || l.MaxPacketSize > 16<<20:
+		return fmt.Errorf("max_packet_size: %d is out of range (1024 to 16777216)", l.MaxPacketSize)
+	case l.ConnectTimeout <= 0:
+		return fmt.Errorf("connect_timeout: %v must be positive", l.ConnectTimeout)
+	case l.MaxInflight == 0:
+		return errors.New("max_inflight: must be positive")
+	case l.MaxQueued <= 0:
+		return fmt.Errorf("max_queued: %d must be positive", l.MaxQueued)
+	case l.MaxRetainedSize > int(l.MaxPacketSize):
+		return fmt.Errorf("max_retained_size: %d is out of range (0 to max_packet_size, %d; 0 switches it off)", l.MaxRetainedSize, l.MaxPacketSize)
+	case l.WriteBuffer < int(l.MaxPacketSize) || l.WriteBuffer > 1<<30:
+		return fmt.Errorf("write_buffer: %d is out of range (max_packet_size, %d, to 1073741824)", l.WriteBuffer, l.MaxPacketSize)
+	case l.WriteTimeout < 100*time.Millisecond || l.WriteTimeout > 10*time.Minute:
+		return fmt.Errorf("write_timeout: %v is out of range (100ms to 10m)", l.WriteTimeout)
+	}
+	return l.validateHTTP()
+}
+
 // validateHTTP checks the HTTPS listener's limits.
 func (l LimitsConfig) validateHTTP() error {
 	switch {
 	case l.HTTPReadHeaderTimeout <= 0:
-		return fmt.Errorf("config: limits.http_read_header_timeout: %v must be positive", l.HTTPReadHeaderTimeout)
+		return fmt.Errorf("http_read_header_timeout: %v must be positive", l.HTTPReadHeaderTimeout)
 	case l.HTTPReadTimeout <= 0:
-		return fmt.Errorf("config: limits.http_read_timeout: %v must be positive", l.HTTPReadTimeout)
+		return fmt.Errorf("http_read_timeout: %v must be positive", l.HTTPReadTimeout)
 	case l.HTTPMaxBody < 1<<10 || l.HTTPMaxBody > 16<<20:
-		return fmt.Errorf("config: limits.http_max_body: %d is out of range (1024 to 16777216)", l.HTTPMaxBody)
+		return fmt.Errorf("http_max_body: %d is out of range (1024 to 16777216)", l.HTTPMaxBody)
 	case l.HTTPSConnsPerAddr < 0:
-		return fmt.Errorf("config: limits.https_conns_per_addr: %d must not be negative (0 switches it off)", l.HTTPSConnsPerAddr)
+		return fmt.Errorf("https_conns_per_addr: %d must not be negative (0 switches it off)", l.HTTPSConnsPerAddr)
 	}
 	return nil
+}
+
+// Guard returns the Guard's configuration: its parts of the envelope and
+// limits sections, passed through as they are, and limits.write_timeout as
+// the bound on closing one connection. Issued is the caller's to fill.
+func (c Config) Guard() hooks.Config {
+	return hooks.Config{
+		Envelope:       c.Envelope.Policy,
+		Replay:         c.Envelope.Replay,
+		Connection:     c.Limits.Connection,
+		Limits:         c.Limits.Limits,
+		Quotas:         c.Limits.Quotas,
+		DisconnectWait: c.Limits.WriteTimeout,
+	}
 }

@@ -1,16 +1,22 @@
 package broker
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"homemq/hooks"
 )
 
-// TestDocumentedConfigLoads: the full example in docs/configuration.md is
-// a valid configuration, so the page cannot drift from the code.
-func TestDocumentedConfigLoads(t *testing.T) {
+// documentedConfig returns the YAML block of docs/configuration.md,
+// written to a file.
+func documentedConfig(t *testing.T) string {
+	t.Helper()
 	doc, err := os.ReadFile("../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
@@ -23,7 +29,13 @@ func TestDocumentedConfigLoads(t *testing.T) {
 	if err := os.WriteFile(f, m[1], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(f)
+	return f
+}
+
+// TestDocumentedConfigLoads: the full example in docs/configuration.md is
+// a valid configuration, so the page cannot drift from the code.
+func TestDocumentedConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig(documentedConfig(t))
 	if err != nil {
 		t.Fatalf("the documented config does not load: %v", err)
 	}
@@ -31,6 +43,38 @@ func TestDocumentedConfigLoads(t *testing.T) {
 		cfg.Limits.SessionsPerSub != 16 || cfg.Envelope.ReplayQuota != 4096 || cfg.Limits.RetainedPerAgent != 256 {
 		t.Fatalf("documented values not read: %+v", cfg)
 	}
+}
+
+// TestDocumentedConfigIsTheDefault: every value docs/configuration.md
+// shows is the default, field for field, so the page documents what a
+// broker without a config file runs with.
+func TestDocumentedConfigIsTheDefault(t *testing.T) {
+	cfg, err := LoadConfig(documentedConfig(t))
+	if err != nil {
+		t.Fatalf("the documented config does not load: %v", err)
+	}
+	if want := DefaultConfig(); !reflect.DeepEqual(cfg, want) {
+		t.Errorf("docs/configuration.md differs from DefaultConfig():\n%s", configDiff(cfg, want))
+	}
+}
+
+// configDiff lists, by Go field path, where got and want differ.
+func configDiff(got, want any) string {
+	var b strings.Builder
+	var walk func(path string, g, w reflect.Value)
+	walk = func(path string, g, w reflect.Value) {
+		if g.Kind() == reflect.Struct {
+			for i := range g.NumField() {
+				walk(path+"."+g.Type().Field(i).Name, g.Field(i), w.Field(i))
+			}
+			return
+		}
+		if !reflect.DeepEqual(g.Interface(), w.Interface()) {
+			fmt.Fprintf(&b, "%s: documented %#v, default %#v\n", path, g.Interface(), w.Interface())
+		}
+	}
+	walk("Config", reflect.ValueOf(got), reflect.ValueOf(want))
+	return b.String()
 }
 
 func TestConfigErrorsNameTheirKey(t *testing.T) {
@@ -70,5 +114,30 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("%q: error %v does not name %s", tc.yaml, err, tc.key)
 		}
+	}
+}
+
+// TestConfigGuardGetsTheSections: keys of the owners' types, inlined in
+// the envelope and limits sections, reach the Guard's Config as written; a
+// skew of 0 stays 0.
+func TestConfigGuardGetsTheSections(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "c.yaml")
+	y := "envelope:\n  skew: 0s\n  replay_quota: 7\nlimits:\n  refusal_limit: 3\n  max_subscriptions: 9\n  retained_burst: 11\n  write_timeout: 2s\n"
+	if err := os.WriteFile(f, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := hooks.DefaultConfig()
+	want.Envelope.Skew = 0
+	want.Replay.ReplayQuota = 7
+	want.RefusalLimit = 3
+	want.Limits.MaxSubscriptions = 9
+	want.Quotas.RetainedBurst = 11
+	want.DisconnectWait = 2 * time.Second
+	if got := cfg.Guard(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Guard() = %+v\nwant %+v", got, want)
 	}
 }

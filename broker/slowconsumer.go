@@ -33,25 +33,28 @@ func (b *Broker) writeQueue() writequeue.Options {
 // their client did not read what the broker sent it.
 func (b *Broker) slowConsumerDisconnects() uint64 { return b.slow.Load() }
 
-// slowConsumer counts and audits a connection its write queue closed. It
-// may run under mochi's client lock, so the audit is made on its own
-// goroutine.
+// slowConsumer counts and audits a connection its write queue closed. The
+// client is looked up at once, while mochi still lists it (a clean session
+// is gone from the list moments later); the audit is made on its own
+// goroutine, as this may run under mochi's client lock. Clients.GetAll
+// takes only the client list's read lock, which no holder of a client's
+// lock waits for.
 func (b *Broker) slowConsumer(c *writequeue.Conn, err error) {
 	b.slow.Add(1)
+	e := audit.Entry{Event: EventSlowConsumer, Outcome: audit.OutcomeRefused, Reason: "write_timeout", Detail: err.Error()}
+	if errors.Is(err, writequeue.ErrOverflow) {
+		e.Reason = "write_buffer"
+	}
+	if a := c.RemoteAddr(); a != nil {
+		e.Remote = a.String()
+	}
+	for _, cl := range b.Server.Clients.GetAll() {
+		if cl.Net.Conn == net.Conn(c) {
+			e.ClientID, e.Listener = cl.ID, cl.Net.Listener
+			break
+		}
+	}
 	go func() {
-		e := audit.Entry{Event: EventSlowConsumer, Outcome: audit.OutcomeRefused, Reason: "write_timeout", Detail: err.Error()}
-		if errors.Is(err, writequeue.ErrOverflow) {
-			e.Reason = "write_buffer"
-		}
-		if a := c.RemoteAddr(); a != nil {
-			e.Remote = a.String()
-		}
-		for _, cl := range b.Server.Clients.GetAll() {
-			if cl.Net.Conn == net.Conn(c) {
-				e.ClientID, e.Listener = cl.ID, cl.Net.Listener
-				break
-			}
-		}
 		b.log.Warn("client disconnected: it does not read", "client", e.ClientID, "remote", e.Remote, "reason", e.Reason)
 		if b.Audit != nil {
 			b.Audit.Record(e)

@@ -10,6 +10,7 @@ import (
 	"homemq/decision"
 	"homemq/envelope"
 	"homemq/registry"
+	"homemq/signin"
 	"homemq/tokenapi"
 )
 
@@ -49,11 +50,22 @@ func (b *Broker) openTokenService() error {
 		return fmt.Errorf("config: %w", err)
 	}
 	b.tokenAPI = x
+	b.Guard.UseIntegrations(integrations{reg})
 	b.Mux.Handle("POST /api/token", x)
-	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(registry.Handler(reg, func(sub string) error {
+	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(b.clearOnAgentRemove(registry.Handler(reg, func(sub string) error {
 		_, err := b.Revoke(RevokeRequest{Sub: sub})
 		return err
-	})))
+	}))))
+	// the web app's invite links and device sign-ins (package signin)
+	b.Mux.Handle(signin.Path, signin.Handler(signin.Options{Registry: reg, Verify: b.Verifier.Verify, MsgKey: b.MessageKey,
+		Mint: func(sub string, homes map[string]string) (string, *auth.Claims, error) {
+			return b.Issuer.Mint(auth.Spec{Sub: sub, Homes: homes})
+		}}))
+	b.Revoked.OnRevoke(func(e auth.Revocation) { // a revoked user's devices sign in no more
+		if e.Sub != "" {
+			_, _ = reg.RemoveSignInsOf(e.Sub)
+		}
+	})
 	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(tokenapi.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
 	return nil
 }

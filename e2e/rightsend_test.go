@@ -22,7 +22,7 @@ import (
 // broker sends it stays in flight, unacknowledged, as for a client whose
 // network went quiet.
 type silentV5 struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	id   uint16
 }

@@ -100,6 +100,8 @@ func TestSealRefusesWhatNoReceiverAccepts(t *testing.T) {
 // TestVerifyTimes walks the time checks across their edges, with the
 // default policy and with others.
 func TestVerifyTimes(t *testing.T) {
+	skew := func(d time.Duration) Policy { p := DefaultPolicy(); p.Skew = d; return p }
+	lifetime := func(d time.Duration) Policy { p := DefaultPolicy(); p.MaxLifetime = d; return p }
 	T := tNow.Unix()
 	at := func(sec int64) time.Time { return time.Unix(sec, 0) }
 	cases := []struct {
@@ -117,15 +119,16 @@ func TestVerifyTimes(t *testing.T) {
 		{"iat at now+skew", T + 5, T + 35, at(T), DefaultPolicy(), ""},
 		{"iat at now+skew, fractional now", T + 5, T + 35, tNow, DefaultPolicy(), ""},
 		{"iat past now+skew", T + 6, T + 36, at(T), DefaultPolicy(), ReasonFuture},
-		{"no skew allowed", T + 1, T + 30, at(T), Policy{Skew: -1}, ReasonFuture},
-		{"no skew, iat now", T, T + 30, at(T), Policy{Skew: -1}, ""},
-		{"larger skew", T + 60, T + 90, at(T), Policy{Skew: time.Minute}, ""},
+		{"zero skew allows none", T + 1, T + 30, at(T), skew(0), ReasonFuture},
+		{"zero skew, iat now", T, T + 30, at(T), skew(0), ""},
+		{"negative skew allows none", T + 1, T + 30, at(T), skew(-1), ReasonFuture},
+		{"larger skew", T + 60, T + 90, at(T), skew(time.Minute), ""},
 		{"lifetime at max", T, T + 60, at(T), DefaultPolicy(), ""},
 		{"lifetime over max", T, T + 61, at(T), DefaultPolicy(), ReasonLifetime},
-		{"zero policy means default", T, T + 61, at(T), Policy{}, ReasonLifetime},
-		{"configured 10m", T, T + 600, at(T), Policy{MaxLifetime: 10 * time.Minute}, ""},
-		{"configured 2h caps at 1h: 1h ok", T, T + 3600, at(T), Policy{MaxLifetime: 2 * time.Hour}, ""},
-		{"configured 2h caps at 1h: 1h1s refused", T, T + 3601, at(T), Policy{MaxLifetime: 2 * time.Hour}, ReasonLifetime},
+		{"zero policy accepts nothing", T, T + 30, at(T), Policy{MaxSize: DefaultMaxSize}, ReasonLifetime},
+		{"configured 10m", T, T + 600, at(T), lifetime(10 * time.Minute), ""},
+		{"configured 2h caps at 1h: 1h ok", T, T + 3600, at(T), lifetime(2 * time.Hour), ""},
+		{"configured 2h caps at 1h: 1h1s refused", T, T + 3601, at(T), lifetime(2 * time.Hour), ReasonLifetime},
 		{"exp = iat", T, T, at(T - 1), DefaultPolicy(), ReasonLifetime},
 		{"exp < iat", T + 3, T + 2, at(T), DefaultPolicy(), ReasonLifetime},
 		{"future beats expired-looking", T + 100, T + 130, at(T), DefaultPolicy(), ReasonFuture},
@@ -305,4 +308,37 @@ func b2int(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestPolicyValidate: a configured policy out of range is refused with its
+// YAML key; the default and the edges of each range are accepted.
+func TestPolicyValidate(t *testing.T) {
+	with := func(f func(*Policy)) Policy { p := DefaultPolicy(); f(&p); return p }
+	cases := []struct {
+		name string
+		p    Policy
+		key  string // "" when valid
+	}{
+		{"default", DefaultPolicy(), ""},
+		{"zero skew", with(func(p *Policy) { p.Skew = 0 }), ""},
+		{"skew 1m", with(func(p *Policy) { p.Skew = time.Minute }), ""},
+		{"negative skew", with(func(p *Policy) { p.Skew = -time.Second }), "skew"},
+		{"skew over 1m", with(func(p *Policy) { p.Skew = time.Minute + 1 }), "skew"},
+		{"zero lifetime", with(func(p *Policy) { p.MaxLifetime = 0 }), "max_lifetime"},
+		{"lifetime 1h", with(func(p *Policy) { p.MaxLifetime = time.Hour }), ""},
+		{"lifetime over 1h", with(func(p *Policy) { p.MaxLifetime = 2 * time.Hour }), "max_lifetime"},
+		{"size 256", with(func(p *Policy) { p.MaxSize = 256 }), ""},
+		{"size 255", with(func(p *Policy) { p.MaxSize = 255 }), "max_size"},
+		{"size over 1 MiB", with(func(p *Policy) { p.MaxSize = 1<<20 + 1 }), "max_size"},
+		{"zero policy", Policy{}, "max_lifetime"},
+	}
+	for _, c := range cases {
+		err := c.p.Validate()
+		switch {
+		case c.key == "" && err != nil:
+			t.Errorf("%s: Validate = %v, want nil", c.name, err)
+		case c.key != "" && (err == nil || !strings.HasPrefix(err.Error(), c.key+":")):
+			t.Errorf("%s: Validate = %v, want an error naming %s", c.name, err, c.key)
+		}
+	}
 }

@@ -10,12 +10,15 @@ import (
 	"unicode/utf8"
 )
 
-// Policy bounds what Parse, Verify and Open accept. A zero field takes its
-// default (DefaultPolicy); a negative Skew allows no skew at all.
+// Policy bounds what Parse, Verify and Open accept. It is also the
+// envelope section of the broker's YAML configuration (skew, max_lifetime,
+// max_size). Every field means what it says: a zero Skew allows no skew,
+// and the zero Policy accepts no envelope at all, so start from
+// DefaultPolicy and check a configured one with Validate.
 type Policy struct {
-	Skew        time.Duration // allowed clock skew for iat in the future (default 5s)
-	MaxLifetime time.Duration // max exp-iat (default 60s; capped at 1h whatever is configured)
-	MaxSize     int           // max payload bytes (default 16 KiB)
+	Skew        time.Duration `yaml:"skew"`         // allowed clock skew for iat in the future
+	MaxLifetime time.Duration `yaml:"max_lifetime"` // max exp-iat; capped at CapMaxLifetime whatever is set
+	MaxSize     int           `yaml:"max_size"`     // max payload bytes
 }
 
 // Defaults and caps of Policy.
@@ -24,6 +27,9 @@ const (
 	DefaultMaxLifetime = 60 * time.Second
 	DefaultMaxSize     = 16 << 10
 	CapMaxLifetime     = time.Hour // the longest lifetime any policy accepts
+	maxSkew            = time.Minute
+	minMaxSize         = 256
+	capMaxSize         = 1 << 20
 )
 
 // DefaultPolicy returns the broker's defaults: 5s skew, 60s lifetime, 16 KiB.
@@ -31,31 +37,33 @@ func DefaultPolicy() Policy {
 	return Policy{Skew: DefaultSkew, MaxLifetime: DefaultMaxLifetime, MaxSize: DefaultMaxSize}
 }
 
-// Effective returns p with defaults filled in and caps applied: the values
-// Parse, Verify and Open really use.
-func (p Policy) Effective() Policy {
+// Validate reports the first field of p that a broker cannot run with,
+// named by its YAML key (the caller adds the section, e.g. "envelope.").
+func (p Policy) Validate() error {
 	switch {
-	case p.Skew == 0:
-		p.Skew = DefaultSkew
-	case p.Skew < 0:
-		p.Skew = 0
+	case p.Skew < 0 || p.Skew > maxSkew:
+		return fmt.Errorf("skew: %v is out of range (0 to 1m)", p.Skew)
+	case p.MaxLifetime <= 0 || p.MaxLifetime > CapMaxLifetime:
+		return fmt.Errorf("max_lifetime: %v is out of range (1s to 1h)", p.MaxLifetime)
+	case p.MaxSize < minMaxSize || p.MaxSize > capMaxSize:
+		return fmt.Errorf("max_size: %d is out of range (256 to 1048576)", p.MaxSize)
 	}
-	if p.MaxLifetime <= 0 {
-		p.MaxLifetime = DefaultMaxLifetime
-	}
-	if p.MaxLifetime > CapMaxLifetime {
-		p.MaxLifetime = CapMaxLifetime
-	}
-	if p.MaxSize <= 0 {
-		p.MaxSize = DefaultMaxSize
-	}
+	return nil
+}
+
+// capped returns p with its caps applied: MaxLifetime at most
+// CapMaxLifetime, and a negative Skew as none. These are bounds, not
+// defaults: a zero field stays zero.
+func (p Policy) capped() Policy {
+	p.Skew = max(p.Skew, 0)
+	p.MaxLifetime = min(p.MaxLifetime, CapMaxLifetime)
 	return p
 }
 
 // Horizon is the longest exp - now an envelope accepted under p can have
 // (MaxLifetime + Skew): the horizon to give NewReplayCache.
 func (p Policy) Horizon() time.Duration {
-	p = p.Effective()
+	p = p.capped()
 	return p.MaxLifetime + p.Skew
 }
 
@@ -67,7 +75,6 @@ func (p Policy) Horizon() time.Duration {
 // without padding, msg a non-empty string. Refusals are *Error with
 // ReasonMalformed or, for a number v other than 1, ReasonVersion.
 func Parse(payload []byte, p Policy) (Envelope, error) {
-	p = p.Effective()
 	if len(payload) > p.MaxSize {
 		return Envelope{}, malformed(fmt.Sprintf("payload is %d bytes, more than the limit of %d", len(payload), p.MaxSize))
 	}

@@ -25,7 +25,7 @@ func (e Envelope) Verify(key []byte, topic, wantKid string, now time.Time, p Pol
 	if err := e.check(); err != nil {
 		return err
 	}
-	return e.verify(key, topic, wantKid, now, p.Effective())
+	return e.verify(key, topic, wantKid, now, p.capped())
 }
 
 // verify is Verify for an envelope whose members are known to be well-formed.
@@ -70,7 +70,7 @@ func Open(key []byte, topic, wantKid string, payload []byte, now time.Time, p Po
 	if err != nil {
 		return Envelope{}, err
 	}
-	if err := e.verify(key, topic, wantKid, now, p.Effective()); err != nil {
+	if err := e.verify(key, topic, wantKid, now, p.capped()); err != nil {
 		return Envelope{}, err
 	}
 	return e, nil

@@ -38,6 +38,7 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if cl.Net.Listener != internalListener && !g.counts.allowAttempt(addr, g.now()) {
 		return g.refuseConnect(cl, nil, packets.ErrConnectionRateExceeded.Code, decision.Event{Reason: "rate", Detail: "connection rate exceeded for " + addr + "; slow down"})
 	}
+	pk = dropMountedWill(cl, pk)
 	c, code, why, detail := g.authenticate(cl, pk)
 	if code != 0 {
 		return g.refuseConnect(cl, c, code, decision.Event{Reason: why, Detail: detail})
@@ -68,22 +69,13 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 }
 
 func (g *Guard) authenticate(cl *mqtt.Client, pk packets.Packet) (c *auth.Claims, code byte, why, detail string) {
-	token := string(pk.Connect.Password)
-	if m := pk.Properties.AuthenticationMethod; m != "" {
-		if m != auth.MQTTMethod {
-			return nil, packets.ErrBadAuthenticationMethod.Code, "auth_method", "authentication method must be " + auth.MQTTMethod
-		}
-		if len(pk.Properties.AuthenticationData) > 0 {
-			token = string(pk.Properties.AuthenticationData)
-		}
+	if isIntegrationConnect(pk) {
+		c, code, why, detail = g.authenticateIntegration(cl, pk)
+	} else {
+		c, code, why, detail = g.verifyToken(pk)
 	}
-	c, err := g.verifier.Verify(token)
-	if err != nil {
-		code = packets.ErrBadUsernameOrPassword.Code
-		if auth.ReasonOf(err) == auth.ReasonRevoked {
-			code = packets.ErrNotAuthorized.Code
-		}
-		return nil, code, string(auth.ReasonOf(err)), err.Error()
+	if code != 0 {
+		return c, code, why, detail
 	}
 	if code, why, detail := g.checkClientID(cl, pk, c.Subject); code != 0 {
 		return c, code, why, detail
@@ -96,8 +88,41 @@ func (g *Guard) authenticate(cl *mqtt.Client, pk packets.Packet) (c *auth.Claims
 	return c, 0, "", ""
 }
 
-// checkClientID enforces that a client ID is the token's sub or starts with
-// sub + "/", and assigns sub/ + a random suffix to an empty one.
+// verifyToken verifies the CONNECT's JWT: the password, or the
+// authentication data with method homemq-jwt.
+func (g *Guard) verifyToken(pk packets.Packet) (*auth.Claims, byte, string, string) {
+	token := string(pk.Connect.Password)
+	if m := pk.Properties.AuthenticationMethod; m != "" {
+		if m != auth.MQTTMethod {
+			return nil, packets.ErrBadAuthenticationMethod.Code, "auth_method", "authentication method must be " + auth.MQTTMethod
+		}
+		if len(pk.Properties.AuthenticationData) > 0 {
+			token = string(pk.Properties.AuthenticationData)
+		}
+	}
+	c, err := g.verifier.Verify(token)
+	if err != nil {
+		code := packets.ErrBadUsernameOrPassword.Code
+		if auth.ReasonOf(err) == auth.ReasonRevoked {
+			code = packets.ErrNotAuthorized.Code
+		}
+		return nil, code, string(auth.ReasonOf(err)), err.Error()
+	}
+	if c.Issuer == integrationIssuer {
+		return nil, packets.ErrBadUsernameOrPassword.Code, "issuer", "token issuer " + integrationIssuer + " is reserved for integration credentials; set tokens.issuer to another name"
+	}
+	return c, 0, "", ""
+}
+
+// checkClientID keys every session by identity: a client ID that is the
+// token's sub or starts with sub + "/" is kept, an empty one becomes
+// sub/ + a random suffix (told to MQTT 5 clients as the assigned client
+// ID, since they asked for one), and any other becomes sub/ + the requested
+// ID, silently: the client keeps using the ID it chose, and it resumes its
+// own persistent session under it. No sub contains "/", so no identity can
+// reach a session under another identity's prefix, and a stock client with
+// a random or fixed ID of its own (Home Assistant, Node-RED) connects
+// unchanged.
 func (g *Guard) checkClientID(cl *mqtt.Client, pk packets.Packet, sub string) (byte, string, string) {
 	if pk.Connect.ClientIdentifier == "" {
 		cl.ID = sub + "/" + xid.New().String()
@@ -109,7 +134,8 @@ func (g *Guard) checkClientID(cl *mqtt.Client, pk packets.Packet, sub string) (b
 	if topics.ClientIDBelongsTo(cl.ID, sub) {
 		return 0, "", ""
 	}
-	return packets.ErrClientIdentifierNotValid.Code, "client_id", "client ID must be " + sub + " or start with " + sub + "/"
+	cl.ID = sub + "/" + pk.Connect.ClientIdentifier
+	return 0, "", ""
 }
 
 // willRefusal judges a will like a publish by the connecting identity; a

@@ -14,8 +14,9 @@
 // Each file holds one job: guard.go (the Guard and its configuration),
 // connect.go, packetread.go, subscribe.go, publish.go, reauth.go,
 // cutoff.go (ending connections), deliver.go (rights that end for queued
-// messages), will.go, offline.go (offline sessions), outgoing.go (what
-// mochi writes to clients), expiredack.go, limits.go, quotas.go,
-// sessioncap.go, retainedcap.go, restart.go (the restart rule) and
-// storage.go (the Store).
+// messages), integration.go (integration credentials and their mount),
+// plaincmd.go (integrations' plain commands, sealed by the broker),
+// will.go, offline.go (offline sessions), outgoing.go (what mochi writes to
+// clients), expiredack.go, limits.go, quotas.go, sessioncap.go,
+// retainedcap.go, restart.go (the restart rule) and storage.go (the Store).
 package hooks

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"bytes"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,24 +16,22 @@ import (
 	"homemq/topics"
 )
 
-// Config bounds what one connection may do.
+// Config is everything the Guard is told. Its parts are the YAML types of
+// the broker's configuration (the envelope and limits sections), declared,
+// defaulted and validated here, where they are used; New refuses a Config
+// that does not pass Validate.
 type Config struct {
-	// Envelope bounds the command envelopes accepted.
+	// Envelope bounds the command envelopes accepted (section envelope).
 	Envelope envelope.Policy
-	// ReplayCacheSize is the hard cap on remembered command nonces.
-	ReplayCacheSize int
-	// RefusalLimit refused packets within RefusalWindow disconnect the client.
-	RefusalLimit  int
-	RefusalWindow time.Duration
-	// CommandRate and CommandBurst limit command publishes per connection.
-	CommandRate  float64
-	CommandBurst int
-	// MaxKeepalive caps the keep-alive a client may ask for (0 included),
-	// so that a vanished client is noticed.
-	MaxKeepalive uint16
-	// Limits bound connections per identity and address.
+	// Replay bounds the command replay cache (section envelope).
+	Replay Replay
+	// Connection bounds what one connection may do (section limits). It is
+	// embedded: g.cfg.RefusalLimit is Connection's.
+	Connection
+	// Limits bound connections per identity and address (section limits).
 	Limits Limits
-	// Quotas bound sessions, replay entries and retained messages per identity.
+	// Quotas bound sessions and retained messages per identity (section
+	// limits).
 	Quotas Quotas
 	// Issued is what an earlier run on the same data, whose replay cache is
 	// gone, may have accepted (restart.go). Zero: nothing but commands
@@ -40,24 +39,44 @@ type Config struct {
 	Issued IssuedRecord
 	// DisconnectWait bounds how long closing one connection (at expiry,
 	// revocation or shutdown) may wait for its DISCONNECT to be written
-	// before the connection is closed without it.
+	// before the connection is closed without it. The broker sets it to
+	// limits.write_timeout.
 	DisconnectWait time.Duration
 }
+
+// DefaultDisconnectWait is the default of Config.DisconnectWait.
+const DefaultDisconnectWait = 5 * time.Second
 
 // DefaultConfig returns safe defaults.
 func DefaultConfig() Config {
 	return Config{
-		Envelope:        envelope.DefaultPolicy(),
-		ReplayCacheSize: 1 << 20,
-		RefusalLimit:    20,
-		RefusalWindow:   time.Minute,
-		CommandRate:     10,
-		CommandBurst:    20,
-		MaxKeepalive:    300,
-		Limits:          DefaultLimits(),
-		Quotas:          DefaultQuotas(),
-		DisconnectWait:  5 * time.Second,
+		Envelope:       envelope.DefaultPolicy(),
+		Replay:         DefaultReplay(),
+		Connection:     DefaultConnection(),
+		Limits:         DefaultLimits(),
+		Quotas:         DefaultQuotas(),
+		DisconnectWait: DefaultDisconnectWait,
 	}
+}
+
+// Validate reports the first setting the Guard cannot run with, named by
+// its YAML key with its section (e.g. "limits.refusal_limit: …").
+func (c Config) Validate() error {
+	if err := c.Envelope.Validate(); err != nil {
+		return fmt.Errorf("envelope.%w", err)
+	}
+	if err := c.Replay.Validate(); err != nil {
+		return fmt.Errorf("envelope.%w", err)
+	}
+	for _, v := range []interface{ Validate() error }{c.Connection, c.Limits, c.Quotas} {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("limits.%w", err)
+		}
+	}
+	if c.DisconnectWait <= 0 {
+		return fmt.Errorf("DisconnectWait: %v must be positive (the broker sets limits.write_timeout)", c.DisconnectWait)
+	}
+	return nil
 }
 
 // Guard is the security hook. Create it with New and add it to the server
@@ -79,6 +98,8 @@ type Guard struct {
 	wills     sync.Map     // client ID -> *pendingWill: delayed wills of ended connections
 
 	quotaState // the bookkeeping of Quotas and of the restart rule (quotas.go)
+
+	integrations integrationsRef // checks integration credentials (integration.go)
 }
 
 // grant is what one verified token allows; it is replaced whole on re-auth.
@@ -87,6 +108,7 @@ type grant struct {
 	identity *topics.Identity
 	deadline int64 // unix nanoseconds: exp + leeway
 	key      []byte
+	home     string // an integration's home ("" for a token's grant): its plain commands and topic mount
 }
 
 // session is the Guard's state for one live connection.
@@ -108,29 +130,31 @@ type session struct {
 	// subackReason says why filters of the SUBSCRIBE being processed were
 	// refused; OnPacketEncode puts it on the SUBACK.
 	subackReason atomic.Pointer[string]
+
+	// mounted is set once an integration subscribed through Home
+	// Assistant's prefix: discovery topics are then written to it under
+	// that prefix (integration.go).
+	mounted atomic.Bool
 }
 
 // New returns a Guard for server that verifies tokens with verifier and
-// derives message keys from master.
-func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config, observers ...decision.Observer) *Guard {
-	if cfg.ReplayCacheSize == 0 {
-		cfg = DefaultConfig()
-	}
-	cfg.Envelope = cfg.Envelope.Effective()
-	if cfg.DisconnectWait <= 0 {
-		cfg.DisconnectWait = DefaultConfig().DisconnectWait
+// derives message keys from master, or an error naming the first setting
+// of cfg that fails Config.Validate.
+func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config, observers ...decision.Observer) (*Guard, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("hooks: cannot start the Guard: %w", err)
 	}
 	return &Guard{
 		server:    server,
 		verifier:  verifier,
 		master:    bytes.Clone(master),
 		cfg:       cfg,
-		replay:    envelope.NewReplayCache(cfg.ReplayCacheSize, cfg.Envelope.Horizon(), envelope.OwnerQuota(cfg.Quotas.ReplayPerSub)),
+		replay:    envelope.NewReplayCache(cfg.Replay.ReplayCache, cfg.Envelope.Horizon(), envelope.OwnerQuota(cfg.Replay.ReplayQuota)),
 		observers: observers,
 		counts:    newCounters(cfg.Limits),
 		started:   time.Now().Unix(),
 		now:       time.Now,
-	}
+	}, nil
 }
 
 // ID names the hook.
@@ -167,6 +191,7 @@ func (g *Guard) newGrant(c *auth.Claims) *grant {
 		identity: c.Identity(),
 		deadline: c.ExpiresAtTime().Add(g.verifier.Config().Leeway).UnixNano(),
 		key:      envelope.DeriveKey(g.master, c.ID),
+		home:     integrationHome(c),
 	}
 }
 

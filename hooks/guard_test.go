@@ -19,7 +19,10 @@ func testGuard(t testing.TB) (*Guard, *mqtt.Server, *auth.Issuer) {
 	revs, _ := auth.LoadRevocations("")
 	v := auth.NewVerifier(auth.Config{}, keys, revs)
 	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
-	g := New(srv, v, make([]byte, 32), DefaultConfig())
+	g, err := New(srv, v, make([]byte, 32), DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := srv.AddHook(g, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +51,8 @@ func TestConnectDecisions(t *testing.T) {
 		{"own sub", "user:alice", tok, 0},
 		{"own namespace", "user:alice/phone", tok, 0},
 		{"assigned", "", tok, 0},
-		{"other sub", "user:bob", tok, 0x85},
-		{"prefix without slash", "user:alicebob", tok, 0x85},
+		{"other sub: keyed under user:alice/", "user:bob", tok, 0},
+		{"prefix without slash: keyed under user:alice/", "user:alicebob", tok, 0},
 		{"garbage token", "user:alice", "x.y.z", 0x86},
 		{"no token", "user:alice", "", 0x86},
 	}
@@ -145,7 +148,7 @@ func BenchmarkOnPublishState(b *testing.B) {
 func BenchmarkOnPublishCommand(b *testing.B) {
 	g, srv, is := testGuard(b)
 	g.cfg.CommandRate, g.cfg.CommandBurst = 1e9, 1e9
-	g.replay = envelope.NewReplayCache(g.cfg.ReplayCacheSize, g.cfg.Envelope.Horizon(), envelope.OwnerQuota(1<<30)) // one sub sends them all
+	g.replay = envelope.NewReplayCache(g.cfg.Replay.ReplayCache, g.cfg.Envelope.Horizon(), envelope.OwnerQuota(1<<30)) // one sub sends them all
 	tok, c, _ := is.Mint(auth.Spec{Sub: "user:alice", Homes: map[string]string{"h1": "admin"}})
 	cl, err := connect(b, g, srv, "user:alice", tok)
 	if err != nil {

@@ -44,7 +44,7 @@ func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packe
 			g.dropUnreadable(cl, s, s.grant.Load()) // mochi resends the session's in-flight messages next
 		}
 	case packets.Publish:
-		pk = g.checkDelivery(cl, pk)
+		pk = g.mountOut(cl, g.checkDelivery(cl, pk))
 	case packets.Disconnect:
 		pk.Mods.DisallowProblemInfo = false
 	case packets.Suback:

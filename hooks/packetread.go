@@ -14,10 +14,13 @@ import (
 // sending PUBLISH or SUBSCRIBE is alive: an atomic deadline compare, no JWT
 // parsing. A dead token closes the connection.
 func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Disconnect {
+	switch pk.FixedHeader.Type {
+	case packets.Disconnect:
 		return g.capDisconnectExpiry(pk), nil
-	}
-	if t := pk.FixedHeader.Type; t != packets.Publish && t != packets.Subscribe {
+	case packets.Unsubscribe:
+		return mountIn(g.session(cl), pk), nil
+	case packets.Publish, packets.Subscribe:
+	default:
 		return pk, nil
 	}
 	s := g.session(cl)
@@ -31,7 +34,7 @@ func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	if g.unknownAlias(cl, pk) {
 		return pk, packets.ErrRejectPacket
 	}
-	return pk, nil
+	return mountIn(s, pk), nil
 }
 
 // unknownAlias closes, with DISCONNECT 0x82, an MQTT 5 connection whose

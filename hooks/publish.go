@@ -30,6 +30,9 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 		g.cutOff(cl, s)
 		return pk, packets.ErrRejectPacket
 	}
+	if sinkPublish(gr, pk) {
+		return pk, packets.CodeSuccessIgnore
+	}
 	if d := topics.Authorize(gr.identity, topics.Publish, pk.TopicName, pk.FixedHeader.Retain); !d.Allow {
 		return g.refusePublish(cl, s, gr, pk, packets.ErrNotAuthorized.Code, decision.Event{Kind: decision.EventPublish, Reason: "acl", Detail: d.Reason})
 	}
@@ -41,6 +44,9 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	}
 	if !s.commands.AllowN(now, 1) {
 		return g.refusePublish(cl, s, gr, pk, packets.ErrMessageRateTooHigh.Code, decision.Event{Kind: decision.EventCommand, Reason: "rate", Detail: "too many commands; slow down"})
+	}
+	if gr.home != "" {
+		return g.plainCommand(cl, s, gr, pk, now)
 	}
 	env, err := envelope.Parse(pk.Payload, g.cfg.Envelope)
 	if err == nil {

@@ -27,12 +27,14 @@ func (g *Guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if over := s.overSubs.Load(); over != nil && (*over)[topic] {
 		return false
 	}
-	return topics.Authorize(gr.identity, topics.Subscribe, topic, false).Allow
+	return topics.Authorize(gr.identity, topics.Subscribe, topic, false).Allow || mountedNothing(gr, topic)
 }
 
 // OnSubscribe records refused filters (mochi answers them with 0x87, or 0x80
-// for MQTT 3.1.1, through OnACLCheck) and disconnects a client that keeps
-// asking for what it may not have.
+// for MQTT 3.1.1, through OnACLCheck). A refused filter is answered in the
+// SUBACK and does not count towards the refusal limit: a stock client such
+// as Home Assistant subscribes to topics of its own that are not ours, and
+// a refused subscription costs the broker nothing more than its answer.
 func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	s := g.session(cl)
 	if s == nil {
@@ -48,18 +50,15 @@ func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	defer why.store(s)
 	have := cl.State.Subscriptions.Len()
 	for _, f := range pk.Filters {
-		if d := topics.Authorize(gr.identity, topics.Subscribe, f.Filter, false); !d.Allow {
+		if d := topics.Authorize(gr.identity, topics.Subscribe, f.Filter, false); !d.Allow && !mountedNothing(gr, f.Filter) {
 			why.add(f.Filter, d.Reason)
 			g.emit(cl, gr, decision.Event{Kind: decision.EventSubscribe, Reason: "acl", Detail: d.Reason, Topic: f.Filter})
-			if g.refuse(s) {
-				g.tooManyRefusals(cl)
-			}
 			continue
 		}
 		if _, exists := cl.State.Subscriptions.Get(f.Filter); exists {
 			continue
 		}
-		if max := g.cfg.Limits.SubscriptionsMax; max > 0 && have >= max {
+		if max := g.cfg.Limits.MaxSubscriptions; max > 0 && have >= max {
 			if over == nil {
 				over = map[string]bool{}
 			}

@@ -152,7 +152,7 @@ func ackAgent(c *mqttc.Conn, errs *errCounter, done <-chan struct{}) {
 		if p.QoS > 0 {
 			_ = c.Puback(p.ID)
 		}
-		env, err := envelope.Parse(p.Payload, envelope.Policy{})
+		env, err := envelope.Parse(p.Payload, envelope.DefaultPolicy())
 		if err != nil || !bytes.HasSuffix(p.Topic, []byte("/cmd")) {
 			errs.add(fmt.Errorf("load: agent got %q on %s (%v)", p.Payload, p.Topic, err))
 			continue

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -156,9 +157,18 @@ func waitAck(acks <-chan *paho.Publish, nonce string, wait time.Duration, stdout
 	for {
 		select {
 		case p := <-acks:
-			var a struct{ Nonce string }
+			var a struct {
+				Nonce  string
+				OK     *bool  `json:"ok"`
+				Error  string `json:"error"`
+				Detail string `json:"detail"`
+			}
 			if json.Unmarshal(p.Payload, &a) == nil && a.Nonce == nonce {
 				fmt.Fprintf(stdout, "ack: %s\n", p.Payload)
+				if a.OK != nil && !*a.OK {
+					// the device refused: a script must see it in the exit code
+					return fmt.Errorf("the device refused the command: %s: %s", a.Error, a.Detail)
+				}
 				return nil
 			}
 		case <-timeout:
@@ -186,7 +196,30 @@ func (f *sendFlags) dial() (net.Conn, error) {
 		}
 		conf.RootCAs = pool
 	}
-	return tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, conf)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, conf)
+	if err != nil {
+		return nil, explainSendTLS(err, f.caFile)
+	}
+	return conn, nil
+}
+
+// explainSendTLS adds to a failed TLS handshake what to do about it: name the
+// CA to trust.
+func explainSendTLS(err error, caFile string) error {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &host):
+		return fmt.Errorf("%w\n(the broker's certificate is not for this name: connect to a name it lists, or pass --server with one)", err)
+	case errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &verify):
+		if caFile == "" {
+			return fmt.Errorf("%w\n(the broker's certificate is not from a CA this system trusts: pass --cafile with the broker's CA, e.g. --cafile homemq-data/certs/ca.pem, or --data with a dev-mode data folder)", err)
+		}
+		return fmt.Errorf("%w\n(the broker's certificate does not chain to %s: is that the CA of this broker? Its data folder has it at certs/ca.pem)", err, caFile)
+	}
+	return err
 }
 
 // noPings is a paho.golang pinger that never pings: send lives for seconds,

@@ -21,6 +21,7 @@ import (
 	"homemq/auth"
 	"homemq/bridge"
 	"homemq/certs"
+	"homemq/decision"
 	"homemq/hooks"
 	"homemq/registry"
 	"homemq/tokenapi"
@@ -40,7 +41,6 @@ type Broker struct {
 	Revoked  *auth.Revocations
 	// Registry is the homes, agents and memberships of registry.db.
 	Registry *registry.Registry
-	Master   []byte
 	// CAFile is the CA clients must trust ("" when none is known).
 	CAFile string
 	// Bridge is the SignalR hub served at /signalr/.
@@ -51,9 +51,10 @@ type Broker struct {
 
 	tokenAPI *tokenapi.Exchange
 
+	master []byte             // the message master secret (MessageKey); never exported
 	issued hooks.IssuedRecord // what earlier runs may have accepted (restart.go)
 
-	observability // Audit, Metrics and the store (observe.go, storage.go)
+	observability // Audit, Metrics and the store (observe.go)
 
 	tlsConf   *tls.Config
 	mqttTLS   *TCPListener
@@ -62,7 +63,7 @@ type Broker struct {
 	pipe      *PipeListener
 	https     *http.Server
 	httpsLn   net.Listener
-	observers []hooks.Observer
+	observers []decision.Observer
 	slow      atomic.Uint64 // connections closed because their client did not read (slowconsumer.go)
 	stopOnce  sync.Once
 	stop      chan struct{}
@@ -70,11 +71,6 @@ type Broker struct {
 
 // Option changes how New assembles the broker.
 type Option func(*Broker)
-
-// WithObservers reports every security decision to obs (audit, metrics).
-func WithObservers(obs ...hooks.Observer) Option {
-	return func(b *Broker) { b.observers = append(b.observers, obs...) }
-}
 
 // WithLogger sets the structured logger.
 func WithLogger(l *slog.Logger) Option { return func(b *Broker) { b.log = l } }
@@ -139,7 +135,7 @@ func (b *Broker) loadIdentity() error {
 	if b.Keys, err = auth.LoadOrCreateKeys(b.cfg.Data); err != nil {
 		return err
 	}
-	if b.Master, err = auth.LoadOrCreateMasterSecret(b.cfg.Data); err != nil {
+	if b.master, err = auth.LoadOrCreateMasterSecret(b.cfg.Data); err != nil {
 		return err
 	}
 	if b.Revoked, err = auth.LoadRevocations(b.cfg.Data); err != nil {
@@ -198,7 +194,7 @@ func (b *Broker) assemble() error {
 	gcfg := b.cfg.Guard()
 	gcfg.Issued = b.issued
 	var err error
-	if b.Guard, err = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...); err != nil {
+	if b.Guard, err = hooks.New(b.Server, b.Verifier, b.master, gcfg, b.observers...); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
 	_ = b.Server.AddHook(b.Guard, nil)
@@ -254,7 +250,9 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = l.MaxPacketSize
 	caps.MaximumSessionExpiryInterval = uint32(l.MaxSessionExpiry / time.Second)
-	caps.MaximumMessageExpiryInterval = 0 // no cap: retained state stays; commands carry their own expiry (the Guard sets it)
+	// No cap: mochi would delete retained state after it (https://github.com/mochi-mqtt/server/issues/306,
+	// https://github.com/mochi-mqtt/server/pull/315); commands carry their own expiry (the Guard sets it).
+	caps.MaximumMessageExpiryInterval = 0
 	caps.ReceiveMaximum = l.MaxInflight
 	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
 	caps.MaximumClientWritesPending = int32(l.MaxQueued)
@@ -273,7 +271,7 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 // client can hold the shutdown. It stands in for mochi's
 // closeListenerClients, whose Clients.GetByListener takes the read lock
 // twice and deadlocks against a concurrent Delete, and which disconnects
-// one client after the other.
+// one client after the other. Upstream: https://github.com/mochi-mqtt/server/issues/488, fix https://github.com/mochi-mqtt/server/pull/489.
 func (b *Broker) closeClientsOf(listener string) {
 	var wg sync.WaitGroup
 	for _, cl := range b.Server.Clients.GetAll() {

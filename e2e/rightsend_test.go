@@ -15,7 +15,6 @@ import (
 
 	"homemq/auth"
 	"homemq/broker"
-	"homemq/hooks"
 	"homemq/registry"
 )
 
@@ -40,7 +39,7 @@ func (b *testBroker) silentConnect(clientID, token string, edit ...func(*packets
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: clientID, Keepalive: 60,
 			Clean: true, PasswordFlag: true, Password: []byte(token), UsernameFlag: true, Username: []byte("u")},
 		Properties: packets.Properties{SessionExpiryInterval: 3600, SessionExpiryIntervalFlag: true,
-			AuthenticationMethod: hooks.AuthMethod, AuthenticationData: []byte(token)},
+			AuthenticationMethod: auth.MQTTMethod, AuthenticationData: []byte(token)},
 	}
 	for _, e := range edit {
 		e(&connect)
@@ -78,7 +77,7 @@ func (r *silentV5) subscribe(filter string) {
 
 func (r *silentV5) reauth(token string) {
 	r.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Auth}, ReasonCode: 0x19,
-		Properties: packets.Properties{AuthenticationMethod: hooks.AuthMethod, AuthenticationData: []byte(token)}})
+		Properties: packets.Properties{AuthenticationMethod: auth.MQTTMethod, AuthenticationData: []byte(token)}})
 }
 
 // session reports the in-flight messages and the filters of the broker's

@@ -74,7 +74,7 @@ func TestWebAppInvite(t *testing.T) {
 		t.Fatal(err)
 	}
 	adminTok, admin := b.mintSpec(auth.Spec{Sub: "user:ada", Homes: map[string]string{agentHome: "admin"}, TTL: 10 * time.Minute})
-	adminJSON, _ := json.Marshal(map[string]any{"token": adminTok, "msg_key": envelope.EncodeKey(envelope.DeriveKey(b.Master, admin.ID))})
+	adminJSON, _ := json.Marshal(map[string]any{"token": adminTok, "msg_key": envelope.EncodeKey(b.MessageKey(admin.ID))})
 	p := startNode(t, "webapp-invite.test.mjs", map[string]string{
 		"ADMIN_JSON": string(adminJSON),
 		"CHROMIUM":   chromium, "BASE_URL": base, "SPKI": spkiHash(t, b), "ARTIFACTS": artifacts,

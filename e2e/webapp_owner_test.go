@@ -73,7 +73,7 @@ func TestWebAppHomeOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok, claims := b.mintSpec(auth.Spec{Sub: "user:olive", Homes: map[string]string{agentHome: "admin"}, TTL: 10 * time.Minute})
-	signin, _ := json.Marshal(map[string]any{"token": tok, "msg_key": envelope.EncodeKey(envelope.DeriveKey(b.Master, claims.ID))})
+	signin, _ := json.Marshal(map[string]any{"token": tok, "msg_key": envelope.EncodeKey(b.MessageKey(claims.ID))})
 
 	// the script kills and revives the agent, and counts pin changes, here
 	ctl := http.NewServeMux()

@@ -198,7 +198,7 @@ func TestWebAppInBrowser(t *testing.T) {
 	watcher.subscribe(t, topics.CommandTopic(agentHome, agentID, "+"), 1)
 
 	adminTok, admin := b.mintSpec(auth.Spec{Sub: "user:ann", Homes: map[string]string{agentHome: "admin"}, TTL: ttl})
-	adminJSON, _ := json.Marshal(map[string]any{"token": adminTok, "msg_key": envelope.EncodeKey(envelope.DeriveKey(b.Master, admin.ID)), "exp": admin.ExpiresAtTime().Unix()})
+	adminJSON, _ := json.Marshal(map[string]any{"token": adminTok, "msg_key": envelope.EncodeKey(b.MessageKey(admin.ID)), "exp": admin.ExpiresAtTime().Unix()})
 	viewerTok, _ := b.mintSpec(auth.Spec{Sub: "user:vic", Homes: map[string]string{agentHome: "viewer"}})
 	other := b.mint("user:ann", agentHome+"=admin")
 	badTok := adminTok[:strings.LastIndexByte(adminTok, '.')] + other[strings.LastIndexByte(other, '.'):]

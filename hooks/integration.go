@@ -88,11 +88,11 @@ func (g *Guard) authenticateIntegration(cl *mqtt.Client, pk packets.Packet) (*au
 	id := strings.TrimPrefix(string(pk.Connect.Username), IntegrationUserPrefix)
 	box := g.integrations.Load()
 	if box == nil {
-		return nil, 0x86, "integration", "integration credentials are not enabled on this broker"
+		return nil, packets.ErrBadUsernameOrPassword.Code, "integration", "integration credentials are not enabled on this broker"
 	}
 	home, role, err := box.CheckIntegration(id, string(pk.Connect.Password))
 	if err != nil {
-		return nil, 0x86, "integration", err.Error()
+		return nil, packets.ErrBadUsernameOrPassword.Code, "integration", err.Error()
 	}
 	now := g.now()
 	c := &auth.Claims{

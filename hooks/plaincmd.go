@@ -11,6 +11,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"homemq/decision"
 	"homemq/envelope"
 	"homemq/topics"
 )
@@ -28,7 +29,7 @@ const plainLifetime = 30 * time.Second
 func (g *Guard) plainCommand(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, now time.Time) (packets.Packet, error) {
 	action, err := PlainAction(pk.Payload)
 	if err != nil {
-		return g.refusePublish(cl, s, gr, pk, EventCommand, 0x99, "plain_command", "command refused: "+err.Error())
+		return g.refusePublish(cl, s, gr, pk, packets.ErrPayloadFormatInvalid.Code, decision.Event{Kind: decision.EventCommand, Reason: "plain_command", Detail: "command refused: " + err.Error()})
 	}
 	p, _ := topics.Parse(pk.TopicName) // a cmd topic the ACL allowed
 	door := false
@@ -36,14 +37,14 @@ func (g *Guard) plainCommand(cl *mqtt.Client, s *session, gr *grant, pk packets.
 		door = box.DoorGranted(p.Home, p.Agent, p.Device)
 	}
 	if !door && g.discoveredDoor(p.Home, p.Agent, p.Device) {
-		return g.refusePublish(cl, s, gr, pk, EventCommand, 0x87, "door_not_allowed",
-			"command refused: device "+p.Device+" guards a door; plain commands may drive it only after the home's admin ran: homemq integration allow-door --home "+p.Home+" --agent "+p.Agent+" --device "+p.Device)
+		return g.refusePublish(cl, s, gr, pk, packets.ErrNotAuthorized.Code, decision.Event{Kind: decision.EventCommand, Reason: "door_not_allowed",
+			Detail: "command refused: device " + p.Device + " guards a door; plain commands may drive it only after the home's admin ran: homemq integration allow-door --home " + p.Home + " --agent " + p.Agent + " --device " + p.Device})
 	}
 	kid := envelope.PlainKid(integrationID(gr.claims), door)
 	ttl := min(plainLifetime, g.cfg.Envelope.MaxLifetime)
 	sealed, err := envelope.Seal(envelope.DeriveKey(g.master, kid), pk.TopicName, kid, `{"action":"`+action+`"}`, now, ttl)
 	if err != nil {
-		return g.refusePublish(cl, s, gr, pk, EventCommand, 0x80, "plain_command", "command refused: the broker could not seal it: "+err.Error())
+		return g.refusePublish(cl, s, gr, pk, packets.ErrUnspecifiedError.Code, decision.Event{Kind: decision.EventCommand, Reason: "plain_command", Detail: "command refused: the broker could not seal it: " + err.Error()})
 	}
 	env, _ := envelope.Parse(sealed, g.cfg.Envelope)
 	pk.Payload = sealed
@@ -51,10 +52,9 @@ func (g *Guard) plainCommand(cl *mqtt.Client, s *session, gr *grant, pk packets.
 	pk.Properties.MessageExpiryInterval = uint32(max(1, env.Exp-now.Unix()))
 	pk.Properties.PayloadFormat, pk.Properties.PayloadFormatFlag = 1, true
 	pk.Properties.ContentType = "application/json"
-	pk.ProtocolVersion = 5 // mochi only honours Expiry on MQTT 5 packets
-	e := g.event(cl, gr, EventCommand, true, "", "plain command "+action+" sealed by the broker as "+kid, pk.TopicName)
-	e.Nonce = env.Nonce
-	g.emit(e)
+	pk.ProtocolVersion = 5 // mochi only honours Expiry on MQTT 5 packets (https://github.com/mochi-mqtt/server/issues/444)
+	g.emit(cl, gr, decision.Event{Kind: decision.EventCommand, Allowed: true, Detail: "plain command " + action + " sealed by the broker as " + kid,
+		Topic: pk.TopicName, Nonce: env.Nonce})
 	return pk, nil
 }
 

@@ -127,7 +127,9 @@ func (f *sendFlags) send(token string, key []byte, stdout io.Writer) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
-	ackTopic := strings.TrimSuffix(f.topic, "/cmd") + "/ack"
+	ack, _ := topics.Parse(f.topic) // a command topic: checked above
+	ack.Kind = topics.KindAck
+	ackTopic := ack.String()
 	if f.wait > 0 {
 		if sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: ackTopic, QoS: 1}}}); err != nil || sa.Reasons[0] >= 0x80 {
 			return fmt.Errorf("cannot read the device's acks on %s (refused)", ackTopic)

@@ -35,7 +35,7 @@ bench:
 bench-cutoff:
 	$(GO) test -run='^$$' -bench=Stalled -benchtime=3x -count=3 -timeout 30m ./e2e/
 
-## bench-compare: homemq vs bare mochi vs Mosquitto under load (about 10 minutes, not part of test); writes docs/performance.md
+## bench-compare: homemq vs bare mochi vs Mosquitto under load (5 rounds, about 15 minutes, not part of test); writes docs/performance.md
 bench-compare:
 	GO=$(GO) bench/compare.sh
 

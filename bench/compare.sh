@@ -2,17 +2,17 @@
 # bench/compare.sh runs `make bench-compare`: homemq with every check on,
 # the bare mochi server and Mosquitto under the same load, on loopback,
 # targets taking turns in every round, and writes the table of medians and
-# ratios into docs/performance.md. About ten minutes on two cores; it is not
-# part of `make test`.
+# ratios (each with its spread over the rounds) into docs/performance.md.
+# About fifteen minutes on two cores; it is not part of `make test`.
 #
-# Settings (environment): ROUNDS (3), DURATION (2s per run), WARMUP (500ms),
+# Settings (environment): ROUNDS (5), DURATION (2s per run), WARMUP (500ms),
 # IDLE_CONNS (10000), OUT (docs/performance.md), BENCHTIME (300ms for the Go
 # benchmarks), KEEP=1 keeps the work folder (configs, logs, results.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-2s}
 WARMUP=${WARMUP:-500ms}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -66,7 +66,7 @@ echo "bench-compare: load runs (load average now: $(cut -d' ' -f1-3 /proc/loadav
 	--homemq "$WORK/bin/homemq" --bare "$WORK/bin/homemq-bare" --mosquitto "$MOSQ" \
 	--rounds "$ROUNDS" --duration "$DURATION" --warmup "$WARMUP" --idle-conns "$IDLE_CONNS" \
 	--gobench "$WORK/gobench.txt" --work "$WORK" --json "$WORK/results.json" \
-	--out "$OUT" --timeout 13m &
+	--out "$OUT" --timeout 30m &
 pid=$!
 wait "$pid"
 pid=""

@@ -26,7 +26,8 @@ type Config struct {
 	Bench string
 	// Work is a scratch folder for configurations, the data folder and logs.
 	Work string
-	// Rounds per case (medians are taken over them), the measured window
+	// Rounds per case (medians and spreads are taken over them; 0 is
+	// DefaultRounds), the measured window
 	// and the warmup of each run, and the connections of the idle case.
 	Rounds           int
 	Duration, Warmup time.Duration
@@ -53,6 +54,11 @@ type GeneratorCheck struct {
 	Errors   []string
 }
 
+// DefaultRounds is the rounds per case when Config.Rounds is 0: enough for
+// a spread that tells an effect of a few per cent from the noise of a
+// shared machine.
+const DefaultRounds = 5
+
 // Report is the outcome of a comparison run.
 type Report struct {
 	Started     time.Time
@@ -76,7 +82,7 @@ type Report struct {
 // Every target process is stopped before Run returns.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Rounds <= 0 {
-		cfg.Rounds = 3
+		cfg.Rounds = DefaultRounds
 	}
 	if cfg.Cases == nil {
 		cfg.Cases = Cases(cfg.Duration, cfg.Warmup, cfg.IdleConns)
@@ -153,6 +159,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 				n++
 				r, err := e.runOne(ctx, servers, name, c)
+				r.Round = round
 				if err != nil {
 					cr.Errors[name] = append(cr.Errors[name], err.Error())
 				} else {

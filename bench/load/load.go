@@ -78,11 +78,14 @@ func (s Spec) withDefaults() Spec {
 // Result is what one run measured. Rates are per second of the measured
 // window; latencies are in microseconds.
 type Result struct {
-	Scenario  Scenario `json:"scenario"`
-	Target    string   `json:"target"`
-	Seconds   float64  `json:"seconds"`
-	Published int64    `json:"published,omitempty"`
-	Delivered int64    `json:"delivered,omitempty"`
+	Scenario Scenario `json:"scenario"`
+	Target   string   `json:"target"`
+	// Round is the comparison round the run belongs to (0: none), so that
+	// the figures of two targets are compared within one round.
+	Round     int     `json:"round,omitempty"`
+	Seconds   float64 `json:"seconds"`
+	Published int64   `json:"published,omitempty"`
+	Delivered int64   `json:"delivered,omitempty"`
 	// Rate is delivered messages/s (state, command) or completed
 	// connects/s (connect).
 	Rate         float64 `json:"rate,omitempty"`

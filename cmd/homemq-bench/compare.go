@@ -23,14 +23,14 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&cfg.Bare, "bare", "bin/homemq-bare", "the bare mochi comparison server")
 	mosquitto := fs.String("mosquitto", "", "the mosquitto program (default: found on PATH or in /usr/sbin; \"none\" skips it)")
 	fs.StringVar(&cfg.Work, "work", "", "scratch folder for configs, data and logs (default: a new temporary folder)")
-	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds per scenario (medians over them)")
+	fs.IntVar(&cfg.Rounds, "rounds", compare.DefaultRounds, "rounds per scenario (medians and spreads over them)")
 	fs.DurationVar(&cfg.Duration, "duration", 2*time.Second, "measured window per run")
 	fs.DurationVar(&cfg.Warmup, "warmup", 500*time.Millisecond, "load before measuring, per run")
 	fs.IntVar(&cfg.IdleConns, "idle-conns", 10000, "connections of the idle-memory scenario")
 	out := fs.String("out", "", "markdown file whose bench-compare section to replace (default: print the section)")
 	goBench := fs.String("gobench", "", "`go test -bench` output of ./bench to add as a table")
 	rawJSON := fs.String("json", "", "also write every result as JSON to this file")
-	timeout := fs.Duration("timeout", 15*time.Minute, "stop (and report what ran) after this long")
+	timeout := fs.Duration("timeout", 30*time.Minute, "stop (and report what ran) after this long")
 	noCheck := fs.Bool("no-check", false, "skip the two-generator-process check")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -54,7 +54,22 @@ type Case struct {
 	// Only, when set, names the one target the case applies to (the
 	// SignalR bridge exists only in homemq); the others show "–".
 	Only string
+	// Rounds, when set, caps the rounds of this case (long cases such as
+	// 15,000 idle connections).
+	Rounds int
 }
+
+// IdleSteps are the connection counts at which the idle cases read memory
+// on the way to their total; IdleSources the loopback source addresses
+// they dial from (one address has about 28,000 ephemeral ports).
+var (
+	IdleSteps   = []int{1000, 5000, 10000}
+	IdleSources = 4
+)
+
+// idleRounds caps the rounds of the idle cases: each opens every
+// connection again in a fresh process.
+const idleRounds = 3
 
 // Cases returns the scenarios of `make bench-compare` (a–d, docs/performance.md):
 // each measured window lasts d after a warmup of w; idle holds conns.
@@ -87,7 +102,11 @@ func Cases(d, w time.Duration, conns int) []Case {
 		{Name: "SignalR bridge: SendCommand → agent's ack, 4 callers × 100/s", Unit: "µs", Only: Homemq,
 			Spec: sp(load.Spec{Scenario: load.SignalR, Pubs: 4, Rate: 100}), Rows: []Row{{Metric: LatencyP50}, {Metric: LatencyP99}}},
 		{Name: "state over TLS, QoS 1, 64 B, 4 → 4", Unit: "msgs/s", Spec: state(4, 4, 1, 64), TLS: true, Rows: stateGoal},
-		{Name: fmt.Sprintf("idle connections (%d)", conns), Unit: "B/conn", Spec: load.Spec{Scenario: load.Idle, Conns: conns, Workers: 8},
+		{Name: fmt.Sprintf("idle connections (%d)", conns), Unit: "B/conn", Rounds: idleRounds,
+			Spec: load.Spec{Scenario: load.Idle, Conns: conns, Steps: IdleSteps, Sources: IdleSources, Workers: 8},
+			Rows: []Row{{Metric: BytesPerConn, MaxExtra: 2048}}},
+		{Name: fmt.Sprintf("idle connections over TLS (%d)", conns), Unit: "B/conn", Rounds: idleRounds, TLS: true,
+			Spec: load.Spec{Scenario: load.Idle, Conns: conns, Steps: IdleSteps, Sources: IdleSources, Workers: 8},
 			Rows: []Row{{Metric: BytesPerConn, MaxExtra: 2048}}},
 	}
 }

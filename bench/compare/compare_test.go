@@ -283,3 +283,28 @@ func running(prog string) []string {
 	}
 	return pids
 }
+
+func TestIdleGrowth(t *testing.T) {
+	steps := func(perConn ...float64) load.Result {
+		r := load.Result{Scenario: load.Idle}
+		for i, v := range perConn {
+			r.Steps = append(r.Steps, load.IdleStep{Conns: []int{1000, 15000}[i], BytesPerConn: v})
+		}
+		return r
+	}
+	c := Case{Name: "idle connections (15000)", Spec: load.Spec{Scenario: load.Idle}}
+	rep := &Report{Cases: []CaseResult{{Case: c, Results: map[string][]load.Result{
+		Homemq: {steps(40000, 36000), steps(42000, 34000), steps(41000, 35000)},
+		Bare:   {steps(33000, 32000)},
+	}}}}
+	md := idleGrowth(rep)
+	for _, want := range []string{
+		"| 1,000 | 41.0 KB | 33.0 KB | – |",
+		"| 15,000 | 35.0 KB | 32.0 KB | – |",
+		"One million such connections at the figure of 15,000: homemq 32.6 GiB, bare 29.8 GiB.",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("growth table lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -180,6 +180,7 @@ func (rep *Report) Markdown() string {
 		}
 		notes = append(notes, caseNotes(cr)...)
 	}
+	b.WriteString(idleGrowth(rep))
 	m := rep.Machine
 	fmt.Fprintf(&b, "\nMachine: %d × %s, %d MiB, Linux %s, %s", m.CPUs, m.CPU, m.MemoryMiB, m.Kernel, m.Go)
 	if m.Mosquitto != "" {

@@ -136,9 +136,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	total, n := 0, 0
 	for _, c := range cases {
 		if c.Only != "" {
-			total += cfg.Rounds
+			total += c.rounds(cfg.Rounds)
 		} else {
-			total += cfg.Rounds * len(live)
+			total += c.rounds(cfg.Rounds) * len(live)
 		}
 	}
 	for _, c := range cases {
@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			servers = map[string]*server{}
 		}
 		cr := CaseResult{Case: c, Results: map[string][]load.Result{}, Errors: map[string][]string{}}
-		for round := 1; round <= cfg.Rounds; round++ {
+		for round := 1; round <= c.rounds(cfg.Rounds); round++ {
 			for _, name := range live {
 				if err := ctx.Err(); err != nil {
 					return rep, err
@@ -180,6 +180,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Elapsed = time.Since(rep.Started)
 	rep.LoadAfter = loadAverage()
 	return rep, ctx.Err()
+}
+
+// rounds is how many of n rounds case c runs.
+func (c Case) rounds(n int) int {
+	if c.Rounds > 0 {
+		return min(c.Rounds, n)
+	}
+	return n
 }
 
 // fresh reports whether c needs a fresh target process per run.

@@ -47,6 +47,8 @@ type Spec struct {
 	Workers int           // connect, idle: concurrent dialers (default 8)
 	Tokens  int           // connect: distinct tokens to connect with (default 30000)
 	Conns   int           // idle: connections to hold
+	Steps   []int         // idle: also read memory at these counts on the way to Conns
+	Sources int           // idle: loopback source addresses to dial from (127.0.0.1 …; default 1)
 	Settle  time.Duration // idle: wait before reading memory (default 2s)
 }
 
@@ -102,8 +104,10 @@ type Result struct {
 	RSSBefore    int64   `json:"rss_before,omitempty"`
 	RSSAfter     int64   `json:"rss_after,omitempty"`
 	BytesPerConn float64 `json:"bytes_per_conn,omitempty"`
-	Errors       int64   `json:"errors,omitempty"`
-	FirstError   string  `json:"first_error,omitempty"`
+	// Steps is the idle scenario's memory at each step, the last at Conns.
+	Steps      []IdleStep `json:"steps,omitempty"`
+	Errors     int64      `json:"errors,omitempty"`
+	FirstError string     `json:"first_error,omitempty"`
 }
 
 // Run puts the load of s on t and reports what it measured. Every loop

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,9 +189,21 @@ func TestConnectAndIdle(t *testing.T) {
 		if err != nil || r.Connects == 0 || r.Errors != 0 {
 			t.Errorf("connect on %s: %+v, %v", tg.Name, r, err)
 		}
-		r, err = Run(ctx, tg, Spec{Scenario: Idle, Conns: 200, Workers: 4, Settle: 10 * time.Millisecond})
+		heap := int64(1 << 20)
+		tg.HeapLive = func() (int64, error) { heap += 1000; return heap, nil }
+		r, err = Run(ctx, tg, Spec{Scenario: Idle, Conns: 200, Steps: []int{50, 100, 500}, Sources: 3, Workers: 4, Settle: 10 * time.Millisecond})
 		if err != nil || r.Conns != 200 || r.RSSBefore <= 0 || r.RSSAfter <= 0 {
 			t.Errorf("idle on %s: %+v, %v", tg.Name, r, err)
+		}
+		var steps []int
+		for _, st := range r.Steps {
+			steps = append(steps, st.Conns)
+			if st.RSS <= 0 || st.HeapLive <= 0 {
+				t.Errorf("idle on %s: step %+v lacks a reading", tg.Name, st)
+			}
+		}
+		if !slices.Equal(steps, []int{50, 100, 200}) {
+			t.Errorf("idle on %s: steps at %v, want 50, 100, 200", tg.Name, steps)
 		}
 	}
 	if _, err := Run(ctx, Target{Name: "x", Addr: "127.0.0.1:1"}, Spec{Scenario: Idle, Conns: 1}); err == nil {
@@ -198,6 +211,17 @@ func TestConnectAndIdle(t *testing.T) {
 	}
 	if _, err := Run(ctx, Target{Name: "x"}, Spec{Scenario: "nope"}); err == nil {
 		t.Error("an unknown scenario ran")
+	}
+}
+
+func TestSourceIP(t *testing.T) {
+	for _, tc := range []struct {
+		i, n int
+		want string
+	}{{0, 1, ""}, {5, 0, ""}, {0, 4, "127.0.0.1"}, {3, 4, "127.0.0.4"}, {4, 4, "127.0.0.1"}} {
+		if got := sourceIP(tc.i, tc.n); got != tc.want {
+			t.Errorf("sourceIP(%d, %d) = %q, want %q", tc.i, tc.n, got, tc.want)
+		}
 	}
 }
 

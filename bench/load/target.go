@@ -30,6 +30,8 @@ type Target struct {
 	Minter *Minter
 	// PID is the broker's process, for memory readings (0: not measured).
 	PID int
+	// HeapLive, when set, reports the broker's live heap in bytes (idle).
+	HeapLive func() (int64, error)
 	// HTTPS is homemq's HTTPS address and HTTPSTLS the client TLS for it
 	// (the SignalR scenario).
 	HTTPS    string

@@ -26,7 +26,7 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&cfg.Rounds, "rounds", compare.DefaultRounds, "rounds per scenario (medians and spreads over them)")
 	fs.DurationVar(&cfg.Duration, "duration", 2*time.Second, "measured window per run")
 	fs.DurationVar(&cfg.Warmup, "warmup", 500*time.Millisecond, "load before measuring, per run")
-	fs.IntVar(&cfg.IdleConns, "idle-conns", 10000, "connections of the idle-memory scenario")
+	fs.IntVar(&cfg.IdleConns, "idle-conns", 15000, "connections of the idle-memory scenarios (plain and TLS), dialled from 4 loopback addresses")
 	out := fs.String("out", "", "markdown file whose bench-compare section to replace (default: print the section)")
 	goBench := fs.String("gobench", "", "`go test -bench` output of ./bench to add as a table")
 	rawJSON := fs.String("json", "", "also write every result as JSON to this file")

@@ -26,6 +26,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -82,6 +84,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&s.Workers, "workers", 8, "connect, idle: concurrent dialers")
 	fs.IntVar(&s.Conns, "conns", 10000, "idle: connections to hold")
 	fs.DurationVar(&s.Settle, "settle", 2*time.Second, "idle: wait before reading memory")
+	fs.IntVar(&s.Sources, "sources", 1, "idle: loopback source addresses to dial from (127.0.0.1 …)")
+	steps := fs.String("steps", "", "idle: comma-separated connection counts at which to read memory too, e.g. 1000,5000,10000")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,6 +93,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("--qos %d: the load tool speaks QoS 0 and 1", *qos)
 	}
 	s.Scenario, s.QoS = load.Scenario(*scenario), byte(*qos)
+	for _, f := range strings.FieldsFunc(*steps, func(r rune) bool { return r == ',' }) {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--steps %q: want positive connection counts separated by commas", *steps)
+		}
+		s.Steps = append(s.Steps, n)
+	}
 	if *startAt > 0 {
 		s.StartAt = time.Unix(0, *startAt)
 	}
@@ -131,6 +142,9 @@ func printResult(w io.Writer, r load.Result) {
 	case load.Connect:
 		fmt.Fprintf(w, "%s %s: %.0f connects/s (%d in %.2fs), %d errors %s\n", r.Target, r.Scenario, r.Rate, r.Connects, r.Seconds, r.Errors, r.FirstError)
 	case load.Idle:
+		for _, st := range r.Steps {
+			fmt.Fprintf(w, "%s %s: at %d connections RSS %d bytes, %.0f bytes/connection\n", r.Target, r.Scenario, st.Conns, st.RSS, st.BytesPerConn)
+		}
 		fmt.Fprintf(w, "%s %s: %d connections, RSS %d -> %d bytes, %.0f bytes/connection, %d errors %s\n",
 			r.Target, r.Scenario, r.Conns, r.RSSBefore, r.RSSAfter, r.BytesPerConn, r.Errors, r.FirstError)
 	default:

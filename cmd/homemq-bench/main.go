@@ -5,13 +5,16 @@
 //	homemq-bench run --addr 127.0.0.1:1883 --data ./homemq-data --scenario command
 //	homemq-bench run --addr 127.0.0.1:1883 --data ./homemq-data --https 127.0.0.1:8443 --scenario signalr
 //	homemq-bench compare --bin bin --out docs/performance.md
+//	homemq-bench inproc --target homemq --conns 200000 --heap-profile heap.pprof
 //
 // run puts one scenario on one broker and prints what it measured (JSON
 // with --json); with --data it mints homemq tokens from that data folder,
 // without it connects with no password. compare starts homemq, the bare
 // mochi server and Mosquitto one after the other on free loopback ports,
 // runs every scenario against each in rounds and writes the medians and
-// ratios into docs/performance.md.
+// ratios into docs/performance.md. inproc opens idle connections to a
+// broker in its own process through an in-process listener, past what
+// sockets allow on one machine, and prints memory per connection.
 package main
 
 import (
@@ -26,8 +29,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -47,15 +48,17 @@ func main() {
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: homemq-bench run|compare [flags] (-h for the flags)")
+		return errors.New("usage: homemq-bench run|compare|inproc [flags] (-h for the flags)")
 	}
 	switch args[0] {
 	case "run":
 		return runCmd(ctx, args[1:], stdout, stderr)
 	case "compare":
 		return compareCmd(ctx, args[1:], stdout, stderr)
+	case "inproc":
+		return inprocCmd(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown command %q: want run or compare", args[0])
+	return fmt.Errorf("unknown command %q: want run, compare or inproc", args[0])
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -93,12 +96,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("--qos %d: the load tool speaks QoS 0 and 1", *qos)
 	}
 	s.Scenario, s.QoS = load.Scenario(*scenario), byte(*qos)
-	for _, f := range strings.FieldsFunc(*steps, func(r rune) bool { return r == ',' }) {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			return fmt.Errorf("--steps %q: want positive connection counts separated by commas", *steps)
-		}
-		s.Steps = append(s.Steps, n)
+	var err error
+	if s.Steps, err = parseSteps(*steps); err != nil {
+		return fmt.Errorf("--steps: %w", err)
 	}
 	if *startAt > 0 {
 		s.StartAt = time.Unix(0, *startAt)

@@ -6,7 +6,8 @@
 # About fifteen minutes on two cores; it is not part of `make test`.
 #
 # Settings (environment): ROUNDS (5), DURATION (2s per run), WARMUP (500ms),
-# IDLE_CONNS (15000), OUT (docs/performance.md), BENCHTIME (300ms for the Go
+# IDLE_CONNS (15000), INPROC_CONNS (100000 in-process idle connections; 0
+# skips them), OUT (docs/performance.md), BENCHTIME (300ms for the Go
 # benchmarks), KEEP=1 keeps the work folder (configs, logs, results.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ WARMUP=${WARMUP:-500ms}
 IDLE_CONNS=${IDLE_CONNS:-15000}
 OUT=${OUT:-docs/performance.md}
 BENCHTIME=${BENCHTIME:-300ms}
+INPROC_CONNS=${INPROC_CONNS:-100000}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/homemq-bench-compare.XXXXXX")
 pid=""
@@ -62,11 +64,19 @@ mkdir -p "$WORK/bin"
 echo "bench-compare: Go benchmarks of the per-publish hook cost (go test -bench . ./bench)"
 "$GO" test -run '^$' -bench . -benchmem -count 3 -benchtime "$BENCHTIME" -timeout 5m ./bench | tee "$WORK/gobench.txt" | grep '^Benchmark' || true
 
+echo "bench-compare: heap profile of 20,000 idle connections to homemq (homemq-bench inproc)"
+"$WORK/bin/homemq-bench" inproc --target homemq --conns 20000 --steps "" --heap-profile "$WORK/idle-heap.pprof" || true
+if [ -s "$WORK/idle-heap.pprof" ]; then
+	"$GO" tool pprof -top -sample_index=inuse_space "$WORK/bin/homemq-bench" "$WORK/idle-heap.pprof" 2>/dev/null |
+		sed -n '/flat%/,$p' | head -16 >"$WORK/idle-heap.txt" || true
+fi
+
 echo "bench-compare: load runs (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 "$WORK/bin/homemq-bench" compare \
 	--homemq "$WORK/bin/homemq" --bare "$WORK/bin/homemq-bare" --mosquitto "$MOSQ" \
 	--rounds "$ROUNDS" --duration "$DURATION" --warmup "$WARMUP" --idle-conns "$IDLE_CONNS" \
 	--gobench "$WORK/gobench.txt" --work "$WORK" --json "$WORK/results.json" \
+	--inproc-conns "$INPROC_CONNS" --idle-profile "$WORK/idle-heap.txt" \
 	--out "$OUT" --timeout 30m &
 pid=$!
 wait "$pid"

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"homemq/bench/inproc"
 	"homemq/bench/load"
 )
 
@@ -305,6 +306,31 @@ func TestIdleGrowth(t *testing.T) {
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("growth table lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestInprocMarkdown(t *testing.T) {
+	res := func(heap, stack, rss float64) inproc.Result {
+		return inproc.Result{Steps: []inproc.Step{
+			{Conns: 10000, HeapPerConn: heap + 100, StackPerConn: stack, RSSPerConn: rss + 100, GoroutinesPerConn: 2},
+			{Conns: 100000, HeapPerConn: heap, StackPerConn: stack, RSSPerConn: rss, GoroutinesPerConn: 2},
+		}}
+	}
+	in := &Inproc{Conns: 100000, Results: map[string][]inproc.Result{
+		inproc.Homemq: {res(17000, 8000, 30000), res(18000, 8000, 31000), res(19000, 8000, 50000)},
+		inproc.Bare:   {res(15000, 8000, 28000)},
+	}, Errors: []string{"bare round 2: killed"}, ProfileTop: "flat flat%\n196MB newClient\n"}
+	md := in.Markdown()
+	for _, want := range []string{
+		"| 100,000 | homemq | 18.0 KB | 8,000 B | 26.0 KB | 31.0 KB | 2.00 |",
+		"| 10,000 | bare | 15.1 KB | 8,000 B | 23.1 KB | 28.1 KB | 2.00 |",
+		"homemq 28.9 GiB, bare 26.1 GiB",
+		"in-process run failed: bare round 2: killed",
+		"196MB newClient",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("in-process table lacks %q:\n%s", want, md)
 		}
 	}
 }

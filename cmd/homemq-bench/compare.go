@@ -32,6 +32,9 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	rawJSON := fs.String("json", "", "also write every result as JSON to this file")
 	timeout := fs.Duration("timeout", 30*time.Minute, "stop (and report what ran) after this long")
 	noCheck := fs.Bool("no-check", false, "skip the two-generator-process check")
+	inprocConns := fs.Int("inproc-conns", 100000, "in-process idle connections per run (homemq-bench inproc; 0 skips them)")
+	inprocRounds := fs.Int("inproc-rounds", 3, "rounds of the in-process idle runs")
+	profileTop := fs.String("idle-profile", "", "`go tool pprof -top` output of an idle homemq's heap to add under the in-process table")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,12 +75,25 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		fmt.Fprintf(stderr, "homemq-bench compare: stopped early: %v; reporting what ran\n", err)
 	}
+	if *inprocConns > 0 && ctx.Err() == nil {
+		self, serr := os.Executable()
+		if serr != nil {
+			return serr
+		}
+		in := compare.RunInproc(ctx, self, *inprocConns, *inprocRounds, stderr)
+		if *profileTop != "" {
+			if b, rerr := os.ReadFile(*profileTop); rerr == nil {
+				in.ProfileTop = string(b)
+			}
+		}
+		rep.ExtraTables += in.Markdown() + "\n"
+	}
 	if *goBench != "" {
 		f, ferr := os.Open(*goBench)
 		if ferr != nil {
 			return ferr
 		}
-		rep.ExtraTables = "Per-publish hook cost, in-process (Go benchmarks, medians of the `-count` runs):\n\n" + compare.GoBenchTable(f)
+		rep.ExtraTables += "Per-publish hook cost, in-process (Go benchmarks, medians of the `-count` runs):\n\n" + compare.GoBenchTable(f)
 		f.Close()
 	}
 	if *rawJSON != "" {

@@ -65,6 +65,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return errors.New("--demo runs only in dev mode (no tls.cert and tls.key in the config): it registers a demo home and agent")
 	}
 	log := newLogger(cfg.Log.Level, stderr)
+	cfg.Limits.ApplyMemoryLimit()
 	b, err := broker.New(cfg, broker.WithLogger(log))
 	if err != nil {
 		return err

@@ -61,8 +61,8 @@ mkdir -p "$WORK/bin"
 "$GO" build -o "$WORK/bin/homemq-bare" ./bench/cmd/homemq-bare
 "$GO" build -o "$WORK/bin/homemq-bench" ./cmd/homemq-bench
 
-echo "bench-compare: Go benchmarks of the per-publish hook cost (go test -bench . ./bench)"
-"$GO" test -run '^$' -bench . -benchmem -count 3 -benchtime "$BENCHTIME" -timeout 5m ./bench | tee "$WORK/gobench.txt" | grep '^Benchmark' || true
+echo "bench-compare: Go benchmarks of the per-publish hook cost and of token verification (go test -bench . ./bench ./auth)"
+"$GO" test -run '^$' -bench . -benchmem -count 3 -benchtime "$BENCHTIME" -timeout 5m ./bench ./auth | tee "$WORK/gobench.txt" | grep '^Benchmark' || true
 
 echo "bench-compare: heap profile of 20,000 idle connections to homemq (homemq-bench inproc)"
 "$WORK/bin/homemq-bench" inproc --target homemq --conns 20000 --steps "" --heap-profile "$WORK/idle-heap.pprof" || true

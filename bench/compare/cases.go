@@ -12,11 +12,15 @@ type Metric int
 
 // The metrics of the table.
 const (
-	Throughput   Metric = iota // delivered msgs/s or connects/s: higher is better
-	LatencyP50                 // µs: lower is better
-	LatencyP99                 // µs
-	LatencyP999                // µs
-	BytesPerConn               // broker RSS bytes per idle connection
+	Throughput     Metric = iota // delivered msgs/s or connects/s: higher is better
+	LatencyP50                   // µs: lower is better
+	LatencyP99                   // µs
+	LatencyP999                  // µs
+	BytesPerConn                 // broker RSS bytes per idle connection
+	AdmitSeconds                 // storm: s until every agent is re-admitted: lower is better
+	DeliverSeconds               // storm: s until every queued command is delivered
+	CPUSeconds                   // storm: the broker's CPU s from restart to the end
+	Delivered                    // storm: queued commands delivered after the crash
 )
 
 func (m Metric) value(r load.Result) float64 {
@@ -29,6 +33,14 @@ func (m Metric) value(r load.Result) float64 {
 		return r.P999
 	case BytesPerConn:
 		return r.BytesPerConn
+	case AdmitSeconds:
+		return r.Seconds
+	case DeliverSeconds:
+		return r.DeliveredSeconds
+	case CPUSeconds:
+		return r.CPUSeconds
+	case Delivered:
+		return float64(r.Delivered)
 	}
 	return r.Rate
 }
@@ -67,6 +79,9 @@ var (
 	IdleSources = 4
 )
 
+// StormAgents is the number of agents of the reconnect storm.
+var StormAgents = 2000
+
 // idleRounds caps the rounds of the idle cases: each opens every
 // connection again in a fresh process.
 const idleRounds = 3
@@ -104,6 +119,9 @@ func Cases(d, w time.Duration, conns int) []Case {
 		{Name: "SignalR bridge: SendCommand → agent's ack, 4 callers × 100/s", Unit: "µs", Only: Homemq,
 			Spec: sp(load.Spec{Scenario: load.SignalR, Pubs: 4, Rate: 100}), Rows: []Row{{Metric: LatencyP50}, {Metric: LatencyP99}}},
 		{Name: "state over TLS, QoS 1, 64 B, 4 → 4", Unit: "msgs/s", Spec: state(4, 4, 1, 64), TLS: true, Rows: stateGoal},
+		{Name: fmt.Sprintf("reconnect storm after kill -9: %d agents, persistent sessions, 1 queued command each", StormAgents),
+			Unit: "s", Rounds: idleRounds, Spec: load.Spec{Scenario: load.Storm, Conns: StormAgents, Workers: 16, Sources: IdleSources},
+			Rows: []Row{{Metric: AdmitSeconds}, {Metric: DeliverSeconds}, {Metric: CPUSeconds}, {Metric: Delivered}}},
 		{Name: fmt.Sprintf("idle connections (%d)", conns), Unit: "B/conn", Rounds: idleRounds,
 			Spec: load.Spec{Scenario: load.Idle, Conns: conns, Steps: IdleSteps, Sources: IdleSources, Workers: 8},
 			Rows: []Row{{Metric: BytesPerConn, MaxExtra: 2048}}},

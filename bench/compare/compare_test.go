@@ -228,6 +228,9 @@ func TestRunAgainstRealProcesses(t *testing.T) {
 		switch {
 		case c.Name == "state, QoS 0, 64 B, 4 → 4", c.Spec.Scenario == load.Idle, c.TLS:
 			cases = append(cases, c)
+		case c.Spec.Scenario == load.Storm:
+			c.Spec.Conns = 50
+			cases = append(cases, c)
 		case c.Spec.Scenario == load.Connect, c.Spec.Scenario == load.Command && c.Spec.Rate == 0, c.Spec.Scenario == load.SignalR:
 			c.Spec.Tokens = 200
 			cases = append(cases, c)

@@ -129,6 +129,14 @@ func (m Metric) label(unit string) string {
 		return "p99 " + unit
 	case LatencyP999:
 		return "p99.9 " + unit
+	case AdmitSeconds:
+		return "s until all re-admitted"
+	case DeliverSeconds:
+		return "s until all commands delivered"
+	case CPUSeconds:
+		return "broker CPU s"
+	case Delivered:
+		return "queued commands delivered"
 	}
 	return unit
 }
@@ -250,6 +258,9 @@ func caseNotes(cr CaseResult) []string {
 func figure(v float64, m Metric) string {
 	if v <= 0 {
 		return "–"
+	}
+	if m == AdmitSeconds || m == DeliverSeconds || m == CPUSeconds {
+		return fmt.Sprintf("%.2f s", v)
 	}
 	if m == LatencyP50 || m == LatencyP99 || m == LatencyP999 {
 		if v >= 1000 {

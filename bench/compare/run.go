@@ -158,6 +158,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					continue
 				}
 				n++
+				if c.Spec.Scenario == load.Storm { // sessions of earlier rounds stay in homemq's store: new agents each round
+					c.Spec.GroupBase = 100*round + slices.Index(live, name)
+				}
 				r, err := e.runOne(ctx, servers, name, c)
 				r.Round = round
 				if err != nil {
@@ -191,13 +194,13 @@ func (c Case) rounds(n int) int {
 }
 
 // fresh reports whether c needs a fresh target process per run.
-func fresh(c Case) bool { return c.Spec.Scenario == load.Idle }
+func fresh(c Case) bool { return c.Spec.Scenario == load.Idle || c.Spec.Scenario == load.Storm }
 
 // runOne runs case c against target name: on the running server, or for
 // the idle case on a fresh one.
 func (e *env) runOne(ctx context.Context, servers map[string]*server, name string, c Case) (load.Result, error) {
 	if fresh(c) {
-		s, err := e.start(ctx, name)
+		s, err := e.startWith(ctx, name, c.Spec.Scenario == load.Storm)
 		if err != nil {
 			return load.Result{}, err
 		}
@@ -229,6 +232,9 @@ func summary(c Case, r load.Result, err error) string {
 		s = fmt.Sprintf("%.0f B/conn (%d conns)", r.BytesPerConn, r.Conns)
 	case load.Connect:
 		s = fmt.Sprintf("%.0f connects/s", r.Rate)
+	case load.Storm:
+		s = fmt.Sprintf("%d/%d re-admitted in %.2fs (%d sessions present), %d/%d queued commands delivered, %.2f CPU s",
+			r.Connects, r.Conns, r.Seconds, r.SessionsPresent, r.Delivered, r.Published, r.CPUSeconds)
 	default:
 		s = fmt.Sprintf("%.0f msgs/s, p50 %.0fµs p99 %.0fµs", r.Rate, r.P50, r.P99)
 		if r.Lost > 0 || r.Refused > 0 {

@@ -46,7 +46,7 @@ type Spec struct {
 	StartAt time.Time
 	Workers int           // connect, idle: concurrent dialers (default 8)
 	Tokens  int           // connect: distinct tokens to connect with (default 30000)
-	Conns   int           // idle: connections to hold
+	Conns   int           // idle: connections to hold; storm: agents
 	Steps   []int         // idle: also read memory at these counts on the way to Conns
 	Sources int           // idle: loopback source addresses to dial from (127.0.0.1 …; default 1)
 	Settle  time.Duration // idle: wait before reading memory (default 2s)
@@ -108,6 +108,7 @@ type Result struct {
 	Steps      []IdleStep `json:"steps,omitempty"`
 	Errors     int64      `json:"errors,omitempty"`
 	FirstError string     `json:"first_error,omitempty"`
+	StormResult
 }
 
 // Run puts the load of s on t and reports what it measured. Every loop
@@ -125,8 +126,10 @@ func Run(ctx context.Context, t Target, s Spec) (Result, error) {
 		r, err = runIdle(ctx, t, s)
 	case SignalR:
 		r, err = runSignalR(ctx, t, s)
+	case Storm:
+		r, err = runStorm(ctx, t, s)
 	default:
-		return r, fmt.Errorf("load: unknown scenario %q (state, command, connect, idle, signalr)", s.Scenario)
+		return r, fmt.Errorf("load: unknown scenario %q (state, command, connect, idle, signalr, storm)", s.Scenario)
 	}
 	r.Scenario, r.Target = s.Scenario, t.Name
 	return r, err

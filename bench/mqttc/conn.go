@@ -47,6 +47,9 @@ type Options struct {
 	// BufferSize is the size of the read and the write buffer (default
 	// 64 KiB; a few hundred bytes for connections that only connect).
 	BufferSize int
+	// SessionExpiry, when set, asks for a persistent session kept this
+	// many seconds after the connection ends (clean start off).
+	SessionExpiry uint32
 	// LocalIP, when set, is the source address to dial from (e.g.
 	// 127.0.0.2, so that one generator holds more connections to one
 	// port than one address has ephemeral ports).
@@ -58,6 +61,7 @@ type Options struct {
 
 // Connack is the broker's answer to CONNECT.
 type Connack struct {
+	SessionPresent bool
 	Reason         byte
 	ReasonString   string
 	ReceiveMaximum uint16 // 65535 when the broker sent none

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"homemq/bench/compare"
@@ -32,6 +33,8 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	rawJSON := fs.String("json", "", "also write every result as JSON to this file")
 	timeout := fs.Duration("timeout", 30*time.Minute, "stop (and report what ran) after this long")
 	noCheck := fs.Bool("no-check", false, "skip the two-generator-process check")
+	only := fs.String("only", "", "run only the scenarios whose name contains this text (e.g. storm, idle)")
+	stormAgents := fs.Int("storm-agents", compare.StormAgents, "agents of the reconnect storm")
 	inprocConns := fs.Int("inproc-conns", 100000, "in-process idle connections per run (homemq-bench inproc; 0 skips them)")
 	inprocRounds := fs.Int("inproc-rounds", 3, "rounds of the in-process idle runs")
 	profileTop := fs.String("idle-profile", "", "`go tool pprof -top` output of an idle homemq's heap to add under the in-process table")
@@ -39,6 +42,18 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	cfg.Mosquitto = findMosquitto(*mosquitto)
+	compare.StormAgents = *stormAgents
+	if *only != "" {
+		for _, c := range compare.Cases(cfg.Duration, cfg.Warmup, cfg.IdleConns) {
+			if strings.Contains(c.Name, *only) {
+				cfg.Cases = append(cfg.Cases, c)
+			}
+		}
+		if len(cfg.Cases) == 0 {
+			return fmt.Errorf("--only %q: no scenario's name contains it", *only)
+		}
+		*noCheck = true
+	}
 	if !*noCheck {
 		self, err := os.Executable()
 		if err != nil {

@@ -255,9 +255,19 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 	caps.MaximumMessageExpiryInterval = 0
 	caps.ReceiveMaximum = l.MaxInflight
 	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
+	// mochi's NewClient allocates this outbound channel in full at connect
+	// (8 KB a connection at 1024), and publishToClient drops a PUBLISH,
+	// QoS 1 too, when it is full. A subscribe that matches many retained
+	// states queues them all at once, so a smaller channel would lose
+	// retained messages of a large home: it stays at max_queued
+	// (docs/performance.md, upstream proposal).
 	caps.MaximumClientWritesPending = int32(l.MaxQueued)
 	caps.TopicAliasMaximum = 32
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true // mochi's buildAck otherwise copies the PUBLISH's properties (user properties too) onto PUBACK/PUBREC
+	// ClientNetReadBufferSize stays at mochi's 2 KiB: 1 KiB saves a
+	// kilobyte per idle connection but costs a busy publisher read calls
+	// (BenchmarkCommand); ClientNetWriteBufferSize is only a flush
+	// threshold and allocates nothing for an idle connection.
 	return &mqtt.Options{
 		Capabilities:           caps,
 		Logger:                 log,

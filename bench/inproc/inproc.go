@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
+
 	"homemq/bench"
 	"homemq/bench/load"
 	"homemq/bench/mqttc"
@@ -98,11 +100,25 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 	}
 	res := Result{Target: s.Target, Conns: s.Conns, ClientBytes: clientCost()}
 	base := read()
-	pipe, target, stop, err := start(s.Target, limits)
+	pipe, target, srv, stop, err := start(s.Target, limits)
 	if err != nil {
 		return res, err
 	}
-	defer stop()
+	keep := make([]net.Conn, 0, s.Conns)
+	baseClients := srv.Clients.Len() // mochi's inline client
+	defer func() {
+		// Close the clients and let the server remove them before it
+		// shuts down: mochi's closeListenerClients (which a listener
+		// without the broker's closer falls back on) takes the clients'
+		// read lock twice and deadlocks against a concurrent removal.
+		for _, c := range keep {
+			_ = c.Close()
+		}
+		for end := time.Now().Add(30 * time.Second); srv.Clients.Len() > baseClients && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		stop()
+	}()
 	if err := waitServing(pipe); err != nil {
 		return res, err
 	}
@@ -110,12 +126,6 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	keep := make([]net.Conn, 0, s.Conns)
-	defer func() {
-		for _, c := range keep {
-			_ = c.Close()
-		}
-	}()
 	start := time.Now()
 	for _, step := range steps(s) {
 		opened, err := open(ctx, pipe, ids, len(keep), step-len(keep), s.Workers)
@@ -190,13 +200,13 @@ func (t target) identities(n int) ([]load.Identity, error) {
 var quiet = slog.New(slog.DiscardHandler)
 
 // start runs the target with limits and the in-process listener.
-func start(name string, limits broker.LimitsConfig) (*broker.PipeListener, target, func(), error) {
+func start(name string, limits broker.LimitsConfig) (*broker.PipeListener, target, *mqtt.Server, func(), error) {
 	pipe := broker.NewPipeListener(ListenerID, limits.ConnectTimeout)
 	switch name {
 	case Homemq:
 		dir, err := os.MkdirTemp("", "homemq-inproc-")
 		if err != nil {
-			return nil, target{}, nil, err
+			return nil, target{}, nil, nil, err
 		}
 		cfg := broker.DefaultConfig()
 		cfg.Data, cfg.Limits, cfg.Log.Level = dir, limits, "error"
@@ -204,32 +214,32 @@ func start(name string, limits broker.LimitsConfig) (*broker.PipeListener, targe
 		b, err := broker.New(cfg, broker.WithLogger(quiet))
 		if err != nil {
 			_ = os.RemoveAll(dir)
-			return nil, target{}, nil, err
+			return nil, target{}, nil, nil, err
 		}
 		if err := b.Server.AddListener(pipe); err != nil {
-			return nil, target{}, nil, err
+			return nil, target{}, nil, nil, err
 		}
 		if err := b.Start(); err != nil {
 			_ = os.RemoveAll(dir)
-			return nil, target{}, nil, err
+			return nil, target{}, nil, nil, err
 		}
 		m, err := load.NewMinter(dir, cfg.Tokens)
 		if err != nil {
 			b.Close()
-			return nil, target{}, nil, err
+			return nil, target{}, nil, nil, err
 		}
-		return pipe, target{load.Target{Name: name, Minter: m}}, func() { b.Close(); _ = os.RemoveAll(dir) }, nil
+		return pipe, target{load.Target{Name: name, Minter: m}}, b.Server, func() { b.Close(); _ = os.RemoveAll(dir) }, nil
 	case Bare:
 		s := bench.NewBare(limits, quiet)
 		if err := s.AddListener(pipe); err != nil {
-			return nil, target{}, nil, err
+			return nil, target{}, nil, nil, err
 		}
 		if err := s.Serve(); err != nil {
-			return nil, target{}, nil, err
+			return nil, target{}, nil, nil, err
 		}
-		return pipe, target{load.Target{Name: name}}, func() { _ = s.Close() }, nil
+		return pipe, target{load.Target{Name: name}}, s, func() { _ = s.Close() }, nil
 	}
-	return nil, target{}, nil, fmt.Errorf("inproc: unknown target %q (homemq or bare)", name)
+	return nil, target{}, nil, nil, fmt.Errorf("inproc: unknown target %q (homemq or bare)", name)
 }
 
 // open dials n connections (numbered from first) with workers dialers and

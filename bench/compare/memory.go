@@ -21,7 +21,7 @@ func idleGrowth(rep *Report) string {
 		if cr.Case.Spec.Scenario != load.Idle {
 			continue
 		}
-		fmt.Fprintf(&b, "\nMemory per connection as %s grow (RSS growth per connection, median of the rounds):\n\n", cr.Case.Name)
+		fmt.Fprintf(&b, "\nMemory per connection step by step, %s (RSS growth per connection, median of the rounds):\n\n", cr.Case.Name)
 		b.WriteString("| connections | homemq | bare mochi | Mosquitto |\n| ---: | ---: | ---: | ---: |\n")
 		steps := idleSteps(cr)
 		for i, n := range steps {

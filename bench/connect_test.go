@@ -23,7 +23,7 @@ func pipeServer(tb testing.TB, variant string) (dial func(context.Context) (net.
 	tb.Helper()
 	cfg := ForLoad(broker.DefaultConfig())
 	pipe := broker.NewPipeListener("bench-pipe", cfg.Limits.ConnectTimeout)
-	var s *mqtt.Server
+	var s, srv *mqtt.Server // srv: the broker's server, which the broker starts and closes
 	switch variant {
 	case "homemq":
 		cfg.Data = tb.TempDir()
@@ -39,7 +39,7 @@ func pipeServer(tb testing.TB, variant string) (dial func(context.Context) (net.
 			tb.Fatal(err)
 		}
 		tb.Cleanup(b.Close)
-		issuer = b.Issuer
+		issuer, srv = b.Issuer, b.Server
 	case "guard":
 		keys := auth.NewMemoryKeys()
 		revoked, err := auth.LoadRevocations("")
@@ -58,7 +58,7 @@ func pipeServer(tb testing.TB, variant string) (dial func(context.Context) (net.
 	default:
 		s = NewBare(cfg.Limits, quiet)
 	}
-	if s != nil {
+	if srv == nil {
 		if err := s.AddListener(pipe); err != nil {
 			tb.Fatal(err)
 		}
@@ -67,6 +67,19 @@ func pipeServer(tb testing.TB, variant string) (dial func(context.Context) (net.
 		}
 		tb.Cleanup(func() { _ = s.Close() })
 	}
+	if s == nil {
+		s = srv
+	}
+	// Let the server remove its last clients before it closes: a
+	// listener without the broker's closer falls back on mochi's
+	// closeListenerClients, which takes the clients' read lock twice and
+	// deadlocks against a concurrent removal. (Cleanups run last first.)
+	base := s.Clients.Len()
+	tb.Cleanup(func() {
+		for end := time.Now().Add(10 * time.Second); s.Clients.Len() > base && time.Now().Before(end); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
 	dial = func(context.Context) (net.Conn, error) { return pipe.Dial() }
 	for end := time.Now().Add(5 * time.Second); ; { // Serve hands the listener its establish function in a goroutine
 		c, err := pipe.Dial()

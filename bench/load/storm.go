@@ -247,15 +247,21 @@ func queueCommands(ctx context.Context, t Target, admin Identity, agents []Ident
 		if err != nil {
 			return 0, 0, err
 		}
-		window <- struct{}{}
-		buf = mqttc.AppendPublish(buf[:0], topic, c.NextID(), 1, body)
-		if err := c.Write(buf); err != nil {
-			return 0, 0, err
-		}
-		if len(window) == cap(window) || c.Buffered() == 0 {
+		select {
+		case window <- struct{}{}:
+		default: // the window is full: send what is buffered, then wait for a PUBACK
 			if err := c.Flush(); err != nil {
 				return 0, 0, err
 			}
+			select {
+			case window <- struct{}{}:
+			case err := <-done: // the reader stopped: the connection is gone
+				return acked, refused, fmt.Errorf("load: queuing commands: %v", err)
+			}
+		}
+		buf = mqttc.AppendPublish(buf[:0], topic, c.NextID(), 1, body)
+		if err := c.Write(buf); err != nil {
+			return 0, 0, err
 		}
 	}
 	if err := c.Flush(); err != nil {

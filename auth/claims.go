@@ -141,7 +141,7 @@ func (c *Claims) validate() error {
 	return nil
 }
 
-// ValidRole reports whether r is one of the roles of design.md.
+// ValidRole reports whether r is one of the roles of docs/architecture.md.
 func ValidRole(r string) bool {
 	switch topics.Role(r) {
 	case topics.Admin, topics.Member, topics.Viewer, topics.Agent, topics.Service:

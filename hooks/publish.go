@@ -12,7 +12,7 @@ import (
 	"homemq/topics"
 )
 
-// OnPublish checks a publish in the order of design.md: token alive, topic
+// OnPublish checks a publish in the order of docs/architecture.md: token alive, topic
 // rules, then for a cmd topic the rate limit, the envelope (well-formed, kid,
 // iat, exp, lifetime, signature) and the replay cache. An accepted command's
 // message expiry is set from the envelope's exp, so it dies in any queue.

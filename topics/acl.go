@@ -9,7 +9,7 @@ import (
 // Role is what an identity may do in one home (the values of the token's homes claim).
 type Role string
 
-// The roles of design.md. Any other string is an unknown role and is denied everything.
+// The roles of docs/architecture.md. Any other string is an unknown role and is denied everything.
 const (
 	Admin   Role = "admin"
 	Member  Role = "member"

@@ -26,8 +26,8 @@ type Config struct {
 type Embedded struct {
 	// Name is this node's name, unique in the cluster.
 	Name string `yaml:"name"`
-	// Listen is the NATS client address for operators' tools; "" opens
-	// none (homemq itself connects in-process).
+	// Listen is the NATS client address for operators' tools; "" is a
+	// random loopback port (homemq itself connects in-process).
 	Listen string `yaml:"listen"`
 	// ClusterListen is the address the peers' routes dial.
 	ClusterListen string `yaml:"cluster_listen"`
@@ -37,6 +37,8 @@ type Embedded struct {
 
 // External names an existing NATS cluster.
 type External struct {
+	// Name is this node's name, unique among the homemq nodes.
+	Name string `yaml:"name"`
 	// URL is one or more NATS URLs, comma separated.
 	URL string `yaml:"url"`
 }
@@ -69,6 +71,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("replicas: %d is out of range (0 to 5; 0 chooses min(3, nodes))", c.Replicas)
 	}
 	if n := c.NATS; n != nil {
+		if !nodeName.MatchString(n.Name) {
+			return fmt.Errorf("nats.name: %q must be 1 to 64 of [a-zA-Z0-9_-], unique among the homemq nodes", n.Name)
+		}
 		if n.URL == "" {
 			return errors.New("nats.url: a NATS URL is required (nats://host:4222)")
 		}
@@ -95,6 +100,14 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// name is this node's name.
+func (c Config) name() string {
+	if c.Embedded != nil {
+		return c.Embedded.Name
+	}
+	return c.NATS.Name
 }
 
 // replicas is the number of JetStream replicas to ask for.

@@ -14,15 +14,16 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"embedded alone", emb(Embedded{Name: "a"}), ""},
 		{"embedded with routes", emb(Embedded{Name: "a", Routes: []string{"nats-route://10.0.0.2:6222"}}), ""},
-		{"external", Config{NATS: &External{URL: "nats://n:4222"}}, ""},
+		{"external", Config{NATS: &External{Name: "a", URL: "nats://n:4222"}}, ""},
 		{"neither", Config{}, "embedded, nats"},
 		{"both", Config{Embedded: &Embedded{Name: "a"}, NATS: &External{URL: "nats://n"}}, "embedded, nats"},
-		{"no url", Config{NATS: &External{}}, "nats.url"},
+		{"no url", Config{NATS: &External{Name: "a"}}, "nats.url"},
+		{"no external name", Config{NATS: &External{URL: "nats://n"}}, "nats.name"},
 		{"no name", emb(Embedded{}), "embedded.name"},
 		{"bad name", emb(Embedded{Name: "a.b"}), "embedded.name"},
 		{"bad listen", emb(Embedded{Name: "a", Listen: "nope"}), "embedded.listen"},
 		{"bad route", emb(Embedded{Name: "a", Routes: []string{"http://x:1"}}), "embedded.routes"},
-		{"replicas", Config{NATS: &External{URL: "nats://n"}, Replicas: 7}, "replicas"},
+		{"replicas", Config{NATS: &External{Name: "a", URL: "nats://n"}, Replicas: 7}, "replicas"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

@@ -19,6 +19,14 @@ import (
 // the NATS message's data is the payload.
 const metaHeader = "Homemq-Meta"
 
+// A pull that a consumer's leader lost (a leader moved, as in a young
+// cluster) is noticed after two missed heartbeats and sent again, so a
+// message waits seconds at most, not the default 30 s pull.
+var (
+	pullExpiry    = jetstream.PullExpiry(5 * time.Second)
+	pullHeartbeat = jetstream.PullHeartbeat(time.Second)
+)
+
 // injectorID is the client id of the inline client a node delivers other
 // nodes' messages through.
 const injectorID = "homemq-cluster"
@@ -63,7 +71,7 @@ func newHook(n *Node) (*Hook, error) {
 	if err := h.refresh(ctx); err != nil {
 		return nil, err
 	}
-	cc, err := h.consumer.Consume(h.receive, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	cc, err := h.consumer.Consume(h.receive, pullExpiry, pullHeartbeat, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		n.log.Debug("cluster: consuming messages", "error", err)
 	}))
 	if err != nil {

@@ -33,7 +33,7 @@ func (n *Node) followRevocations(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer of %s: %w", RevocationsStream, err)
 	}
-	cc, err := c.Consume(n.applyRevocation)
+	cc, err := c.Consume(n.applyRevocation, pullExpiry, pullHeartbeat)
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", RevocationsStream, err)
 	}

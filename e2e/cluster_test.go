@@ -111,7 +111,8 @@ func publishes(c *v5client, topic string) []*paho.Publish {
 // properties; a command published on A reaches the agent on B once; the
 // same envelope replayed on C is refused 0x87 replay; a viewer on C never
 // gets the command (the ACL runs on the receiving node); a revocation made
-// on A cuts a connection on C within a bound.
+// on A cuts a connection on C within a bound; a command A accepted just
+// before it died is still refused on B.
 func TestClusterOfThreeNodes(t *testing.T) {
 	nodes := startCluster(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
@@ -189,4 +190,26 @@ func TestClusterOfThreeNodes(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a revocation on A did not cut the viewer on C within 5s")
 	}
+
+	// A accepts a command and dies: its replay on B is still refused, and
+	// B still accepts new commands (two of three replicas are left).
+	env2 := s.seal(t, cmd, "off", time.Now(), time.Minute)
+	if pr := commander.publish(t, cmd, env2, 1, false); pr.ReasonCode != 0 {
+		t.Fatalf("second command on A: PUBACK %#x", pr.ReasonCode)
+	}
+	a.Close()
+	attempt := 0
+	publishOnB := func(env []byte) *paho.PublishResponse {
+		attempt++
+		cl := b.mustV5(overTLS, "user:owner/b"+string(rune('0'+attempt%10)), s.token)
+		defer cl.Disconnect(&paho.Disconnect{})
+		return cl.publish(t, cmd, env, 1, false)
+	}
+	eventually(t, 30*time.Second, "B refuses the replay of a command A accepted before it died", func() bool {
+		pr := publishOnB(env2)
+		return pr.ReasonCode == 0x87 && pr.Properties != nil && strings.Contains(pr.Properties.ReasonString, "already used")
+	})
+	eventually(t, 30*time.Second, "B accepts a new command after A died", func() bool {
+		return publishOnB(s.seal(t, cmd, "on", time.Now(), time.Minute)).ReasonCode == 0
+	})
 }

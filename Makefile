@@ -4,16 +4,17 @@ NODE_DIR  := e2e/node
 FUZZTIME  ?= 20s
 BENCHTIME ?= 1s
 
-.PHONY: build run test unit e2e node-deps bench fuzz lint build-pi bench-compare clean
+.PHONY: build run test unit e2e node-deps bench bench-cutoff fuzz lint build-pi bench-compare clean
 
 ## build: bin/homemq (everything) and bin/homemq-agent (the Pi agent alone) for this machine
 build:
 	$(GO) build -buildvcs=auto -o bin/homemq ./cmd/homemq
 	$(GO) build -buildvcs=auto -o bin/homemq-agent ./cmd/homemq-agent
 
-## run: the broker in dev mode on ./homemq-data (self-provisioned certificates and keys)
-run:
-	$(GO) run ./cmd/homemq serve
+## run: bin/homemq in dev mode on ./homemq-data (self-provisioned certificates and keys) with
+## the demo home and agent; prints a sign-in link. Ctrl-C exits 0.
+run: build
+	./bin/homemq serve --demo $(ARGS)
 
 ## test: every Go test with the race detector (unit and e2e), and the JavaScript client tests
 test: node-deps
@@ -30,7 +31,11 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./topics ./envelope ./hooks ./auth
 
-## bench-compare: homemq vs bare mochi vs Mosquitto under load (about 10 minutes, not part of test); writes docs/performance.md
+## bench-cutoff: revocation, expiry and shutdown times and PUBACK latency with a stalled reader present (e2e, a few minutes)
+bench-cutoff:
+	$(GO) test -run='^$$' -bench=Stalled -benchtime=3x -count=3 -timeout 30m ./e2e/
+
+## bench-compare: homemq vs bare mochi vs Mosquitto under load (5 rounds, about 15 minutes, not part of test); writes docs/performance.md
 bench-compare:
 	GO=$(GO) bench/compare.sh
 

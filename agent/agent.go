@@ -55,6 +55,8 @@ type Agent struct {
 	devices []*device
 	cmd     *commander
 	out     *outbox
+
+	discovery *published // the discovery config topics it published
 }
 
 // New checks cfg and prepares an agent; it touches no pin and opens no
@@ -64,7 +66,7 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: opt.Logger, pins: opt.Pins, dial: opt.Dial, out: newOutbox()}
+	a := &Agent{cfg: cfg, log: opt.Logger, pins: opt.Pins, dial: opt.Dial, out: newOutbox(), discovery: newPublished(&cfg)}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -340,13 +342,9 @@ func (a *Agent) connect(ctx context.Context) (*conn, error) {
 	for _, d := range a.devices {
 		c.client.Publish(topics.StateTopic(a.cfg.Home, a.cfg.Agent, d.cfg.ID), 1, true, mustJSON(d.state()))
 	}
-	if !resumed {
-		// Retained, so once per session is enough; a broker that lost the
-		// session may have lost them too.
-		for _, m := range DiscoveryMessages(&a.cfg) {
-			c.client.Publish(m.Topic, 1, true, m.Payload)
-		}
-	}
+	// On every connect, not only a new session: the agent always resumes,
+	// and its devices may have changed since (discoverystate.go).
+	a.publishDiscovery(c.client)
 	a.out.attach(c.client)
 	return c, nil
 }

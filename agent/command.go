@@ -115,6 +115,9 @@ const (
 	ErrClosed      = "closed"             // the agent is shutting down
 	ErrState       = "state_error"        // the agent could not record the command's nonce in its state folder
 	ErrRestarted   = "restarted"          // delivered again after the agent restarted; it was taken on before and is not executed again
+	// ErrDoorNotAllowed: a plain command sealed by the broker for an
+	// integration, to a device that guards a door without a door grant.
+	ErrDoorNotAllowed = "door_not_allowed"
 )
 
 // commander checks and executes commands: the second line of defence
@@ -213,6 +216,10 @@ func (c *commander) handle(topic string, payload []byte) (ackTopic string, ack A
 	cmd, err := ParseCommand(env.Msg)
 	if err != nil {
 		ack.Error, ack.Detail = ErrBadCommand, err.Error()
+		return c.refuse(ackTopic, p.Device, ack)
+	}
+	if integration, door, plain := envelope.ParsePlainKid(env.Kid); plain && !door && GuardsDoor(d.cfg) {
+		ack.Error, ack.Detail = ErrDoorNotAllowed, fmt.Sprintf("device %s guards a door, and plain commands from integration %s may drive it only after its home's admin ran: homemq integration allow-door --home %s --agent %s --device %s", p.Device, integration, c.home, c.agent, p.Device)
 		return c.refuse(ackTopic, p.Device, ack)
 	}
 	result, err := d.do(cmd.Action, time.Now())

@@ -293,3 +293,39 @@ func TestExpiryByTheBrokersClock(t *testing.T) {
 		})
 	}
 }
+
+// TestHandlePlainCommandsToDoors: a broker-sealed plain command (kid
+// plain:{integration}) may drive a switch but not a door; with the door
+// grant (kid plain-door:{integration}) it may; a signed envelope may drive
+// the door either way.
+func TestHandlePlainCommandsToDoors(t *testing.T) {
+	tests := []struct {
+		name, device, kid, msg string
+		wantErr                string
+		doorMoves              bool
+	}{
+		{"plain to a switch", "lamp", envelope.PlainKid("ha", false), `{"action":"on"}`, "", false},
+		{"plain to a door", "door", envelope.PlainKid("ha", false), `{"action":"pulse"}`, ErrDoorNotAllowed, false},
+		{"plain to a granted door", "door", envelope.PlainKid("ha", true), `{"action":"pulse"}`, "", true},
+		{"signed to a door", "door", "jti-1", `{"action":"pulse"}`, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tc := newTestCommander(t)
+			p, err := envelope.Seal(tc.key, topics.CommandTopic("h1", "pi1", tt.device), tt.kid, tt.msg, tc.now, 30*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, ack, ok := tc.handle(topics.CommandTopic("h1", "pi1", tt.device), p)
+			if !ok || ack.Error != tt.wantErr || ack.OK != (tt.wantErr == "") {
+				t.Fatalf("ack %+v (ok %v), want error %q", ack, ok, tt.wantErr)
+			}
+			if tt.wantErr != "" && !strings.Contains(ack.Detail, "allow-door") {
+				t.Errorf("detail %q does not say how to allow it", ack.Detail)
+			}
+			if moved := tc.pins.Get("D").Level() == gpio.High; moved != tt.doorMoves {
+				t.Fatalf("door pin high = %v, want %v", moved, tt.doorMoves)
+			}
+		})
+	}
+}

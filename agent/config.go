@@ -32,6 +32,32 @@ const (
 	Input Kind = "input"
 )
 
+// Use is what a device is to the people in the home, so an app can show
+// it as such: a light, a switch, a door or a lock, or an input. It does not
+// change how the pin is driven (that is Kind); it adds the absolute actions
+// lock and unlock to doors and locks.
+type Use string
+
+// The device uses.
+const (
+	UseSwitch Use = "switch" // a powered thing: on, off (default of a switch)
+	UseLight  Use = "light"  // a light: on, off
+	UseDoor   Use = "door"   // a door strike or opener: unlock, lock (default of a pulse)
+	UseLock   Use = "lock"   // a lock: unlock, lock
+	UseInput  Use = "input"  // a button, contact or sensor (the only use of an input)
+)
+
+// DefaultUse is the use of a device of kind k whose config names none.
+func DefaultUse(k Kind) Use {
+	switch k {
+	case Pulse:
+		return UseDoor
+	case Input:
+		return UseInput
+	}
+	return UseSwitch
+}
+
 // Backends for Config.GPIO.
 const (
 	GPIOSim    = "sim"    // simulated pins (agent/gpiosim), for tests and laptops
@@ -122,6 +148,11 @@ type DeviceConfig struct {
 	// Pull is an input's resistor: "up", "down" or "none" (default: up when
 	// active_low, else down).
 	Pull string `yaml:"pull"`
+	// Use is what the device is to people: switch or light (switch
+	// devices), door or lock (pulse or switch devices; on = unlocked),
+	// input (input devices). Default: switch for a switch, door for a
+	// pulse, input for an input.
+	Use Use `yaml:"use"`
 	// Name and DeviceClass are shown by Home Assistant.
 	Name        string `yaml:"name"`
 	DeviceClass string `yaml:"device_class"`
@@ -210,6 +241,9 @@ func (c *Config) applyDefaults() {
 		d := &c.Devices[i]
 		if d.Initial == "" {
 			d.Initial = "off"
+		}
+		if d.Use == "" {
+			d.Use = DefaultUse(d.Kind)
 		}
 		if d.Kind == Input {
 			if d.Debounce == 0 {
@@ -364,6 +398,9 @@ func (d DeviceConfig) validate(key string) error {
 	default:
 		return fmt.Errorf("%s.kind: %q must be switch, pulse or input", key, d.Kind)
 	}
+	if err := d.validateUse(key); err != nil {
+		return err
+	}
 	if d.Kind != Pulse && d.Pulse != 0 {
 		return fmt.Errorf("%s.pulse: only pulse devices have one", key)
 	}
@@ -372,6 +409,29 @@ func (d DeviceConfig) validate(key string) error {
 	}
 	if d.Kind == Input && d.Initial != "off" {
 		return fmt.Errorf("%s.initial: an input's level comes from the pin", key)
+	}
+	return nil
+}
+
+// validateUse checks that the device's use fits its kind.
+func (d DeviceConfig) validateUse(key string) error {
+	switch d.Use {
+	case "":
+		return nil // applyDefaults fills it
+	case UseSwitch, UseLight:
+		if d.Kind != Switch {
+			return fmt.Errorf("%s.use: %s needs kind switch, not %s", key, d.Use, d.Kind)
+		}
+	case UseDoor, UseLock:
+		if d.Kind == Input {
+			return fmt.Errorf("%s.use: %s needs kind pulse or switch; an input takes no commands", key, d.Use)
+		}
+	case UseInput:
+		if d.Kind != Input {
+			return fmt.Errorf("%s.use: input needs kind input, not %s", key, d.Kind)
+		}
+	default:
+		return fmt.Errorf("%s.use: %q must be switch, light, door, lock or input", key, d.Use)
 	}
 	return nil
 }

@@ -35,6 +35,11 @@ home_assistant: {}
 	if c.GPIO != GPIOPeriph || c.KeepAlive != DefaultKeepAlive || c.Reconnect.Min != DefaultReconnectMin || c.Reconnect.Max != DefaultReconnectMax {
 		t.Errorf("defaults: gpio %q keepalive %v reconnect %+v", c.GPIO, c.KeepAlive, c.Reconnect)
 	}
+	for id, want := range map[string]Use{"lamp": UseSwitch, "door": UseDoor, "button": UseInput} {
+		if d, _ := c.Device(id); d.Use != want {
+			t.Errorf("device %s: use %q, want the default %q", id, d.Use, want)
+		}
+	}
 	if c.HomeAssistant.DiscoveryPrefix != "homes/h1/discovery" {
 		t.Errorf("discovery prefix %q", c.HomeAssistant.DiscoveryPrefix)
 	}
@@ -114,6 +119,10 @@ func TestParseConfigRefusals(t *testing.T) {
 		{"long debounce", minimal("  - {id: btn, kind: input, pin: P2, debounce: 1m}\n"), "debounce"},
 		{"input initial on", minimal("  - {id: btn, kind: input, pin: P2, initial: on}\n"), "comes from the pin"},
 		{"bad duration", minimal("  - {id: door, kind: pulse, pin: P2, pulse: soon}\n"), "soon"},
+		{"unknown use", minimal("  - {id: fan, kind: switch, pin: P2, use: dimmer}\n"), "(fan).use"},
+		{"light on a pulse", minimal("  - {id: fan, kind: pulse, pin: P2, pulse: 1s, use: light}\n"), "needs kind switch"},
+		{"door on an input", minimal("  - {id: btn, kind: input, pin: P2, use: door}\n"), "an input takes no commands"},
+		{"input use on a switch", minimal("  - {id: fan, kind: switch, pin: P2, use: input}\n"), "needs kind input"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

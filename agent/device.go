@@ -12,12 +12,14 @@ import (
 
 // State is what the agent publishes, retained, on a device's state topic:
 //
-//	{"state":"on","kind":"switch","since":"2025-01-02T03:04:05.678Z"}
+//	{"state":"on","kind":"switch","use":"light","since":"2025-01-02T03:04:05.678Z"}
 //
-// A pulse that is on also says until when.
+// A pulse that is on also says until when. Use tells an app what to show
+// (a door is locked when off, unlocked when on).
 type State struct {
 	State string     `json:"state"` // "on" or "off"
 	Kind  Kind       `json:"kind"`
+	Use   Use        `json:"use,omitempty"`
 	Since time.Time  `json:"since"`           // when it last changed
 	Until *time.Time `json:"until,omitempty"` // a pulse's planned end
 }
@@ -90,7 +92,7 @@ func (d *device) state() State {
 }
 
 func (d *device) stateLocked() State {
-	s := State{State: onOff(d.on), Kind: d.cfg.Kind, Since: d.since.UTC()}
+	s := State{State: onOff(d.on), Kind: d.cfg.Kind, Use: d.cfg.Use, Since: d.since.UTC()}
 	if !d.until.IsZero() {
 		u := d.until.UTC()
 		s.Until = &u
@@ -98,7 +100,8 @@ func (d *device) stateLocked() State {
 	return s
 }
 
-// Actions lists the command actions a kind of device takes.
+// Actions lists the command actions a kind of device takes. Doors and
+// locks (see DeviceActions) also take lock and unlock.
 func Actions(k Kind) []string {
 	switch k {
 	case Switch:
@@ -109,6 +112,33 @@ func Actions(k Kind) []string {
 	return nil
 }
 
+// DeviceActions lists the command actions a configured device takes: those
+// of its kind, and for a door or lock the absolute unlock (on, or a pulse)
+// and lock (off).
+func DeviceActions(c DeviceConfig) []string {
+	a := Actions(c.Kind)
+	if c.Kind != Input && (c.Use == UseDoor || c.Use == UseLock) {
+		a = append(a, "unlock", "lock")
+	}
+	return a
+}
+
+// lockAction maps a door's or lock's absolute action to its kind's action.
+func (d *device) lockAction(action string) string {
+	if d.cfg.Use != UseDoor && d.cfg.Use != UseLock {
+		return action
+	}
+	switch {
+	case action == "lock":
+		return "off"
+	case action == "unlock" && d.cfg.Kind == Pulse:
+		return "pulse"
+	case action == "unlock":
+		return "on"
+	}
+	return action
+}
+
 // actionError is a refused or failed action: a stable code for the ack.
 type actionError struct {
 	Code   string // unsupported_action, closed, gpio_error
@@ -117,13 +147,30 @@ type actionError struct {
 
 func (e *actionError) Error() string { return e.Detail }
 
-// do performs a command action and returns the result word for the ack.
+// do performs a command action and returns the result word for the ack:
+// for lock and unlock, "locked" or "unlocked".
 func (d *device) do(action string, now time.Time) (string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return "", &actionError{"closed", "the agent is shutting down"}
 	}
+	kindAction := d.lockAction(action)
+	if kindAction == action {
+		return d.doLocked(action, action, now)
+	}
+	result, err := d.doLocked(action, kindAction, now)
+	if err == nil {
+		result = "unlocked"
+		if action == "lock" {
+			result = "locked"
+		}
+	}
+	return result, err
+}
+
+// doLocked performs action, a kind's own action asked for as asked.
+func (d *device) doLocked(asked, action string, now time.Time) (string, error) {
 	switch d.cfg.Kind {
 	case Switch:
 		switch action {
@@ -143,7 +190,7 @@ func (d *device) do(action string, now time.Time) (string, error) {
 	case Input:
 		return "", &actionError{"unsupported_action", fmt.Sprintf("device %s is an input; it takes no commands", d.cfg.ID)}
 	}
-	return "", &actionError{"unsupported_action", fmt.Sprintf("device %s (%s) does not know action %q; it knows %v", d.cfg.ID, d.cfg.Kind, action, Actions(d.cfg.Kind))}
+	return "", &actionError{"unsupported_action", fmt.Sprintf("device %s (%s) does not know action %q; it knows %v", d.cfg.ID, d.cfg.Kind, asked, DeviceActions(d.cfg))}
 }
 
 // setLocked drives the pin and, if the logical state changed, reports it.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -90,6 +91,41 @@ func TestSwitchActions(t *testing.T) {
 				t.Fatalf("pin %v (output %v), want %v", pin.Level(), pin.IsOutput(), tt.wantLevel)
 			}
 		})
+	}
+}
+
+// TestLockActions: doors and locks take the absolute lock and unlock, on a
+// pulse (unlock pulses) or on a switch (unlock is on); other devices refuse them.
+func TestLockActions(t *testing.T) {
+	tests := []struct {
+		name      string
+		cfg       DeviceConfig
+		actions   []string
+		results   []string
+		wantState string
+	}{
+		{"door unlock pulses", DeviceConfig{ID: "door", Kind: Pulse, Pulse: time.Hour}, []string{"unlock"}, []string{"unlocked"}, "on"},
+		{"door lock ends the pulse", DeviceConfig{ID: "door", Kind: Pulse, Pulse: time.Hour}, []string{"unlock", "lock"}, []string{"unlocked", "locked"}, "off"},
+		{"door lock when locked", DeviceConfig{ID: "door", Kind: Pulse, Pulse: time.Hour}, []string{"lock"}, []string{"locked"}, "off"},
+		{"lock on a switch", DeviceConfig{ID: "bolt", Kind: Switch, Use: UseLock}, []string{"unlock", "unlock"}, []string{"unlocked", "unlocked"}, "on"},
+		{"lock on a switch, locked", DeviceConfig{ID: "bolt", Kind: Switch, Use: UseLock}, []string{"unlock", "lock"}, []string{"unlocked", "locked"}, "off"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, _, _ := newDevice(t, tt.cfg)
+			for i, a := range tt.actions {
+				if res, err := d.do(a, time.Now()); err != nil || res != tt.results[i] {
+					t.Fatalf("do(%s) = %q, %v; want %q", a, res, err, tt.results[i])
+				}
+			}
+			if s := d.state(); s.State != tt.wantState || s.Use == "" {
+				t.Fatalf("state %+v, want %q with a use", s, tt.wantState)
+			}
+		})
+	}
+	lamp, _, _ := newDevice(t, DeviceConfig{ID: "lamp", Kind: Switch, Use: UseLight})
+	if _, err := lamp.do("unlock", time.Now()); err == nil || !strings.Contains(err.Error(), "does not know action \"unlock\"") {
+		t.Fatalf("a light unlocked: %v", err)
 	}
 }
 

@@ -9,12 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"homemq/hooks"
+	"homemq/decision"
 	"homemq/topics"
 )
 
@@ -62,20 +61,22 @@ const EventDropped = "audit_dropped"
 type Options struct {
 	MaxSize int64 // rotate when the file would grow past this many bytes (default 10 MiB)
 	Keep    int   // rotated files kept (default 5)
-	Queue   int   // entries buffered between callers and the writer (default 4096)
-	// FloodWindow is how long refusals of one run (flood.go) are counted
-	// after its first one before a summary is written (default 10 s).
-	FloodWindow time.Duration
-
-	stall <-chan struct{} // tests: the writer waits for this before each batch
+	// Set by tests only:
+	queueLen    int             // entries buffered between callers and the writer (default 4096)
+	floodWindow time.Duration   // how long refusals of one run (flood.go) are counted before a summary (default 10 s)
+	stall       <-chan struct{} // the writer waits for this before each batch
 }
 
 // Defaults for Options.
 const (
-	DefaultMaxSize     = 10 << 20
-	DefaultKeep        = 5
-	DefaultQueue       = 4096
-	DefaultFloodWindow = 10 * time.Second
+	DefaultMaxSize = 10 << 20
+	DefaultKeep    = 5
+)
+
+// Defaults of what only tests change.
+const (
+	defaultQueue       = 4096
+	defaultFloodWindow = 10 * time.Second
 )
 
 // Log is an open audit log. Observe and Record never block: entries go
@@ -110,16 +111,16 @@ func Open(dir string, opt Options) (*Log, error) {
 	if opt.Keep <= 0 {
 		opt.Keep = DefaultKeep
 	}
-	if opt.Queue <= 0 {
-		opt.Queue = DefaultQueue
+	if opt.queueLen <= 0 {
+		opt.queueLen = defaultQueue
 	}
-	if opt.FloodWindow <= 0 {
-		opt.FloodWindow = DefaultFloodWindow
+	if opt.floodWindow <= 0 {
+		opt.floodWindow = defaultFloodWindow
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	l := &Log{dir: dir, opt: opt, queue: make(chan Entry, opt.Queue), floods: newFloods(opt.FloodWindow), done: make(chan struct{})}
+	l := &Log{dir: dir, opt: opt, queue: make(chan Entry, opt.queueLen), floods: newFloods(opt.floodWindow), done: make(chan struct{})}
 	if err := l.openFile(); err != nil {
 		return nil, err
 	}
@@ -174,50 +175,30 @@ func (l *Log) drop(now time.Time) {
 }
 
 // Observe records a Guard or token-service decision; it implements
-// hooks.Observer. Deliveries and allowed publishes and subscriptions are
+// decision.Observer. Deliveries and allowed publishes and subscriptions are
 // not audited (they are counted in the metrics).
-func (l *Log) Observe(e hooks.Event) {
+func (l *Log) Observe(e decision.Event) {
 	switch e.Kind {
-	case hooks.EventDelivery:
+	case decision.EventDelivery:
 		return
-	case hooks.EventPublish, hooks.EventSubscribe:
+	case decision.EventPublish, decision.EventSubscribe:
 		if e.Allowed {
 			return
 		}
 	}
-	l.Record(FromEvent(e))
+	l.Record(fromEvent(e))
 }
 
-// FromEvent turns a hooks.Event into an Entry, with the home, agent and
+// fromEvent turns a decision.Event into an Entry, with the home, agent and
 // device parsed from its topic.
-func FromEvent(e hooks.Event) Entry {
+func fromEvent(e decision.Event) Entry {
 	en := Entry{Time: e.Time, Event: e.Kind, Outcome: OutcomeAllowed, Reason: e.Reason, Detail: e.Detail,
 		Sub: e.Sub, JTI: e.JTI, ClientID: e.ClientID, Remote: e.Remote, Listener: e.Listener, Topic: e.Topic, Nonce: e.Nonce}
 	if !e.Allowed {
 		en.Outcome = OutcomeRefused
 	}
-	en.Home, en.Agent, en.Device = Place(e.Topic)
+	en.Home, en.Agent, en.Device = topics.Place(e.Topic)
 	return en
-}
-
-// Place returns the home, agent and device a topic names. For a filter it
-// returns what its literal levels name ("homes/h1/#" gives home h1).
-func Place(topic string) (home, agent, device string) {
-	if p, err := topics.Parse(topic); err == nil {
-		return p.Home, p.Agent, p.Device
-	}
-	lv := strings.Split(topic, "/")
-	if len(lv) < 2 || lv[0] != "homes" || !topics.ValidID(lv[1]) {
-		return "", "", ""
-	}
-	home = lv[1]
-	if len(lv) >= 4 && lv[2] == "agents" && topics.ValidID(lv[3]) {
-		agent = lv[3]
-		if len(lv) >= 6 && lv[4] == "devices" && topics.ValidID(lv[5]) {
-			device = lv[5]
-		}
-	}
-	return home, agent, device
 }
 
 // Close writes what is queued, syncs and closes the file. It returns the

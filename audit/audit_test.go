@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"homemq/hooks"
+	"homemq/decision"
 )
 
 func readLines(t *testing.T, path string) []map[string]any {
@@ -39,12 +39,12 @@ func TestObserveWritesOneJSONLinePerDecision(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	l.Observe(hooks.Event{Time: at, Kind: hooks.EventConnect, Allowed: true, Sub: "agent:pi", JTI: "j1", ClientID: "agent:pi", Remote: "127.0.0.1:5000", Listener: "mqtts"})
-	l.Observe(hooks.Event{Time: at, Kind: hooks.EventCommand, Allowed: false, Reason: "replay", Detail: "command refused: replay", Sub: "user:ann", JTI: "j2",
+	l.Observe(decision.Event{Time: at, Kind: decision.EventConnect, Allowed: true, Sub: "agent:pi", JTI: "j1", ClientID: "agent:pi", Remote: "127.0.0.1:5000", Listener: "mqtts"})
+	l.Observe(decision.Event{Time: at, Kind: decision.EventCommand, Allowed: false, Reason: "replay", Detail: "command refused: replay", Sub: "user:ann", JTI: "j2",
 		Topic: "homes/h1/agents/pi/devices/door/cmd", Nonce: "n1"})
-	l.Observe(hooks.Event{Time: at, Kind: hooks.EventSubscribe, Allowed: false, Reason: "acl", Topic: "homes/h2/#"})
-	l.Observe(hooks.Event{Time: at, Kind: hooks.EventSubscribe, Allowed: true, Topic: "homes/h1/#"})               // not audited
-	l.Observe(hooks.Event{Time: at, Kind: hooks.EventDelivery, Allowed: true, Topic: "homes/h1/agents/pi/status"}) // not audited
+	l.Observe(decision.Event{Time: at, Kind: decision.EventSubscribe, Allowed: false, Reason: "acl", Topic: "homes/h2/#"})
+	l.Observe(decision.Event{Time: at, Kind: decision.EventSubscribe, Allowed: true, Topic: "homes/h1/#"})               // not audited
+	l.Observe(decision.Event{Time: at, Kind: decision.EventDelivery, Allowed: true, Topic: "homes/h1/agents/pi/status"}) // not audited
 	l.Record(Entry{Event: "revocation", Sub: "user:bob", Actor: "service:ops"})
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -212,7 +212,7 @@ func TestSecretsAreMasked(t *testing.T) {
 
 func TestFullQueueDropsAndSaysSo(t *testing.T) {
 	dir := t.TempDir()
-	l, err := Open(dir, Options{Queue: 1})
+	l, err := Open(dir, Options{queueLen: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,25 +245,5 @@ func TestFullQueueDropsAndSaysSo(t *testing.T) {
 	l.Record(Entry{Event: "connect"})
 	if l.Dropped() != dropped+1 {
 		t.Errorf("Record after Close was not counted as dropped")
-	}
-}
-
-func TestPlace(t *testing.T) {
-	cases := []struct{ topic, home, agent, device string }{
-		{"homes/h1/agents/pi/devices/door/cmd", "h1", "pi", "door"},
-		{"homes/h1/agents/pi/status", "h1", "pi", ""},
-		{"homes/h2/#", "h2", "", ""},
-		{"homes/h1/agents/+/devices/+/state", "h1", "", ""},
-		{"homes/h1/agents/pi/devices/+/cmd", "h1", "pi", ""},
-		{"homes/H1/x", "", "", ""},
-		{"$SYS/broker/uptime", "", "", ""},
-		{"#", "", "", ""},
-		{"", "", "", ""},
-	}
-	for _, c := range cases {
-		h, a, d := Place(c.topic)
-		if h != c.home || a != c.agent || d != c.device {
-			t.Errorf("Place(%q) = %q %q %q, want %q %q %q", c.topic, h, a, d, c.home, c.agent, c.device)
-		}
 	}
 }

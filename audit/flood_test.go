@@ -50,7 +50,7 @@ func TestClip(t *testing.T) {
 func TestFloodIsSummarised(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dir := t.TempDir()
-		l, err := Open(dir, Options{FloodWindow: 10 * time.Second})
+		l, err := Open(dir, Options{floodWindow: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +120,7 @@ func TestFloodIsSummarised(t *testing.T) {
 func TestBlockedWriterCountsAndReportsDrops(t *testing.T) {
 	dir := t.TempDir()
 	stall := make(chan struct{})
-	l, err := Open(dir, Options{Queue: 4, stall: stall})
+	l, err := Open(dir, Options{queueLen: 4, stall: stall})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,7 +141,7 @@ func (c *Claims) validate() error {
 	return nil
 }
 
-// ValidRole reports whether r is one of the roles of design.md.
+// ValidRole reports whether r is one of the roles of docs/architecture.md.
 func ValidRole(r string) bool {
 	switch topics.Role(r) {
 	case topics.Admin, topics.Member, topics.Viewer, topics.Agent, topics.Service:
@@ -153,7 +153,7 @@ func ValidRole(r string) bool {
 // ValidSubject checks that sub is user:{id}, agent:{id} or service:{id},
 // where id is 1–128 of [A-Za-z0-9._@|-] (agent ids follow the topic rules).
 func ValidSubject(sub string) error {
-	kind, id, ok := strings.Cut(sub, ":")
+	kind, id, ok := topics.SplitSubject(sub)
 	if !ok {
 		return fmt.Errorf("sub %q must look like user:{id}, agent:{id} or service:{id}", sub)
 	}

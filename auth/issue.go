@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"homemq/topics"
 )
 
 // MaxTTL is the longest lifetime a token may be minted with.
@@ -54,7 +56,7 @@ func (is *Issuer) Mint(s Spec) (string, *Claims, error) {
 	}
 	if ttl <= 0 {
 		ttl = is.cfg.UserTTL
-		if len(s.Sub) > 6 && s.Sub[:6] == "agent:" {
+		if agent, ok := topics.AgentOfSubject(s.Sub); ok && agent != "" {
 			ttl = is.cfg.AgentTTL
 		}
 	}

@@ -39,7 +39,7 @@ var variants = []string{"allow", "guard", "homemq"}
 type server struct {
 	addr   string
 	issuer *auth.Issuer
-	master []byte
+	msgKey func(jti string) []byte // the message key of a token
 	guard  *hooks.Guard
 	mochi  *mqtt.Server
 }
@@ -58,7 +58,7 @@ func startServer(tb testing.TB, variant string) *server {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(b.Close)
-		return &server{addr: b.Addrs()["mqtt"], issuer: b.Issuer, master: b.Master, guard: b.Guard, mochi: b.Server}
+		return &server{addr: b.Addrs()["mqtt"], issuer: b.Issuer, msgKey: b.MessageKey, guard: b.Guard, mochi: b.Server}
 	}
 	s := &server{mochi: mqtt.New(ServerOptions(cfg.Limits, quiet))}
 	if variant == "guard" {
@@ -67,10 +67,11 @@ func startServer(tb testing.TB, variant string) *server {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		s.master = make([]byte, 32)
+		master := make([]byte, 32)
+		s.msgKey = func(jti string) []byte { return envelope.DeriveKey(master, jti) }
 		s.issuer = auth.NewIssuer(cfg.Tokens, keys)
 		gc := cfg.Guard()
-		if s.guard, err = hooks.New(s.mochi, auth.NewVerifier(cfg.Tokens, keys, revoked), s.master, gc); err != nil {
+		if s.guard, err = hooks.New(s.mochi, auth.NewVerifier(cfg.Tokens, keys, revoked), master, gc); err != nil {
 			tb.Fatal(err)
 		}
 		if err := s.mochi.AddHook(s.guard, nil); err != nil {
@@ -96,15 +97,16 @@ func startServer(tb testing.TB, variant string) *server {
 // own (it ignores it), so every variant reads CONNECT packets of one size.
 func (s *server) identity(tb testing.TB, sub, role string) (pass []byte, jti string, key []byte) {
 	tb.Helper()
-	is, master := s.issuer, s.master
+	is, msgKey := s.issuer, s.msgKey
 	if is == nil {
-		is, master = auth.NewIssuer(auth.Config{}, auth.NewMemoryKeys()), make([]byte, 32)
+		is = auth.NewIssuer(auth.Config{}, auth.NewMemoryKeys())
+		msgKey = func(jti string) []byte { return envelope.DeriveKey(make([]byte, 32), jti) }
 	}
 	tok, c, err := is.Mint(auth.Spec{Sub: sub, Homes: map[string]string{"h": role}, TTL: time.Hour})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return []byte(tok), c.ID, envelope.DeriveKey(master, c.ID)
+	return []byte(tok), c.ID, msgKey(c.ID)
 }
 
 func (s *server) dial(tb testing.TB, sub, role, suffix string) *mqttc.Conn {

@@ -202,9 +202,9 @@ func (h *hubState) cancel(id string) {
 // homeFilters are the MQTT filters behind Subscribe(home).
 func homeFilters(home string) []string {
 	return []string{
-		"homes/" + home + "/agents/+/devices/+/state",
-		"homes/" + home + "/agents/+/devices/+/event",
-		"homes/" + home + "/agents/+/status",
+		topics.StateTopic(home, topics.AnyLevel, topics.AnyLevel),
+		topics.EventTopic(home, topics.AnyLevel, topics.AnyLevel),
+		topics.StatusTopic(home, topics.AnyLevel),
 	}
 }
 
@@ -250,7 +250,7 @@ func (c *conn) subscribeHome(ctx context.Context, home string) (any, error) {
 // its token gives it the agent role, so its commands arrive as invocations.
 func (c *conn) subscribeCommands() {
 	cl := c.currentClaims()
-	agent, ok := strings.CutPrefix(cl.Subject, "agent:")
+	agent, ok := topics.AgentOfSubject(cl.Subject)
 	if !ok {
 		return
 	}
@@ -258,7 +258,7 @@ func (c *conn) subscribeCommands() {
 		if topics.Role(role) != topics.Agent {
 			continue
 		}
-		f := "homes/" + home + "/agents/" + agent + "/devices/+/cmd"
+		f := topics.CommandTopic(home, agent, topics.AnyLevel)
 		if err := c.session.subscribe(c.ctx, f); err != nil {
 			c.log("agent command subscription refused", "filter", f, "error", err)
 		}

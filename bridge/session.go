@@ -8,11 +8,9 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-)
 
-// AuthMethod is the MQTT 5 authentication method of homemq tokens; naming it
-// at CONNECT lets the session re-authenticate with a fresh token.
-const AuthMethod = "homemq-jwt"
+	"homemq/auth"
+)
 
 // session is a connection's in-process MQTT 5 client. The broker's Guard
 // judges everything it does exactly as it judges any MQTT client.
@@ -99,7 +97,7 @@ func (c *conn) openSession() (*session, error) {
 		UsernameFlag: true,
 		Password:     []byte(tok),
 		PasswordFlag: true,
-		Properties:   &paho.ConnectProperties{AuthMethod: AuthMethod, RequestProblemInfo: true},
+		Properties:   &paho.ConnectProperties{AuthMethod: auth.MQTTMethod, RequestProblemInfo: true},
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, s.timeout)
 	defer cancel()
@@ -187,7 +185,7 @@ func (s *session) publish(ctx context.Context, topic string, payload []byte) err
 func (s *session) reauthenticate(ctx context.Context, token string) error {
 	ar, err := s.client.Authenticate(ctx, &paho.Auth{
 		ReasonCode: 0x19,
-		Properties: &paho.AuthProperties{AuthMethod: AuthMethod, AuthData: []byte(token)},
+		Properties: &paho.AuthProperties{AuthMethod: auth.MQTTMethod, AuthData: []byte(token)},
 	})
 	if err != nil {
 		return err

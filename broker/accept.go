@@ -19,7 +19,8 @@ const maxAcceptDelay = time.Second
 // Serve loop, like mochi's listeners.TCP.Serve it stands in for, stops for
 // good on any Accept error, so a flood that used up the descriptors for a
 // moment would otherwise end MQTT service until a restart. net/http's Server retries
-// the same way, so the HTTPS listener needs no wrapper.
+// the same way, so the HTTPS listener needs no wrapper. mochi's behaviour
+// is not reported upstream (checked 2026-11).
 func retryAccept(ln net.Listener, log *slog.Logger) net.Listener {
 	return &retryListener{Listener: ln, log: log}
 }

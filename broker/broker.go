@@ -22,6 +22,7 @@ import (
 	"homemq/bridge"
 	"homemq/certs"
 	"homemq/cluster"
+	"homemq/decision"
 	"homemq/hooks"
 	"homemq/registry"
 	"homemq/tokenapi"
@@ -41,7 +42,6 @@ type Broker struct {
 	Revoked  *auth.Revocations
 	// Registry is the homes, agents and memberships of registry.db.
 	Registry *registry.Registry
-	Master   []byte
 	// CAFile is the CA clients must trust ("" when none is known).
 	CAFile string
 	// Bridge is the SignalR hub served at /signalr/.
@@ -53,9 +53,10 @@ type Broker struct {
 	tokenAPI *tokenapi.Exchange
 	cluster  *cluster.Node // nil: a single node (cluster.go)
 
+	master []byte             // the message master secret (MessageKey); never exported
 	issued hooks.IssuedRecord // what earlier runs may have accepted (restart.go)
 
-	observability // Audit, Metrics and the store (observe.go, storage.go)
+	observability // Audit, Metrics and the store (observe.go)
 
 	tlsConf   *tls.Config
 	mqttTLS   *TCPListener
@@ -64,7 +65,7 @@ type Broker struct {
 	pipe      *PipeListener
 	https     *http.Server
 	httpsLn   net.Listener
-	observers []hooks.Observer
+	observers []decision.Observer
 	slow      atomic.Uint64 // connections closed because their client did not read (slowconsumer.go)
 	stopOnce  sync.Once
 	stop      chan struct{}
@@ -72,11 +73,6 @@ type Broker struct {
 
 // Option changes how New assembles the broker.
 type Option func(*Broker)
-
-// WithObservers reports every security decision to obs (audit, metrics).
-func WithObservers(obs ...hooks.Observer) Option {
-	return func(b *Broker) { b.observers = append(b.observers, obs...) }
-}
 
 // WithLogger sets the structured logger.
 func WithLogger(l *slog.Logger) Option { return func(b *Broker) { b.log = l } }
@@ -144,7 +140,7 @@ func (b *Broker) loadIdentity() error {
 	if b.Keys, err = auth.LoadOrCreateKeys(b.cfg.Data); err != nil {
 		return err
 	}
-	if b.Master, err = auth.LoadOrCreateMasterSecret(b.cfg.Data); err != nil {
+	if b.master, err = auth.LoadOrCreateMasterSecret(b.cfg.Data); err != nil {
 		return err
 	}
 	if b.Revoked, err = auth.LoadRevocations(b.cfg.Data); err != nil {
@@ -203,7 +199,7 @@ func (b *Broker) assemble() error {
 	gcfg := b.cfg.Guard()
 	gcfg.Issued = b.issued
 	var err error
-	if b.Guard, err = hooks.New(b.Server, b.Verifier, b.Master, gcfg, b.observers...); err != nil {
+	if b.Guard, err = hooks.New(b.Server, b.Verifier, b.master, gcfg, b.observers...); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
 	_ = b.Server.AddHook(b.Guard, nil)
@@ -259,12 +255,24 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = l.MaxPacketSize
 	caps.MaximumSessionExpiryInterval = uint32(l.MaxSessionExpiry / time.Second)
-	caps.MaximumMessageExpiryInterval = 0 // no cap: retained state stays; commands carry their own expiry (the Guard sets it)
+	// No cap: mochi would delete retained state after it (https://github.com/mochi-mqtt/server/issues/306,
+	// https://github.com/mochi-mqtt/server/pull/315); commands carry their own expiry (the Guard sets it).
+	caps.MaximumMessageExpiryInterval = 0
 	caps.ReceiveMaximum = l.MaxInflight
 	caps.MaximumInflight = uint16(min(l.MaxQueued, 65535))
+	// mochi's NewClient allocates this outbound channel in full at connect
+	// (8 KB a connection at 1024), and publishToClient drops a PUBLISH,
+	// QoS 1 too, when it is full. A subscribe that matches many retained
+	// states queues them all at once, so a smaller channel would lose
+	// retained messages of a large home: it stays at max_queued
+	// (docs/performance.md, upstream proposal).
 	caps.MaximumClientWritesPending = int32(l.MaxQueued)
 	caps.TopicAliasMaximum = 32
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true // mochi's buildAck otherwise copies the PUBLISH's properties (user properties too) onto PUBACK/PUBREC
+	// ClientNetReadBufferSize stays at mochi's 2 KiB: 1 KiB saves a
+	// kilobyte per idle connection but costs a busy publisher read calls
+	// (BenchmarkCommand); ClientNetWriteBufferSize is only a flush
+	// threshold and allocates nothing for an idle connection.
 	return &mqtt.Options{
 		Capabilities:           caps,
 		Logger:                 log,
@@ -278,7 +286,7 @@ func ServerOptions(l LimitsConfig, log *slog.Logger) *mqtt.Options {
 // client can hold the shutdown. It stands in for mochi's
 // closeListenerClients, whose Clients.GetByListener takes the read lock
 // twice and deadlocks against a concurrent Delete, and which disconnects
-// one client after the other.
+// one client after the other. Upstream: https://github.com/mochi-mqtt/server/issues/488, fix https://github.com/mochi-mqtt/server/pull/489.
 func (b *Broker) closeClientsOf(listener string) {
 	var wg sync.WaitGroup
 	for _, cl := range b.Server.Clients.GetAll() {

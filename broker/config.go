@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -99,6 +100,22 @@ type LimitsConfig struct {
 	// client that does not read for longer is disconnected. It also bounds
 	// closing one connection (hooks.Config.DisconnectWait).
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// MemoryLimit is the Go runtime's soft memory limit in bytes
+	// (debug.SetMemoryLimit): near it the garbage collector runs more
+	// often instead of letting the heap double. 0 leaves it off.
+	MemoryLimit int64 `yaml:"memory_limit"`
+}
+
+// minMemoryLimit is the least memory_limit accepted: below it the
+// collector would run without pause on an ordinary broker's heap.
+const minMemoryLimit = 64 << 20
+
+// ApplyMemoryLimit sets the Go runtime's soft memory limit to
+// l.MemoryLimit, if one is set.
+func (l LimitsConfig) ApplyMemoryLimit() {
+	if l.MemoryLimit > 0 {
+		debug.SetMemoryLimit(l.MemoryLimit)
+	}
 }
 
 // LogConfig sets the structured log.
@@ -221,6 +238,8 @@ func (l LimitsConfig) Validate() error {
 		return fmt.Errorf("write_buffer: %d is out of range (max_packet_size, %d, to 1073741824)", l.WriteBuffer, l.MaxPacketSize)
 	case l.WriteTimeout < 100*time.Millisecond || l.WriteTimeout > 10*time.Minute:
 		return fmt.Errorf("write_timeout: %v is out of range (100ms to 10m)", l.WriteTimeout)
+	case l.MemoryLimit < 0 || (l.MemoryLimit > 0 && l.MemoryLimit < minMemoryLimit):
+		return fmt.Errorf("memory_limit: %d bytes is out of range (0 for off, or at least %d)", l.MemoryLimit, minMemoryLimit)
 	}
 	return l.validateHTTP()
 }

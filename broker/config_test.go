@@ -104,6 +104,8 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		{"limits:\n  write_buffer: 1024\n", "limits.write_buffer"}, // below max_packet_size
 		{"limits:\n  write_timeout: 0s\n", "limits.write_timeout"},
 		{"limits:\n  write_timeout: 1h\n", "limits.write_timeout"},
+		{"limits:\n  memory_limit: -1\n", "limits.memory_limit"},
+		{"limits:\n  memory_limit: 1000\n", "limits.memory_limit"},
 	}
 	for _, tc := range tests {
 		f := filepath.Join(t.TempDir(), "c.yaml")

@@ -211,6 +211,7 @@ func (l *WebSocketListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // closeWith closes a listener's clients with the broker's own closer when
 // it has one: mochi's (closeListenerClients) takes the clients' read lock
 // twice and deadlocks when a client is being removed at the same moment.
+// Upstream: https://github.com/mochi-mqtt/server/issues/488, fix https://github.com/mochi-mqtt/server/pull/489.
 func closeWith(own, mochis listeners.CloseFn, id string) {
 	if own != nil {
 		own(id)

@@ -1,13 +1,19 @@
 package broker
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
+
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"homemq/audit"
 	"homemq/auth"
+	"homemq/hooks"
 	"homemq/metrics"
 )
 
@@ -23,19 +29,16 @@ type ObserveConfig struct {
 	MetricsOpenOnLoopback bool `yaml:"metrics_open_on_loopback"`
 }
 
-// WithObserve sets how the audit log rotates and who may read /metrics.
-func WithObserve(c ObserveConfig) Option { return func(b *Broker) { b.observeCfg = c } }
-
 // observability is the audit log, the metrics and the store of a Broker.
 type observability struct {
 	// Audit is the audit log ({data}/audit/audit.log). Handlers that make
 	// security decisions outside MQTT (admin actions) Record to it.
 	Audit *audit.Log
-	// Metrics are served at /metrics. BridgeConnections is for the bridge.
+	// Metrics are served at /metrics.
 	Metrics *metrics.Metrics
 
 	observeCfg ObserveConfig
-	store      *Store
+	store      *hooks.Store
 }
 
 // AuditDir is the audit log's folder inside the data folder.
@@ -73,12 +76,24 @@ func (b *Broker) attachObservability() error {
 		b.closeObservability()
 		return err
 	}
-	b.Metrics.WatchServer(b.Server.Info)
+	b.Metrics.WatchServer(b.serverCounters)
 	b.Revoked.OnRevoke(func(r auth.Revocation) {
 		b.Audit.Record(audit.Entry{Event: "revocation", Sub: r.Sub, JTI: r.JTI,
 			Detail: "revoked until " + unixTime(r.Until)})
 	})
 	return nil
+}
+
+// serverCounters reads mochi's counters (system.Info) for the metrics.
+func (b *Broker) serverCounters() metrics.ServerCounters {
+	i := b.Server.Info
+	return metrics.ServerCounters{
+		MessagesReceived: atomic.LoadInt64(&i.MessagesReceived), MessagesSent: atomic.LoadInt64(&i.MessagesSent),
+		MessagesDropped: atomic.LoadInt64(&i.MessagesDropped), InflightDropped: atomic.LoadInt64(&i.InflightDropped),
+		BytesReceived: atomic.LoadInt64(&i.BytesReceived), BytesSent: atomic.LoadInt64(&i.BytesSent),
+		Retained: atomic.LoadInt64(&i.Retained), Inflight: atomic.LoadInt64(&i.Inflight),
+		Subscriptions: atomic.LoadInt64(&i.Subscriptions), Sessions: atomic.LoadInt64(&i.ClientsTotal),
+	}
 }
 
 // closeObservability writes out and closes the audit log.
@@ -114,3 +129,18 @@ func isLoopback(remote string) bool {
 }
 
 func unixTime(sec int64) string { return time.Unix(sec, 0).UTC().Format(time.RFC3339) }
+
+// openStore adds the storage hook to the server: after the Guard, before
+// Serve (which reads the store).
+func (b *Broker) openStore() error {
+	b.store = hooks.NewStore(b.Server)
+	b.Guard.UseStore(b.store)
+	err := b.Server.AddHook(b.store, hooks.StoreOptions(b.cfg.Data))
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("broker: %s is locked; is another homemq serve running on data folder %s?", hooks.StoreFile, b.cfg.Data)
+	}
+	if err != nil {
+		return fmt.Errorf("broker: %s: %w", hooks.StoreFile, err)
+	}
+	return nil
+}

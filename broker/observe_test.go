@@ -10,12 +10,15 @@ import (
 	"homemq/auth"
 )
 
-func newTestBroker(t *testing.T, opts ...Option) *Broker {
+// newTestBroker starts a broker on loopback ports with cfg (the default
+// configuration) changed by edit.
+func newTestBroker(t *testing.T, edit func(*Config)) *Broker {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Data = t.TempDir()
 	cfg.Listeners = ListenersConfig{MQTT: "127.0.0.1:0", HTTPS: "127.0.0.1:0"}
-	b, err := New(cfg, append(opts, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))...)
+	edit(&cfg)
+	b, err := New(cfg, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +30,7 @@ func newTestBroker(t *testing.T, opts ...Option) *Broker {
 // it without one only when the operator opened it on loopback.
 func TestMetricsAccess(t *testing.T) {
 	for _, open := range []bool{false, true} {
-		b := newTestBroker(t, WithObserve(ObserveConfig{MetricsOpenOnLoopback: open}))
+		b := newTestBroker(t, func(c *Config) { c.Observe.MetricsOpenOnLoopback = open })
 		op, _, err := b.Issuer.Mint(auth.Spec{Sub: "service:prom", Operator: true})
 		if err != nil {
 			t.Fatal(err)

@@ -16,20 +16,22 @@ import (
 const EventSlowConsumer = "slow_consumer"
 
 // writeQueue is how every listener queues writes to its clients
-// (limits.write_buffer, limits.write_timeout).
+// (limits.write_buffer, limits.write_timeout). mochi writes to a client
+// under its lock, so a client that does not read would hold publishers,
+// revocation and shutdown. Upstream: https://github.com/mochi-mqtt/server/issues/95, https://github.com/mochi-mqtt/server/pull/160.
 func (b *Broker) writeQueue() writequeue.Options {
 	if b.Metrics != nil {
 		b.Metrics.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: metrics.Namespace, Name: "slow_consumer_disconnects_total",
 			Help: "Connections closed because their client did not read: its write queue filled up or a write timed out.",
-		}, func() float64 { return float64(b.SlowConsumerDisconnects()) }))
+		}, func() float64 { return float64(b.slowConsumerDisconnects()) }))
 	}
 	return writequeue.Options{Limit: b.cfg.Limits.WriteBuffer, Timeout: b.cfg.Limits.WriteTimeout, OnFail: b.slowConsumer}
 }
 
-// SlowConsumerDisconnects returns how many connections were closed because
+// slowConsumerDisconnects returns how many connections were closed because
 // their client did not read what the broker sent it.
-func (b *Broker) SlowConsumerDisconnects() uint64 { return b.slow.Load() }
+func (b *Broker) slowConsumerDisconnects() uint64 { return b.slow.Load() }
 
 // slowConsumer counts and audits a connection its write queue closed. The
 // client is looked up at once, while mochi still lists it (a clean session

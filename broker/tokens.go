@@ -7,15 +7,12 @@ import (
 	"time"
 
 	"homemq/auth"
+	"homemq/decision"
 	"homemq/envelope"
-	"homemq/hooks"
 	"homemq/registry"
+	"homemq/signin"
 	"homemq/tokenapi"
 )
-
-// EventTokenExchange is the hooks.Event kind of a POST /api/token answer
-// (Sub, JTI and Remote set; Detail says why a refusal happened).
-const EventTokenExchange = "token_exchange"
 
 // lockData opens registry.db, which takes the data folder's lock (bbolt's
 // file lock): the broker holds it for as long as it runs, and the CLI
@@ -44,7 +41,7 @@ func (b *Broker) openTokenService() error {
 		Issuer:    b.Issuer,
 		Verifier:  b.Verifier,
 		Directory: reg,
-		MsgKey:    func(jti string) []byte { return envelope.DeriveKey(b.Master, jti) },
+		MsgKey:    b.MessageKey,
 		Config:    b.cfg.TokenAPI,
 		Logger:    b.log,
 		Observe:   b.observeExchange,
@@ -53,11 +50,22 @@ func (b *Broker) openTokenService() error {
 		return fmt.Errorf("config: %w", err)
 	}
 	b.tokenAPI = x
+	b.Guard.UseIntegrations(integrations{reg})
 	b.Mux.Handle("POST /api/token", x)
-	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(registry.Handler(reg, func(sub string) error {
+	b.Mux.Handle("POST "+registry.AdminPath, b.requireOperator(b.clearOnAgentRemove(registry.Handler(reg, func(sub string) error {
 		_, err := b.Revoke(RevokeRequest{Sub: sub})
 		return err
-	})))
+	}))))
+	// the web app's invite links and device sign-ins (package signin)
+	b.Mux.Handle(signin.Path, signin.Handler(signin.Options{Registry: reg, Verify: b.Verifier.Verify, MsgKey: b.MessageKey,
+		Mint: func(sub string, homes map[string]string) (string, *auth.Claims, error) {
+			return b.Issuer.Mint(auth.Spec{Sub: sub, Homes: homes})
+		}}))
+	b.Revoked.OnRevoke(func(e auth.Revocation) { // a revoked user's devices sign in no more
+		if e.Sub != "" {
+			_, _ = reg.RemoveSignInsOf(e.Sub)
+		}
+	})
 	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(tokenapi.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
 	return nil
 }
@@ -77,7 +85,7 @@ func (b *Broker) observeExchange(e tokenapi.ExchangeEvent) {
 	if len(b.observers) == 0 {
 		return
 	}
-	ev := hooks.Event{Time: e.Time, Kind: EventTokenExchange, Allowed: e.OK, Reason: e.Error, Detail: e.Detail, Sub: e.Subject, JTI: e.JTI, Remote: e.Remote}
+	ev := decision.Event{Time: e.Time, Kind: decision.EventTokenExchange, Allowed: e.OK, Reason: e.Error, Detail: e.Detail, Sub: e.Subject, JTI: e.JTI, Remote: e.Remote}
 	if e.OK {
 		homes := make([]string, 0, len(e.Homes))
 		for h, r := range e.Homes {
@@ -89,3 +97,8 @@ func (b *Broker) observeExchange(e tokenapi.ExchangeEvent) {
 		o.Observe(ev)
 	}
 }
+
+// MessageKey returns the message key of the token with ID jti: the HMAC key
+// its holder seals command envelopes with, derived from the message master
+// secret, which never leaves the Broker.
+func (b *Broker) MessageKey(jti string) []byte { return envelope.DeriveKey(b.master, jti) }

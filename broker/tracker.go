@@ -11,7 +11,7 @@ import (
 // with every one. mochi's Server.Close waits on a WaitGroup that each
 // connection adds to when it starts; a connection starting while Close
 // waits is a data race in mochi. Waiting here, before mochi's wait, rules
-// it out.
+// it out. Upstream: https://github.com/mochi-mqtt/server/issues/424, https://github.com/mochi-mqtt/server/issues/541, fix https://github.com/mochi-mqtt/server/pull/540.
 type connTracker struct {
 	mu     sync.Mutex
 	closed bool

@@ -275,7 +275,7 @@ type homeMsg struct {
 func watchHome(t *testing.T, b *testBroker) *home {
 	t.Helper()
 	tok, claims := b.mintSpec(auth.Spec{Sub: "user:owner", Homes: map[string]string{agentHome: "admin"}, TTL: time.Hour})
-	h := &home{t: t, claims: claims, key: envelope.DeriveKey(b.Master, claims.ID)}
+	h := &home{t: t, claims: claims, key: b.MessageKey(claims.ID)}
 	h.client = b.mustV3(overTLS, "user:owner/"+t.Name()[:min(len(t.Name()), 20)], tok)
 	if tk := h.client.Subscribe("homes/"+agentHome+"/#", 1, h.record); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
 		t.Fatalf("subscribe: %v", tk.Error())

@@ -20,13 +20,13 @@ import (
 func TestDiscoveryAgentPublishesViewerReads(t *testing.T) {
 	b := startBroker(t)
 	cfg := agentConfig(t, b)
-	cfg.HomeAssistant = &agent.HomeAssistantConfig{} // default prefix homes/h1/discovery
+	cfg.HomeAssistant = &agent.HomeAssistantConfig{DiscoveryPrefix: agent.DefaultHAPrefix(agentHome)}
 	startAgent(t, cfg, agent.Options{})
 
-	door := topics.DiscoveryTopic(agentHome, "binary_sensor", agentID, "door")
+	door := topics.DiscoveryTopic(agentHome, "lock", agentID, "door")
 	var want []string
-	for _, d := range cfg.Devices {
-		want = append(want, topics.DiscoveryTopic(agentHome, "binary_sensor", agentID, d.ID))
+	for _, m := range agent.DiscoveryMessages(&cfg) {
+		want = append(want, m.Topic)
 	}
 
 	// Home Assistant, connected as a viewer of the home, reads every config.
@@ -37,6 +37,10 @@ func TestDiscoveryAgentPublishesViewerReads(t *testing.T) {
 	configs := func() map[string]*paho.Publish {
 		got := map[string]*paho.Publish{}
 		for _, p := range ha.received() {
+			if len(p.Payload) == 0 {
+				delete(got, p.Topic) // the agent clearing a config it does not have
+				continue
+			}
 			got[p.Topic] = p
 		}
 		return got
@@ -103,8 +107,8 @@ func TestDiscoveryAgentPublishesViewerReads(t *testing.T) {
 	// Members of the home may read it; a member of another home may not,
 	// nor may a filter cross homes.
 	member := b.mustV5(overTLS, "user:bob", b.mint("user:bob", "h1=member"))
-	if code := member.subscribe(t, "homes/h1/discovery/binary_sensor/+/+/config", 1); code != 1 {
-		t.Errorf("member subscribing h1's binary_sensor configs got 0x%02X; want granted QoS 1", code)
+	if code := member.subscribe(t, "homes/h1/discovery/lock/+/+/config", 1); code != 1 {
+		t.Errorf("member subscribing h1's lock configs got 0x%02X; want granted QoS 1", code)
 	}
 	eve := b.mustV5(overTLS, "user:eve", b.mint("user:eve", "h2=member"))
 	for _, f := range []string{"homes/h1/discovery/#", door, "homes/+/discovery/#"} {

@@ -20,7 +20,7 @@ type sealer struct {
 
 func newSealer(b *testBroker, sub string) sealer {
 	tok, c := b.mintSpec(auth.Spec{Sub: sub, Homes: map[string]string{"h1": "admin"}})
-	return sealer{token: tok, claims: c, key: envelope.DeriveKey(b.Master, c.ID)}
+	return sealer{token: tok, claims: c, key: b.MessageKey(c.ID)}
 }
 
 func (s sealer) seal(t *testing.T, topic, msg string, iat time.Time, ttl time.Duration) []byte {

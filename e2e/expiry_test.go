@@ -14,7 +14,6 @@ import (
 
 	"homemq/auth"
 	"homemq/broker"
-	"homemq/hooks"
 )
 
 // shortLeeway makes exp exact in tests (the default leeway is 2s).
@@ -139,7 +138,7 @@ func TestReauthenticationExtendsAndReplacesRights(t *testing.T) {
 	}
 	twin := b.mustV5(overTLS, "agent:twin", twinTok)
 	c := b.mustV5(overWSS, "agent:pi", first, func(cp *paho.Connect) {
-		cp.Properties = &paho.ConnectProperties{AuthMethod: hooks.AuthMethod, AuthData: []byte(first), RequestProblemInfo: false}
+		cp.Properties = &paho.ConnectProperties{AuthMethod: auth.MQTTMethod, AuthData: []byte(first), RequestProblemInfo: false}
 	})
 	for i := 0; i < 3; i++ {
 		homes := map[string]string{"h1": "agent", "h2": "agent"}
@@ -148,7 +147,7 @@ func TestReauthenticationExtendsAndReplacesRights(t *testing.T) {
 		}
 		tok, _ := b.mintSpec(auth.Spec{Sub: "agent:pi", Homes: homes, TTL: 3 * time.Second})
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		ar, err := c.Authenticate(ctx, &paho.Auth{ReasonCode: 0x19, Properties: &paho.AuthProperties{AuthMethod: hooks.AuthMethod, AuthData: []byte(tok)}})
+		ar, err := c.Authenticate(ctx, &paho.Auth{ReasonCode: 0x19, Properties: &paho.AuthProperties{AuthMethod: auth.MQTTMethod, AuthData: []byte(tok)}})
 		cancel()
 		if err != nil || !ar.Success || ar.ReasonCode != 0 {
 			t.Fatalf("re-auth %d: %v %+v", i, err, ar)
@@ -187,7 +186,7 @@ func TestReauthenticationExtendsAndReplacesRights(t *testing.T) {
 	other := b.mint("agent:intruder", "h1=agent")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ar, _ := c.Authenticate(ctx, &paho.Auth{ReasonCode: 0x19, Properties: &paho.AuthProperties{AuthMethod: hooks.AuthMethod, AuthData: []byte(other)}})
+	ar, _ := c.Authenticate(ctx, &paho.Auth{ReasonCode: 0x19, Properties: &paho.AuthProperties{AuthMethod: auth.MQTTMethod, AuthData: []byte(other)}})
 	if ar == nil || ar.Success || ar.ReasonCode != 0x87 || !strings.Contains(ar.Properties.ReasonString, "agent:intruder") {
 		t.Fatalf("re-auth with another sub's token: %+v", ar)
 	}

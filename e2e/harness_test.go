@@ -30,19 +30,19 @@ import (
 // testBroker is an in-process homemq on free loopback ports.
 type testBroker struct {
 	*broker.Broker
-	t    *testing.T
+	t    testing.TB
 	Data string
 	pool *x509.CertPool
 }
 
 // startBroker runs a broker with every listener (TLS, HTTPS, plain) on
 // 127.0.0.1:0 in a fresh data folder; edit may change the config.
-func startBroker(t *testing.T, edit ...func(*broker.Config)) *testBroker {
+func startBroker(t testing.TB, edit ...func(*broker.Config)) *testBroker {
 	t.Helper()
 	return startBrokerIn(t, t.TempDir(), edit...)
 }
 
-func startBrokerIn(t *testing.T, data string, edit ...func(*broker.Config)) *testBroker {
+func startBrokerIn(t testing.TB, data string, edit ...func(*broker.Config)) *testBroker {
 	t.Helper()
 	cfg := broker.DefaultConfig()
 	cfg.Data = data
@@ -270,7 +270,7 @@ func (c *v5client) received() []*paho.Publish {
 	return append([]*paho.Publish(nil), c.got...)
 }
 
-func (c *v5client) subscribe(t *testing.T, filter string, qos byte) byte {
+func (c *v5client) subscribe(t testing.TB, filter string, qos byte) byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -284,7 +284,7 @@ func (c *v5client) subscribe(t *testing.T, filter string, qos byte) byte {
 	return 0xFF
 }
 
-func (c *v5client) publish(t *testing.T, topic string, payload []byte, qos byte, retain bool) *paho.PublishResponse {
+func (c *v5client) publish(t testing.TB, topic string, payload []byte, qos byte, retain bool) *paho.PublishResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -300,7 +300,7 @@ func (c *v5client) publish(t *testing.T, topic string, payload []byte, qos byte,
 
 // eventually polls cond until it holds; it fails the test, naming what,
 // if cond is still false after within (see the eventually package).
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	poll.That(t, within, what, cond)
 }

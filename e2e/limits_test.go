@@ -58,7 +58,7 @@ func TestLimitsRefuseClearlyAndSpareOthers(t *testing.T) {
 	t.Run("command rate", func(t *testing.T) {
 		tok, claims := b.mintSpec(auth.Spec{Sub: "user:fast", Homes: map[string]string{"h1": "admin"}})
 		c := b.mustV5(overTLS, "user:fast", tok)
-		key := envelope.DeriveKey(b.Master, claims.ID)
+		key := b.MessageKey(claims.ID)
 		topic := "homes/h1/agents/pi/devices/lock/cmd"
 		var codes []byte
 		for i := 0; i < 4; i++ {

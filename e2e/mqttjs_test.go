@@ -110,7 +110,7 @@ func TestMQTTjsOverWSS(t *testing.T) {
 	})
 	tok, claims := b.mintSpec(auth.Spec{Sub: "user:owner", Homes: map[string]string{"h1": "admin"}})
 	sender := b.mustV5(overTLS, "user:owner/sender", tok)
-	env, err := envelope.Seal(envelope.DeriveKey(b.Master, claims.ID), cmdTopic, claims.ID, `{"action":"on"}`, time.Now(), 30*time.Second)
+	env, err := envelope.Seal(b.MessageKey(claims.ID), cmdTopic, claims.ID, `{"action":"on"}`, time.Now(), 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

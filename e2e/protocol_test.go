@@ -11,8 +11,8 @@ import (
 
 	"github.com/eclipse/paho.golang/packets"
 
+	"homemq/auth"
 	"homemq/broker"
-	"homemq/hooks"
 )
 
 // Strict where MQTT 5 is strict: a client that breaks the protocol gets the
@@ -187,7 +187,7 @@ func TestAuthWithoutAuthenticationMethodIsAProtocolError(t *testing.T) {
 	a := cp.Content.(*packets.Auth)
 	cp.Flags = 0 // paho.golang sets 1; MQTT 5 says 0 for AUTH, and mochi drops the connection on 1
 	a.ReasonCode = packets.AuthReauthenticate
-	a.Properties = &packets.Properties{AuthMethod: hooks.AuthMethod, AuthData: []byte(b.mint("agent:pi", "h1=agent"))}
+	a.Properties = &packets.Properties{AuthMethod: auth.MQTTMethod, AuthData: []byte(b.mint("agent:pi", "h1=agent"))}
 	c.send(cp)
 	d := c.disconnected(5 * time.Second)
 	if d.ReasonCode != 0x82 {

@@ -98,7 +98,7 @@ func tokClaims(t *testing.T, b *testBroker, a tokAnswer) *auth.Claims {
 	if err != nil {
 		t.Fatalf("exchanged token does not verify: %v", err)
 	}
-	if want := envelope.EncodeKey(envelope.DeriveKey(b.Master, c.ID)); a.body["msg_key"] != want {
+	if want := envelope.EncodeKey(b.MessageKey(c.ID)); a.body["msg_key"] != want {
 		t.Fatalf("msg_key %v is not the message key of jti %s", a.body["msg_key"], c.ID)
 	}
 	return c
@@ -151,7 +151,7 @@ func TestAgentCredentialGetsATokenForItsOwnCommands(t *testing.T) {
 	}
 	ownerTok, owner := b.mintSpec(auth.Spec{Sub: "user:owner", Homes: map[string]string{"h1": "admin"}})
 	ownerConn := b.mustV5(overTLS, "user:owner", ownerTok)
-	key := envelope.DeriveKey(b.Master, owner.ID)
+	key := b.MessageKey(owner.ID)
 	for _, topic := range []string{"homes/h1/agents/other/devices/door/cmd", "homes/h1/agents/pi/devices/door/cmd"} {
 		env, err := envelope.Seal(key, topic, owner.ID, `{"action":"on"}`, time.Now(), 30*time.Second)
 		if err != nil {

@@ -198,7 +198,7 @@ func TestWebAppInBrowser(t *testing.T) {
 	watcher.subscribe(t, topics.CommandTopic(agentHome, agentID, "+"), 1)
 
 	adminTok, admin := b.mintSpec(auth.Spec{Sub: "user:ann", Homes: map[string]string{agentHome: "admin"}, TTL: ttl})
-	adminJSON, _ := json.Marshal(map[string]any{"token": adminTok, "msg_key": envelope.EncodeKey(envelope.DeriveKey(b.Master, admin.ID)), "exp": admin.ExpiresAtTime().Unix()})
+	adminJSON, _ := json.Marshal(map[string]any{"token": adminTok, "msg_key": envelope.EncodeKey(b.MessageKey(admin.ID)), "exp": admin.ExpiresAtTime().Unix()})
 	viewerTok, _ := b.mintSpec(auth.Spec{Sub: "user:vic", Homes: map[string]string{agentHome: "viewer"}})
 	other := b.mint("user:ann", agentHome+"=admin")
 	badTok := adminTok[:strings.LastIndexByte(adminTok, '.')] + other[strings.LastIndexByte(other, '.'):]
@@ -242,41 +242,41 @@ func TestWebAppInBrowser(t *testing.T) {
 	if res.Storage != 0 {
 		t.Errorf("the page stored %d items in web storage or cookies", res.Storage)
 	}
-	if !strings.Contains(res.ExpiredError, "this token expired at") {
+	if !strings.Contains(res.ExpiredError, "sign-in expired at") {
 		t.Errorf("an expired token: page shows %q", res.ExpiredError)
 	}
 	if !strings.Contains(res.BadTokenError, "0x86 bad user name or password") || !strings.Contains(res.BadTokenError, "signature") {
 		t.Errorf("a token with a wrong signature: page shows %q", res.BadTokenError)
 	}
-	if !strings.HasPrefix(res.ExpiryText, "token expires in 0:") {
+	if !strings.HasPrefix(res.ExpiryText, "sign-in renews within 0:") {
 		t.Errorf("expiry shown as %q", res.ExpiryText)
 	}
 	if res.InputButtons != 0 {
 		t.Errorf("the button (an input) has %d command buttons", res.InputButtons)
 	}
-	if res.LampAfterOn != "on" || !strings.Contains(res.OnResult, "on: done") || !strings.Contains(res.PulseResult, "pulse: done") {
+	if res.LampAfterOn != "On" || !strings.Contains(res.OnResult, "Turned on at") || !strings.Contains(res.PulseResult, "Unlocked at") {
 		t.Errorf("commands: lamp %q (%q), door %q", res.LampAfterOn, res.OnResult, res.PulseResult)
 	}
 	if res.ForgedAdmin.OK || res.ForgedAdmin.Code != 0x87 || !strings.Contains(res.ForgedAdmin.Reason, "signature") ||
 		!strings.Contains(res.ForgedAdminLog, "refused by the broker") {
 		t.Errorf("a command sealed with a wrong key: %+v, page shows %q", res.ForgedAdmin, res.ForgedAdminLog)
 	}
-	if res.ViewerState != "on" || res.ViewerButtons != 0 || !strings.Contains(res.ViewerNote, "watch") {
+	if res.ViewerState != "On" || res.ViewerButtons != 0 || !strings.Contains(res.ViewerNote, "watch") {
 		t.Errorf("viewer sees state %q, %d buttons, note %q", res.ViewerState, res.ViewerButtons, res.ViewerNote)
 	}
 	if res.ForgedViewer.OK || res.ForgedViewer.Code != 0x87 || !strings.Contains(res.ViewerLog, "0x87 not authorized") {
 		t.Errorf("a viewer's console command: %+v, page shows %q", res.ForgedViewer, res.ViewerLog)
 	}
-	if fmt.Sprint(res.HomesBefore) != "[h1]" || fmt.Sprint(res.HomesAfter) != "[h1 h2]" || res.NewHomeRole != "member" || res.NewHomeState != "off" {
+	if fmt.Sprint(res.HomesBefore) != "[h1]" || fmt.Sprint(res.HomesAfter) != "[h1 h2]" || res.NewHomeRole != "member" || res.NewHomeState != "Off" {
 		t.Errorf("the refresh did not bring the new membership: homes %v then %v, h2 role %q, fan %q",
 			res.HomesBefore, res.HomesAfter, res.NewHomeRole, res.NewHomeState)
 	}
-	if res.Refreshes < 1 || res.ConnAfterExp != "connected" || !strings.Contains(res.ToggleResult, "toggle: done") || res.LampAfterOff != "off" {
+	if res.Refreshes < 1 || res.ConnAfterExp != "connected" || !strings.Contains(res.ToggleResult, "Turned off at") || res.LampAfterOff != "Off" {
 		t.Errorf("after the first token's expiry: %d refreshes, %q, toggle %q, lamp %q", res.Refreshes, res.ConnAfterExp, res.ToggleResult, res.LampAfterOff)
 	}
 
 	if got := levels(pi.pin(lampPin)); got != "low high low" {
-		t.Errorf("the lamp's pin went %s, want low high low (on, then toggle)", got)
+		t.Errorf("the lamp's pin went %s, want low high low (on, then off)", got)
 	}
 	if got := levels(pi.pin(doorPin)); got != "low high low" {
 		t.Errorf("the door's pin went %s, want one pulse", got)

@@ -6,6 +6,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"homemq/decision"
 	"homemq/topics"
 )
 
@@ -58,7 +59,7 @@ func (g *Guard) dropUnreadable(cl *mqtt.Client, s *session, gr *grant) {
 			atomic.AddInt64(&g.server.Info.Subscriptions, -1)
 		}
 		gone = append(gone, sub)
-		g.emit(g.event(cl, gr, EventSubscribe, false, "rights", "subscription removed: "+d.Reason, filter))
+		g.emit(cl, gr, decision.Event{Kind: decision.EventSubscribe, Reason: "rights", Detail: "subscription removed: " + d.Reason, Topic: filter})
 	}
 	if len(gone) > 0 && g.store != nil {
 		g.store.OnUnsubscribed(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe}, Filters: gone})
@@ -77,7 +78,7 @@ func (g *Guard) dropInflight(cl *mqtt.Client, gr *grant, pk packets.Packet) {
 	if g.store != nil {
 		g.store.OnQosDropped(cl, pk)
 	}
-	g.emit(g.event(cl, gr, EventDelivery, false, "rights", "queued message dropped: the token may not read it", pk.TopicName))
+	g.emit(cl, gr, decision.Event{Kind: decision.EventDelivery, Reason: "rights", Detail: "queued message dropped: the token may not read it", Topic: pk.TopicName})
 }
 
 // readable reports whether gr may read topic now.
@@ -146,7 +147,7 @@ func (s *session) noteAlias(pk *packets.Packet, write bool) {
 // (an AUTH answer, say) unflushed until some later write, and would end the
 // connection when it happens in Client.ResendInflightMessages. So the
 // PUBLISH is replaced by a PINGRESP: two bytes every client ignores that
-// carry nothing and flush the buffer.
+// carry nothing and flush the buffer. Not reported upstream (checked 2026-11).
 func (g *Guard) checkDelivery(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	s := g.session(cl)
 	var gr *grant

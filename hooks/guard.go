@@ -11,13 +11,10 @@ import (
 	"golang.org/x/time/rate"
 
 	"homemq/auth"
+	"homemq/decision"
 	"homemq/envelope"
 	"homemq/topics"
 )
-
-// AuthMethod is the MQTT 5 authentication method for re-authentication: the
-// AUTH packet (reason 0x19) carries a fresh JWT as authentication data.
-const AuthMethod = "homemq-jwt"
 
 // Config is everything the Guard is told. Its parts are the YAML types of
 // the broker's configuration (the envelope and limits sections), declared,
@@ -91,7 +88,7 @@ type Guard struct {
 	master    []byte
 	cfg       Config
 	replay    *envelope.ReplayCache
-	observers []Observer
+	observers []decision.Observer
 	sessions  sync.Map // *mqtt.Client -> *session
 	offline   sync.Map // client ID -> *grant of a persistent session whose connection ended
 	counts    *counters
@@ -103,6 +100,8 @@ type Guard struct {
 	ledger ReplayLedger // the cluster's replay cache (nil: one node; ledger.go)
 
 	quotaState // the bookkeeping of Quotas and of the restart rule (quotas.go)
+
+	integrations integrationsRef // checks integration credentials (integration.go)
 }
 
 // grant is what one verified token allows; it is replaced whole on re-auth.
@@ -111,6 +110,7 @@ type grant struct {
 	identity *topics.Identity
 	deadline int64 // unix nanoseconds: exp + leeway
 	key      []byte
+	home     string // an integration's home ("" for a token's grant): its plain commands and topic mount
 }
 
 // session is the Guard's state for one live connection.
@@ -132,12 +132,17 @@ type session struct {
 	// subackReason says why filters of the SUBSCRIBE being processed were
 	// refused; OnPacketEncode puts it on the SUBACK.
 	subackReason atomic.Pointer[string]
+
+	// mounted is set once an integration subscribed through Home
+	// Assistant's prefix: discovery topics are then written to it under
+	// that prefix (integration.go).
+	mounted atomic.Bool
 }
 
 // New returns a Guard for server that verifies tokens with verifier and
 // derives message keys from master, or an error naming the first setting
 // of cfg that fails Config.Validate.
-func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config, observers ...Observer) (*Guard, error) {
+func New(server *mqtt.Server, verifier *auth.Verifier, master []byte, cfg Config, observers ...decision.Observer) (*Guard, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("hooks: cannot start the Guard: %w", err)
 	}
@@ -188,6 +193,7 @@ func (g *Guard) newGrant(c *auth.Claims) *grant {
 		identity: c.Identity(),
 		deadline: c.ExpiresAtTime().Add(g.verifier.Config().Leeway).UnixNano(),
 		key:      envelope.DeriveKey(g.master, c.ID),
+		home:     integrationHome(c),
 	}
 }
 
@@ -217,7 +223,8 @@ func (g *Guard) refuse(s *session) bool {
 	return len(s.refusals) >= g.cfg.RefusalLimit
 }
 
-func (g *Guard) emit(e Event) {
+// report sends e, stamped with the time, to every observer.
+func (g *Guard) report(e decision.Event) {
 	if len(g.observers) == 0 {
 		return
 	}
@@ -229,11 +236,13 @@ func (g *Guard) emit(e Event) {
 	}
 }
 
-func (g *Guard) event(cl *mqtt.Client, gr *grant, kind string, allowed bool, reason, detail, topic string) Event {
-	e := Event{Kind: kind, Allowed: allowed, Reason: reason, Detail: detail, Topic: topic,
-		ClientID: cl.ID, Remote: cl.Net.Remote, Listener: cl.Net.Listener}
+// emit reports e as a decision about connection cl: it fills in the
+// client ID, address and listener, and with gr (nil before a token is
+// verified) the token's sub and jti.
+func (g *Guard) emit(cl *mqtt.Client, gr *grant, e decision.Event) {
+	e.ClientID, e.Remote, e.Listener = cl.ID, cl.Net.Remote, cl.Net.Listener
 	if gr != nil {
 		e.Sub, e.JTI = gr.claims.Subject, gr.claims.ID
 	}
-	return e
+	g.report(e)
 }

@@ -51,8 +51,8 @@ func TestConnectDecisions(t *testing.T) {
 		{"own sub", "user:alice", tok, 0},
 		{"own namespace", "user:alice/phone", tok, 0},
 		{"assigned", "", tok, 0},
-		{"other sub", "user:bob", tok, 0x85},
-		{"prefix without slash", "user:alicebob", tok, 0x85},
+		{"other sub: keyed under user:alice/", "user:bob", tok, 0},
+		{"prefix without slash: keyed under user:alice/", "user:alicebob", tok, 0},
 		{"garbage token", "user:alice", "x.y.z", 0x86},
 		{"no token", "user:alice", "", 0x86},
 	}

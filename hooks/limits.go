@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"homemq/addrlimit"
+	"homemq/decision"
 )
 
 // Connection bounds what one connection may do; its fields are YAML keys
@@ -108,7 +109,7 @@ func (g *Guard) Addresses() *addrlimit.Table { return g.counts.addrs }
 // accept because its address already held Limits.ConnsPerAddr sockets in
 // Addresses: a connect refused for quota, as one refused at CONNECT is.
 func (g *Guard) SocketRefused(listener, remote string) {
-	g.emit(Event{Kind: EventConnect, Reason: "quota", Listener: listener, Remote: remote,
+	g.report(decision.Event{Kind: decision.EventConnect, Reason: "quota", Listener: listener, Remote: remote,
 		Detail: "too many connections from " + addrlimit.Key(remote) + "; closed at accept"})
 }
 

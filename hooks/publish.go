@@ -7,110 +7,12 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"homemq/decision"
 	"homemq/envelope"
 	"homemq/topics"
 )
 
-// OnPacketRead re-checks, before anything else, that the token of a client
-// sending PUBLISH or SUBSCRIBE is alive: an atomic deadline compare, no JWT
-// parsing. A dead token closes the connection.
-func (g *Guard) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Disconnect {
-		return g.capDisconnectExpiry(pk), nil
-	}
-	if t := pk.FixedHeader.Type; t != packets.Publish && t != packets.Subscribe {
-		return pk, nil
-	}
-	s := g.session(cl)
-	if s == nil {
-		return pk, packets.ErrRejectPacket
-	}
-	if _, ok := s.alive(g.now().UnixNano()); !ok {
-		g.cutOff(cl, s)
-		return pk, packets.ErrRejectPacket
-	}
-	if g.unknownAlias(cl, pk) {
-		return pk, packets.ErrRejectPacket
-	}
-	return pk, nil
-}
-
-// OnACLCheck judges subscriptions and every delivery of a message to a
-// subscriber against the topic rules of the subscriber's current token.
-// Publishes are judged in OnPublish, where a reason string can be sent.
-func (g *Guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if write {
-		return true
-	}
-	s := g.session(cl)
-	if s == nil {
-		id, ok := g.offlineIdentity(cl)
-		return ok && topics.Authorize(id, topics.Subscribe, topic, false).Allow
-	}
-	gr, ok := s.alive(g.now().UnixNano())
-	if !ok {
-		return false
-	}
-	if over := s.overSubs.Load(); over != nil && (*over)[topic] {
-		return false
-	}
-	return topics.Authorize(gr.identity, topics.Subscribe, topic, false).Allow
-}
-
-// OnSubscribe records refused filters (mochi answers them with 0x87, or 0x80
-// for MQTT 3.1.1, through OnACLCheck) and disconnects a client that keeps
-// asking for what it may not have.
-func (g *Guard) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	s := g.session(cl)
-	if s == nil {
-		return pk
-	}
-	s.subackReason.Store(nil)
-	gr, ok := s.alive(g.now().UnixNano())
-	if !ok {
-		return pk
-	}
-	var over map[string]bool
-	var why subackReasons
-	defer why.store(s)
-	have := cl.State.Subscriptions.Len()
-	for _, f := range pk.Filters {
-		if d := topics.Authorize(gr.identity, topics.Subscribe, f.Filter, false); !d.Allow {
-			why.add(f.Filter, d.Reason)
-			g.emit(g.event(cl, gr, EventSubscribe, false, "acl", d.Reason, f.Filter))
-			if g.refuse(s) {
-				g.tooManyRefusals(cl)
-			}
-			continue
-		}
-		if _, exists := cl.State.Subscriptions.Get(f.Filter); exists {
-			continue
-		}
-		if max := g.cfg.Limits.MaxSubscriptions; max > 0 && have >= max {
-			if over == nil {
-				over = map[string]bool{}
-			}
-			over[f.Filter] = true
-			why.add(f.Filter, "too many subscriptions on this connection")
-			g.emit(g.event(cl, gr, EventSubscribe, false, "quota", "too many subscriptions on this connection", f.Filter))
-			continue
-		}
-		have++
-	}
-	if over != nil {
-		s.overSubs.Store(&over)
-	}
-	return pk
-}
-
-// OnSubscribed forgets the quota refusals of the SUBSCRIBE just answered.
-func (g *Guard) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
-	if s := g.session(cl); s != nil {
-		s.overSubs.Store(nil)
-	}
-}
-
-// OnPublish checks a publish in the order of design.md: token alive, topic
+// OnPublish checks a publish in the order of docs/architecture.md: token alive, topic
 // rules, then for a cmd topic the rate limit, the envelope (well-formed, kid,
 // iat, exp, lifetime, signature) and the replay cache. An accepted command's
 // message expiry is set from the envelope's exp, so it dies in any queue.
@@ -128,17 +30,23 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 		g.cutOff(cl, s)
 		return pk, packets.ErrRejectPacket
 	}
+	if sinkPublish(gr, pk) {
+		return pk, packets.CodeSuccessIgnore
+	}
 	if d := topics.Authorize(gr.identity, topics.Publish, pk.TopicName, pk.FixedHeader.Retain); !d.Allow {
-		return g.refusePublish(cl, s, gr, pk, EventPublish, 0x87, "acl", d.Reason)
+		return g.refusePublish(cl, s, gr, pk, packets.ErrNotAuthorized.Code, decision.Event{Kind: decision.EventPublish, Reason: "acl", Detail: d.Reason})
 	}
 	if code, why, detail := g.checkDevicePublish(gr, pk); code != 0 {
-		return g.refusePublish(cl, s, gr, pk, EventPublish, code, why, detail)
+		return g.refusePublish(cl, s, gr, pk, code, decision.Event{Kind: decision.EventPublish, Reason: why, Detail: detail})
 	}
 	if !topics.IsCommand(pk.TopicName) {
 		return pk, nil
 	}
 	if !s.commands.AllowN(now, 1) {
-		return g.refusePublish(cl, s, gr, pk, EventCommand, 0x96, "rate", "too many commands; slow down")
+		return g.refusePublish(cl, s, gr, pk, packets.ErrMessageRateTooHigh.Code, decision.Event{Kind: decision.EventCommand, Reason: "rate", Detail: "too many commands; slow down"})
+	}
+	if gr.home != "" {
+		return g.plainCommand(cl, s, gr, pk, now)
 	}
 	env, err := envelope.Parse(pk.Payload, g.cfg.Envelope)
 	if err == nil {
@@ -162,40 +70,39 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	g.noteIssued(env)
 	pk.Expiry = env.Exp
 	pk.Properties.MessageExpiryInterval = uint32(max(1, env.Exp-now.Unix()))
-	pk.ProtocolVersion = 5 // mochi only honours Expiry on MQTT 5 packets, also when a 3.1.1 client sent it
-	e := g.event(cl, gr, EventCommand, true, "", "", pk.TopicName)
-	e.Nonce = env.Nonce
-	g.emit(e)
+	// mochi only honours Expiry on MQTT 5 packets, also when a 3.1.1 client
+	// sent it (https://github.com/mochi-mqtt/server/issues/444).
+	pk.ProtocolVersion = 5
+	g.emit(cl, gr, decision.Event{Kind: decision.EventCommand, Allowed: true, Topic: pk.TopicName, Nonce: env.Nonce})
 	return pk, nil
 }
 
 func (g *Guard) refuseCommand(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, nonce string, err error) (packets.Packet, error) {
 	r := envelope.ReasonOf(err)
-	code := byte(0x87)
+	code := packets.ErrNotAuthorized.Code
 	switch r {
 	case envelope.ReasonMalformed, envelope.ReasonVersion:
-		code = 0x99
+		code = packets.ErrPayloadFormatInvalid.Code
 	case envelope.ReasonCacheFull, envelope.ReasonQuota:
-		code = 0x97
+		code = packets.ErrQuotaExceeded.Code
 	case "":
 		r = "envelope"
 	}
-	return g.refusePublishNonce(cl, s, gr, pk, EventCommand, code, string(r), "command refused: "+err.Error(), nonce)
+	return g.refusePublish(cl, s, gr, pk, code, decision.Event{Kind: decision.EventCommand, Reason: string(r), Detail: "command refused: " + err.Error(), Nonce: nonce})
 }
 
-// refusePublish answers a refused publish: QoS 0 is dropped, QoS 1 and 2 get
-// PUBACK or PUBREC with the reason code and string (MQTT 5) or a plain ack
-// (MQTT 3.1.1 has no negative ack; the message is dropped all the same).
-func (g *Guard) refusePublish(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, kind string, code byte, why, detail string) (packets.Packet, error) {
-	return g.refusePublishNonce(cl, s, gr, pk, kind, code, why, detail, "")
-}
-
-// refusePublishNonce is refusePublish for a command whose nonce is known
-// (parsed before it was refused), so the audit log can match a replay.
-func (g *Guard) refusePublishNonce(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, kind string, code byte, why, detail, nonce string) (packets.Packet, error) {
-	e := g.event(cl, gr, kind, false, why, detail, pk.TopicName)
-	e.Nonce = nonce
-	g.emit(e)
+// refusePublish reports a refused publish (e says why: Kind, Reason,
+// Detail, and for a command the Nonce if it was parsed, so the audit log
+// can match a replay) and answers it: QoS 0 is dropped, QoS 1 and 2 get
+// PUBACK or PUBREC with code and e.Detail as the reason string (MQTT 5) or
+// a plain ack (MQTT 3.1.1 has no negative ack; the message is dropped all
+// the same). It writes the ack itself and rejects the packet because mochi
+// answers a refused QoS 2 publish with a PUBACK (https://github.com/mochi-mqtt/server/issues/465,
+// https://github.com/mochi-mqtt/server/issues/510, fix https://github.com/mochi-mqtt/server/pull/476) and
+// disconnects an MQTT 3.1.1 client at once (https://github.com/mochi-mqtt/server/issues/290).
+func (g *Guard) refusePublish(cl *mqtt.Client, s *session, gr *grant, pk packets.Packet, code byte, e decision.Event) (packets.Packet, error) {
+	e.Allowed, e.Topic = false, pk.TopicName
+	g.emit(cl, gr, e)
 	if q := pk.FixedHeader.Qos; q > 0 {
 		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
 		if q == 2 {
@@ -203,7 +110,7 @@ func (g *Guard) refusePublishNonce(cl *mqtt.Client, s *session, gr *grant, pk pa
 		}
 		if cl.Properties.ProtocolVersion == 5 {
 			ack.ReasonCode = code
-			ack.Properties.ReasonString = detail
+			ack.Properties.ReasonString = e.Detail
 		}
 		_ = cl.WritePacket(ack)
 	}
@@ -214,5 +121,5 @@ func (g *Guard) refusePublishNonce(cl *mqtt.Client, s *session, gr *grant, pk pa
 }
 
 func (g *Guard) tooManyRefusals(cl *mqtt.Client) {
-	g.disconnect(cl, packets.Code{Code: 0x87, Reason: fmt.Sprintf("too many refused packets (%d within %v)", g.cfg.RefusalLimit, g.cfg.RefusalWindow)})
+	g.disconnect(cl, packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: fmt.Sprintf("too many refused packets (%d within %v)", g.cfg.RefusalLimit, g.cfg.RefusalWindow)})
 }

@@ -5,6 +5,9 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"homemq/auth"
+	"homemq/decision"
 )
 
 // OnAuthPacket handles MQTT 5 re-authentication: AUTH with reason 0x19,
@@ -14,7 +17,7 @@ import (
 // expiry deadline moves. The broker answers AUTH 0x00; a bad token gets a DISCONNECT.
 func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Properties.Props.AuthenticationMethod == "" { // [MQTT-4.12.0-4]: no method at CONNECT, no AUTH
-		return pk, g.refuseReauth(cl, nil, 0x82, "protocol", "protocol error: AUTH on a connection that announced no authentication method; connect with authentication method "+AuthMethod+" to re-authenticate")
+		return pk, g.refuseReauth(cl, nil, packets.ErrProtocolViolation.Code, decision.Event{Reason: "protocol", Detail: "protocol error: AUTH on a connection that announced no authentication method; connect with authentication method " + auth.MQTTMethod + " to re-authenticate"})
 	}
 	s := g.session(cl)
 	if s == nil {
@@ -26,17 +29,17 @@ func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, packets.ErrRejectPacket
 	}
 	if pk.ReasonCode != packets.CodeReAuthenticate.Code {
-		return pk, g.refuseReauth(cl, old, 0x82, "protocol", "only re-authentication (AUTH 0x19) is supported")
+		return pk, g.refuseReauth(cl, old, packets.ErrProtocolViolation.Code, decision.Event{Reason: "protocol", Detail: "only re-authentication (AUTH 0x19) is supported"})
 	}
-	if pk.Properties.AuthenticationMethod != AuthMethod {
-		return pk, g.refuseReauth(cl, old, 0x8C, "auth_method", "authentication method must be "+AuthMethod)
+	if pk.Properties.AuthenticationMethod != auth.MQTTMethod {
+		return pk, g.refuseReauth(cl, old, packets.ErrBadAuthenticationMethod.Code, decision.Event{Reason: "auth_method", Detail: "authentication method must be " + auth.MQTTMethod})
 	}
 	c, err := g.verifier.Verify(string(pk.Properties.AuthenticationData))
 	if err != nil {
-		return pk, g.refuseReauth(cl, old, 0x87, "token", "re-authentication refused: "+err.Error())
+		return pk, g.refuseReauth(cl, old, packets.ErrNotAuthorized.Code, decision.Event{Reason: "token", Detail: "re-authentication refused: " + err.Error()})
 	}
 	if c.Subject != old.claims.Subject {
-		return pk, g.refuseReauth(cl, old, 0x87, "sub", "re-authentication refused: the new token is for "+c.Subject+", this connection is "+old.claims.Subject)
+		return pk, g.refuseReauth(cl, old, packets.ErrNotAuthorized.Code, decision.Event{Reason: "sub", Detail: "re-authentication refused: the new token is for " + c.Subject + ", this connection is " + old.claims.Subject})
 	}
 	gr := g.newGrant(c)
 	s.grant.Store(gr)
@@ -46,16 +49,19 @@ func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		s.timer.Reset(time.Until(time.Unix(0, gr.deadline)))
 	}
 	s.mu.Unlock()
-	g.emit(g.event(cl, gr, EventReauth, true, "", "", ""))
+	g.emit(cl, gr, decision.Event{Kind: decision.EventReauth, Allowed: true})
 	err = cl.WritePacket(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Auth},
 		ReasonCode:  packets.CodeSuccess.Code,
-		Properties:  packets.Properties{AuthenticationMethod: AuthMethod},
+		Properties:  packets.Properties{AuthenticationMethod: auth.MQTTMethod},
 	})
 	return pk, err
 }
 
-func (g *Guard) refuseReauth(cl *mqtt.Client, gr *grant, code byte, why, detail string) error {
-	g.emit(g.event(cl, gr, EventReauth, false, why, detail, ""))
-	return packets.Code{Code: code, Reason: detail}
+// refuseReauth reports a refused re-authentication (e says why) and returns
+// the error mochi answers it with: code and e.Detail as the reason string.
+func (g *Guard) refuseReauth(cl *mqtt.Client, gr *grant, code byte, e decision.Event) error {
+	e.Kind, e.Allowed = decision.EventReauth, false
+	g.emit(cl, gr, e)
+	return packets.Code{Code: code, Reason: e.Detail}
 }

@@ -8,12 +8,14 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"homemq/auth"
+	"homemq/decision"
 	"homemq/topics"
 )
 
 // Wills. mochi publishes a client's will when its connection ends
 // (Server.sendLWT) or after its Will Delay Interval (Server.sendDelayedLWT,
-// which asks no hook at all), and its OnWill hook cannot suppress one. So
+// which asks no hook at all), and its OnWill hook cannot suppress one
+// (upstream: https://github.com/mochi-mqtt/server/issues/503). So
 // the Guard owns wills: at CONNECT it judges the will (a refused will
 // refuses the CONNECT), takes it out of mochi's hands and keeps it in the
 // session; when mochi would have sent it, the Guard judges it again against
@@ -49,7 +51,7 @@ type pendingWill struct {
 // takeWill keeps the will of a CONNECT the Guard accepted and clears it in
 // mochi, which then never sends it (sendLWT and sendDelayedLWT check the
 // flag). It keeps what mochi's Will drops: content type, payload format,
-// message expiry, response topic and correlation data.
+// message expiry, response topic and correlation data. Not reported upstream (checked 2026-11).
 func takeWill(cl *mqtt.Client, pk packets.Packet) *will {
 	if !pk.Connect.WillFlag {
 		return nil
@@ -123,7 +125,7 @@ func (g *Guard) revokeWills(r auth.Revocation) {
 		p := v.(*pendingWill)
 		if gr := p.s.grant.Load(); gr != nil && r.Matches(gr.claims) && g.wills.CompareAndDelete(k, p) {
 			p.timer.Stop()
-			g.emit(Event{Kind: EventPublish, Reason: "will", Detail: "will dropped: token revoked", Topic: p.w.pk.TopicName,
+			g.report(decision.Event{Kind: decision.EventPublish, Reason: "will", Detail: "will dropped: token revoked", Topic: p.w.pk.TopicName,
 				ClientID: k.(string), Sub: gr.claims.Subject, JTI: gr.claims.ID})
 		}
 		return true
@@ -135,11 +137,11 @@ func (g *Guard) revokeWills(r auth.Revocation) {
 func (g *Guard) sendWill(clientID string, s *session, w *will) {
 	gr := s.grant.Load()
 	why := g.willVerdict(s, gr, w)
-	e := Event{Kind: EventPublish, Allowed: why == "", Reason: "will", Topic: w.pk.TopicName, ClientID: clientID,
+	e := decision.Event{Kind: decision.EventPublish, Allowed: why == "", Reason: "will", Topic: w.pk.TopicName, ClientID: clientID,
 		Sub: gr.claims.Subject, JTI: gr.claims.ID}
 	if why != "" {
 		e.Detail = "will dropped: " + why
-		g.emit(e)
+		g.report(e)
 		return
 	}
 	// The Guard's OnPublish lets inline clients through: the will was
@@ -149,7 +151,7 @@ func (g *Guard) sendWill(clientID string, s *session, w *will) {
 	if err := g.server.InjectPacket(inline, w.pk); err != nil {
 		e.Allowed, e.Detail = false, "will not sent: "+err.Error()
 	}
-	g.emit(e)
+	g.report(e)
 }
 
 // willVerdict says why a will may not be sent now ("" if it may).
@@ -169,7 +171,7 @@ func (g *Guard) willVerdict(s *session, gr *grant, w *will) string {
 // ownOfflineStatus reports whether w says that gr's own agent is offline.
 func ownOfflineStatus(gr *grant, w *will) bool {
 	p, err := topics.Parse(w.pk.TopicName)
-	return err == nil && p.Kind == topics.KindStatus && gr.claims.Subject == auth.KindAgent+":"+p.Agent &&
+	return err == nil && p.Kind == topics.KindStatus && gr.claims.Subject == topics.AgentSubject(p.Agent) &&
 		string(w.pk.Payload) == offlineStatus
 }
 

@@ -11,55 +11,52 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"homemq/hooks"
+	"homemq/decision"
 )
 
 // Namespace prefixes every metric name.
 const Namespace = "homemq"
 
-// EventTokenExchange is the Event kind the broker reports for a POST
-// /api/token answer (broker.EventTokenExchange).
-const EventTokenExchange = "token_exchange"
+// resultOK is the result label of a success.
+const resultOK = "ok"
 
-// ResultOK is the result label of a success.
-const ResultOK = "ok"
-
-// Metrics are the broker's metrics. The exported vectors may be fed
-// directly by the parts that own what they count.
+// Metrics are the broker's metrics. Observe feeds the counters from the
+// Guard's decisions; the Watch methods add values other parts own, read at
+// each scrape.
 type Metrics struct {
 	reg *prometheus.Registry
 
-	// Connections counts live authenticated MQTT connections by listener
+	// connections counts live authenticated MQTT connections by listener
 	// (mqtts, wss, mqtt, internal).
-	Connections *prometheus.GaugeVec
-	// Auth counts CONNECT decisions by result: "ok" or the refusal reason
+	connections *prometheus.GaugeVec
+	// auth counts CONNECT decisions by result: "ok" or the refusal reason
 	// (expired, bad_signature, client_id, rate, quota, …).
-	Auth *prometheus.CounterVec
-	// Reauth counts MQTT 5 re-authentications by result.
-	Reauth *prometheus.CounterVec
-	// ACLRefusals counts publishes and subscriptions refused by the topic
+	auth *prometheus.CounterVec
+	// reauth counts MQTT 5 re-authentications by result.
+	reauth *prometheus.CounterVec
+	// aclRefusals counts publishes and subscriptions refused by the topic
 	// rules, by action (publish, subscribe).
-	ACLRefusals *prometheus.CounterVec
-	// LimitRefusals counts refusals by a limit: connect_rate, connections,
+	aclRefusals *prometheus.CounterVec
+	// limitRefusals counts refusals by a limit: connect_rate, connections,
 	// subscriptions, command_rate.
-	LimitRefusals *prometheus.CounterVec
-	// Commands counts accepted commands.
-	Commands prometheus.Counter
-	// EnvelopeRefusals counts refused commands by envelope reason
+	limitRefusals *prometheus.CounterVec
+	// commands counts accepted commands.
+	commands prometheus.Counter
+	// envelopeRefusals counts refused commands by envelope reason
 	// (malformed, expired, bad_signature, replay, …).
-	EnvelopeRefusals *prometheus.CounterVec
-	// ExpiryDisconnects counts connections closed because their token expired.
-	ExpiryDisconnects prometheus.Counter
-	// RevocationDisconnects counts connections closed because their token
+	envelopeRefusals *prometheus.CounterVec
+	// expiryDisconnects counts connections closed because their token expired.
+	expiryDisconnects prometheus.Counter
+	// revocationDisconnects counts connections closed because their token
 	// was revoked.
-	RevocationDisconnects prometheus.Counter
-	// TokenExchanges counts POST /api/token answers by result: "ok" or the
+	revocationDisconnects prometheus.Counter
+	// tokenExchanges counts POST /api/token answers by result: "ok" or the
 	// RFC 6749 error code.
-	TokenExchanges *prometheus.CounterVec
-	// BridgeConnections counts live SignalR bridge connections by transport
-	// (websockets, serversentevents, longpolling). The bridge feeds it:
-	// Inc when a connection starts its transport, Dec when it ends.
-	BridgeConnections *prometheus.GaugeVec
+	tokenExchanges *prometheus.CounterVec
+	// bridgeConnections counts live SignalR bridge connections by transport
+	// (websockets, serversentevents, longpolling), set from the bridge at
+	// each scrape (WatchBridge).
+	bridgeConnections *prometheus.GaugeVec
 }
 
 // New returns the metrics, registered on a fresh registry together with
@@ -84,17 +81,17 @@ func New() *Metrics {
 	}
 	return &Metrics{
 		reg:                   reg,
-		Connections:           gaugeVec("connections", "Live authenticated MQTT connections by listener.", "listener"),
-		Auth:                  counterVec("auth_total", "CONNECT decisions by result: ok or the refusal reason.", "result"),
-		Reauth:                counterVec("reauth_total", "MQTT 5 re-authentications by result: ok or the refusal reason.", "result"),
-		ACLRefusals:           counterVec("acl_refusals_total", "Publishes and subscriptions refused by the topic rules, by action.", "action"),
-		LimitRefusals:         counterVec("limit_refusals_total", "Refusals by a configured limit, by limit.", "limit"),
-		Commands:              counter("commands_accepted_total", "Commands whose envelope was accepted and delivered to subscribers."),
-		EnvelopeRefusals:      counterVec("envelope_refusals_total", "Commands refused by the envelope checks, by reason.", "reason"),
-		ExpiryDisconnects:     counter("expiry_disconnects_total", "Connections closed because their token expired."),
-		RevocationDisconnects: counter("revocation_disconnects_total", "Connections closed because their token was revoked."),
-		TokenExchanges:        counterVec("token_exchanges_total", "POST /api/token answers by result: ok or the OAuth error code.", "result"),
-		BridgeConnections:     gaugeVec("bridge_connections", "Live SignalR bridge connections by transport.", "transport"),
+		connections:           gaugeVec("connections", "Live authenticated MQTT connections by listener.", "listener"),
+		auth:                  counterVec("auth_total", "CONNECT decisions by result: ok or the refusal reason.", "result"),
+		reauth:                counterVec("reauth_total", "MQTT 5 re-authentications by result: ok or the refusal reason.", "result"),
+		aclRefusals:           counterVec("acl_refusals_total", "Publishes and subscriptions refused by the topic rules, by action.", "action"),
+		limitRefusals:         counterVec("limit_refusals_total", "Refusals by a configured limit, by limit.", "limit"),
+		commands:              counter("commands_accepted_total", "Commands whose envelope was accepted and delivered to subscribers."),
+		envelopeRefusals:      counterVec("envelope_refusals_total", "Commands refused by the envelope checks, by reason.", "reason"),
+		expiryDisconnects:     counter("expiry_disconnects_total", "Connections closed because their token expired."),
+		revocationDisconnects: counter("revocation_disconnects_total", "Connections closed because their token was revoked."),
+		tokenExchanges:        counterVec("token_exchanges_total", "POST /api/token answers by result: ok or the OAuth error code.", "result"),
+		bridgeConnections:     gaugeVec("bridge_connections", "Live SignalR bridge connections by transport.", "transport"),
 	}
 }
 
@@ -126,53 +123,53 @@ var (
 )
 
 // Observe counts one Guard or token-service decision; it implements
-// hooks.Observer and never blocks.
-func (m *Metrics) Observe(e hooks.Event) {
+// decision.Observer and never blocks.
+func (m *Metrics) Observe(e decision.Event) {
 	switch e.Kind {
-	case hooks.EventConnect:
+	case decision.EventConnect:
 		if e.Allowed {
-			m.Auth.WithLabelValues(ResultOK).Inc()
-			m.Connections.WithLabelValues(label(e.Listener)).Inc()
+			m.auth.WithLabelValues(resultOK).Inc()
+			m.connections.WithLabelValues(label(e.Listener)).Inc()
 			return
 		}
-		m.Auth.WithLabelValues(label(e.Reason)).Inc()
+		m.auth.WithLabelValues(label(e.Reason)).Inc()
 		if l, ok := connectLimits[e.Reason]; ok {
-			m.LimitRefusals.WithLabelValues(l).Inc()
+			m.limitRefusals.WithLabelValues(l).Inc()
 		}
-	case hooks.EventDisconnect:
-		m.Connections.WithLabelValues(label(e.Listener)).Dec()
-	case hooks.EventReauth:
+	case decision.EventDisconnect:
+		m.connections.WithLabelValues(label(e.Listener)).Dec()
+	case decision.EventReauth:
 		if e.Allowed {
-			m.Reauth.WithLabelValues(ResultOK).Inc()
+			m.reauth.WithLabelValues(resultOK).Inc()
 		} else {
-			m.Reauth.WithLabelValues(label(e.Reason)).Inc()
+			m.reauth.WithLabelValues(label(e.Reason)).Inc()
 		}
-	case hooks.EventPublish, hooks.EventSubscribe:
+	case decision.EventPublish, decision.EventSubscribe:
 		switch {
 		case e.Allowed:
 		case e.Reason == "acl":
-			m.ACLRefusals.WithLabelValues(e.Kind).Inc()
-		case e.Kind == hooks.EventSubscribe && subscribeLimits[e.Reason] != "":
-			m.LimitRefusals.WithLabelValues(subscribeLimits[e.Reason]).Inc()
+			m.aclRefusals.WithLabelValues(e.Kind).Inc()
+		case e.Kind == decision.EventSubscribe && subscribeLimits[e.Reason] != "":
+			m.limitRefusals.WithLabelValues(subscribeLimits[e.Reason]).Inc()
 		}
-	case hooks.EventCommand:
+	case decision.EventCommand:
 		switch {
 		case e.Allowed:
-			m.Commands.Inc()
+			m.commands.Inc()
 		case commandLimits[e.Reason] != "":
-			m.LimitRefusals.WithLabelValues(commandLimits[e.Reason]).Inc()
+			m.limitRefusals.WithLabelValues(commandLimits[e.Reason]).Inc()
 		default:
-			m.EnvelopeRefusals.WithLabelValues(label(e.Reason)).Inc()
+			m.envelopeRefusals.WithLabelValues(label(e.Reason)).Inc()
 		}
-	case hooks.EventExpire:
-		m.ExpiryDisconnects.Inc()
-	case hooks.EventRevoke:
-		m.RevocationDisconnects.Inc()
-	case EventTokenExchange:
+	case decision.EventExpire:
+		m.expiryDisconnects.Inc()
+	case decision.EventRevoke:
+		m.revocationDisconnects.Inc()
+	case decision.EventTokenExchange:
 		if e.Allowed {
-			m.TokenExchanges.WithLabelValues(ResultOK).Inc()
+			m.tokenExchanges.WithLabelValues(resultOK).Inc()
 		} else {
-			m.TokenExchanges.WithLabelValues(label(e.Reason)).Inc()
+			m.tokenExchanges.WithLabelValues(label(e.Reason)).Inc()
 		}
 	}
 }
@@ -198,8 +195,8 @@ func (m *Metrics) WatchAudit(dropped, written func() uint64) {
 // WatchBridge keeps homemq_bridge_connections in step with conns, the
 // bridge's live connections by transport, read at each scrape.
 func (m *Metrics) WatchBridge(conns func() map[string]int) {
-	m.reg.Unregister(m.BridgeConnections)
-	m.reg.MustRegister(bridgeCollector{m.BridgeConnections, conns})
+	m.reg.Unregister(m.bridgeConnections)
+	m.reg.MustRegister(bridgeCollector{m.bridgeConnections, conns})
 }
 
 // bridgeCollector refreshes the bridge gauge from the bridge before it is

@@ -5,12 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mochi-mqtt/server/v2/system"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"homemq/hooks"
+	"homemq/decision"
 )
 
 // scrape fetches the handler's text output and parses it, as Prometheus would.
@@ -63,34 +62,34 @@ func value(fams map[string]*dto.MetricFamily, name string, labels ...string) flo
 
 func TestObserveCountsEachDecision(t *testing.T) {
 	m := New()
-	events := []hooks.Event{
-		{Kind: hooks.EventConnect, Allowed: true, Listener: "mqtts"},
-		{Kind: hooks.EventConnect, Allowed: true, Listener: "mqtts"},
-		{Kind: hooks.EventConnect, Allowed: true, Listener: "wss"},
-		{Kind: hooks.EventDisconnect, Allowed: true, Listener: "mqtts"},
-		{Kind: hooks.EventConnect, Reason: "expired"},
-		{Kind: hooks.EventConnect, Reason: "bad_signature"},
-		{Kind: hooks.EventConnect, Reason: "bad_signature"},
-		{Kind: hooks.EventConnect, Reason: "rate"},
-		{Kind: hooks.EventConnect, Reason: "quota"},
-		{Kind: hooks.EventConnect, Reason: "Weird Reason with spaces"},
-		{Kind: hooks.EventReauth, Allowed: true},
-		{Kind: hooks.EventReauth, Reason: "sub"},
-		{Kind: hooks.EventPublish, Reason: "acl"},
-		{Kind: hooks.EventSubscribe, Reason: "acl"},
-		{Kind: hooks.EventSubscribe, Reason: "acl"},
-		{Kind: hooks.EventSubscribe, Reason: "quota"},
-		{Kind: hooks.EventSubscribe, Allowed: true},
-		{Kind: hooks.EventCommand, Allowed: true},
-		{Kind: hooks.EventCommand, Reason: "replay"},
-		{Kind: hooks.EventCommand, Reason: "replay"},
-		{Kind: hooks.EventCommand, Reason: "expired"},
-		{Kind: hooks.EventCommand, Reason: "rate"},
-		{Kind: hooks.EventExpire, Reason: "expired"},
-		{Kind: hooks.EventRevoke, Reason: "revoked"},
-		{Kind: hooks.EventRevoke, Reason: "revoked"},
-		{Kind: EventTokenExchange, Allowed: true},
-		{Kind: EventTokenExchange, Reason: "invalid_grant"},
+	events := []decision.Event{
+		{Kind: decision.EventConnect, Allowed: true, Listener: "mqtts"},
+		{Kind: decision.EventConnect, Allowed: true, Listener: "mqtts"},
+		{Kind: decision.EventConnect, Allowed: true, Listener: "wss"},
+		{Kind: decision.EventDisconnect, Allowed: true, Listener: "mqtts"},
+		{Kind: decision.EventConnect, Reason: "expired"},
+		{Kind: decision.EventConnect, Reason: "bad_signature"},
+		{Kind: decision.EventConnect, Reason: "bad_signature"},
+		{Kind: decision.EventConnect, Reason: "rate"},
+		{Kind: decision.EventConnect, Reason: "quota"},
+		{Kind: decision.EventConnect, Reason: "Weird Reason with spaces"},
+		{Kind: decision.EventReauth, Allowed: true},
+		{Kind: decision.EventReauth, Reason: "sub"},
+		{Kind: decision.EventPublish, Reason: "acl"},
+		{Kind: decision.EventSubscribe, Reason: "acl"},
+		{Kind: decision.EventSubscribe, Reason: "acl"},
+		{Kind: decision.EventSubscribe, Reason: "quota"},
+		{Kind: decision.EventSubscribe, Allowed: true},
+		{Kind: decision.EventCommand, Allowed: true},
+		{Kind: decision.EventCommand, Reason: "replay"},
+		{Kind: decision.EventCommand, Reason: "replay"},
+		{Kind: decision.EventCommand, Reason: "expired"},
+		{Kind: decision.EventCommand, Reason: "rate"},
+		{Kind: decision.EventExpire, Reason: "expired"},
+		{Kind: decision.EventRevoke, Reason: "revoked"},
+		{Kind: decision.EventRevoke, Reason: "revoked"},
+		{Kind: decision.EventTokenExchange, Allowed: true},
+		{Kind: decision.EventTokenExchange, Reason: "invalid_grant"},
 	}
 	for _, e := range events {
 		m.Observe(e)
@@ -134,18 +133,18 @@ func TestObserveCountsEachDecision(t *testing.T) {
 
 func TestWatchedValuesAreReadAtScrape(t *testing.T) {
 	m := New()
-	info := &system.Info{}
-	m.WatchServer(info)
+	var counts ServerCounters
+	m.WatchServer(func() ServerCounters { return counts })
 	size, dropped := 0, uint64(0)
 	m.WatchReplayCache(func() int { return size })
 	m.WatchAudit(func() uint64 { return dropped }, func() uint64 { return 7 })
-	m.BridgeConnections.WithLabelValues("websockets").Inc()
+	m.bridgeConnections.WithLabelValues("websockets").Inc()
 
 	f := scrape(t, m)
 	if v := value(f, "homemq_messages_received_total"); v != 0 {
 		t.Errorf("messages received %v before any message", v)
 	}
-	info.MessagesReceived, info.MessagesSent, info.Retained, info.Inflight = 5, 9, 3, 2
+	counts.MessagesReceived, counts.MessagesSent, counts.Retained, counts.Inflight = 5, 9, 3, 2
 	size, dropped = 42, 4
 	f = scrape(t, m)
 	for name, want := range map[string]float64{

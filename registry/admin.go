@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"homemq/auth"
 )
@@ -25,6 +26,9 @@ const (
 	OpMemberAdd    = "member.add"
 	OpMemberRemove = "member.remove"
 	OpMemberList   = "member.list"
+	OpInviteAdd    = "invite.add"    // invites.go
+	OpSignInList   = "signin.list"   // invites.go
+	OpSignInRemove = "signin.remove" // invites.go
 )
 
 // AdminPath is where the broker serves the admin API (POST, operator token).
@@ -38,6 +42,12 @@ type Request struct {
 	Devices []string `json:"devices,omitempty"`
 	User    string   `json:"user,omitempty"`
 	Role    string   `json:"role,omitempty"`
+	// TTL is how long an invite lasts (invite.add; 0: 15 minutes).
+	TTL time.Duration `json:"ttl,omitempty"`
+	// ID names a sign-in (signin.remove).
+	ID string `json:"id,omitempty"`
+	// Integration is the id of the integration of integration.* operations.
+	Integration string `json:"integration,omitempty"`
 }
 
 // Response is the result of a Request.
@@ -48,6 +58,12 @@ type Response struct {
 	Homes      []Home       `json:"homes,omitempty"`
 	Agents     []Agent      `json:"agents,omitempty"`
 	Members    []Membership `json:"members,omitempty"`
+	// Invite is the invite of invite.add, whose secret is in Credential.
+	Invite  *Invite  `json:"invite,omitempty"`
+	SignIns []SignIn `json:"signins,omitempty"`
+	// Integrations and Doors answer the integration.* operations.
+	Integrations []Integration `json:"integrations,omitempty"`
+	Doors        []DoorGrant   `json:"doors,omitempty"`
 }
 
 // Admin runs registry operations: an open *Registry (broker stopped) or a
@@ -92,8 +108,13 @@ func (r *Registry) Do(_ context.Context, req Request) (Response, error) {
 		err = r.RemoveMember(req.Home, req.User)
 	case OpMemberList:
 		resp.Members, err = r.Members(req.Home)
+	case OpInviteAdd, OpSignInList, OpSignInRemove:
+		resp, err = r.doInvites(req)
 	default:
-		err = errorf(ErrInvalid, "unknown operation %q", req.Op)
+		var ok bool
+		if resp, ok, err = r.doIntegration(req); !ok {
+			err = errorf(ErrInvalid, "unknown operation %q", req.Op)
+		}
 	}
 	if err != nil {
 		return Response{}, err
@@ -122,6 +143,11 @@ func Handler(reg *Registry, revoke func(sub string) error) http.Handler {
 		if err == nil && revoke != nil && (req.Op == OpAgentRotate || req.Op == OpAgentRemove) {
 			if rerr := revoke(auth.KindAgent + ":" + req.Agent); rerr != nil {
 				err = fmt.Errorf("registry changed, but revoking the agent's current tokens failed: %w (run: homemq revoke --sub agent:%s)", rerr, req.Agent)
+			}
+		}
+		if err == nil && revoke != nil && revokesIntegration(req) {
+			if rerr := revoke("service:" + req.Integration); rerr != nil {
+				err = fmt.Errorf("integration changed, but cutting its connections failed: %w (run: homemq revoke --sub service:%s)", rerr, req.Integration)
 			}
 		}
 		if err == nil && revoke != nil && req.Op == OpMemberRemove {

@@ -170,6 +170,9 @@ func (r *Registry) RemoveHome(id string) error {
 		if n > 0 || m > 0 {
 			return errorf(ErrInvalid, "home %q still has %d agent(s) and %d member(s); remove them first", id, n, m)
 		}
+		if err := dropHomeIntegrations(tx, id); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketHomes).Delete([]byte(id))
 	})
 }

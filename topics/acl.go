@@ -9,7 +9,7 @@ import (
 // Role is what an identity may do in one home (the values of the token's homes claim).
 type Role string
 
-// The roles of design.md. Any other string is an unknown role and is denied everything.
+// The roles of docs/architecture.md. Any other string is an unknown role and is denied everything.
 const (
 	Admin   Role = "admin"
 	Member  Role = "member"
@@ -194,27 +194,27 @@ func authorizeSubscribe(id *Identity, filter string) Decision {
 		return deny(whyShareNested)
 	}
 	d := authorizeFilter(id, filter)
-	if d.Allow && !id.Operator && !OwnShareGroup(id.Sub, group) {
+	if d.Allow && !id.Operator && !ownShareGroup(id.Sub, group) {
 		return deny(whyShareOwner)
 	}
 	return d
 }
 
-// ShareGroupSeparator separates the sub from a name of the subscriber's
+// shareGroupSeparator separates the sub from a name of the subscriber's
 // choice in a $share group: "$share/service:ha~workers/homes/h1/…".
-const ShareGroupSeparator = "~"
+const shareGroupSeparator = "~"
 
-// OwnShareGroup reports whether a $share group belongs to sub: it is sub
-// itself or sub + ShareGroupSeparator + any name. Groups are per identity,
+// ownShareGroup reports whether a $share group belongs to sub: it is sub
+// itself or sub + shareGroupSeparator + any name. Groups are per identity,
 // so identities never share a group and no one can take part of another's
 // messages by joining its group. A valid sub never holds "~", "/", "+" or
 // "#", so a group names its owner unambiguously.
-func OwnShareGroup(sub, group string) bool {
+func ownShareGroup(sub, group string) bool {
 	if sub == "" {
 		return false
 	}
 	rest, ok := strings.CutPrefix(group, sub)
-	return ok && (rest == "" || strings.HasPrefix(rest, ShareGroupSeparator))
+	return ok && (rest == "" || strings.HasPrefix(rest, shareGroupSeparator))
 }
 
 // authorizeFilter decides a subscription filter without a $share prefix.
@@ -447,7 +447,7 @@ func decideHome(id *Identity, action Action, home, agent string, agentWild bool,
 			allowed, no = 0, whyViewerPub
 		}
 	case Agent:
-		self, isAgent := strings.CutPrefix(id.Sub, "agent:")
+		self, isAgent := AgentOfSubject(id.Sub)
 		if !isAgent || !ValidID(self) {
 			return deny(whyAgentSub)
 		}

@@ -66,8 +66,8 @@ func sub(name string, id *Identity, filter string, want bool, why string) aclCas
 	return aclCase{name, id, Subscribe, filter, false, want, why}
 }
 
-// roleTable has one row for every cell of design.md's role table
-// (role × publish/subscribe × status/cmd/ack/state/event/discovery config) and the corners of issue 3.
+// roleTable has one row for every cell of the role table (docs/architecture.md)
+// (role × publish/subscribe × status/cmd/ack/state/event/discovery config) and the corners of docs/topics.md.
 var roleTable = []aclCase{
 	// admin: publish cmd of any device; subscribe everything in the home.
 	pub("admin pub cmd", admin, tCmd, true, "admin"),

@@ -12,11 +12,11 @@ import (
 )
 
 // This file checks Authorize against a reference written independently from
-// design.md: a regexp for the namespace, a map for the role table, a tiny MQTT
+// docs/architecture.md: a regexp for the namespace, a map for the role table, a tiny MQTT
 // matcher (itself checked against mochi's topic index) and brute force over
 // every topic a filter can match.
 
-// refTable is design.md's role table: the kinds each role may publish and
+// refTable is the role table of docs/architecture.md: the kinds each role may publish and
 // subscribe ("config" is a Home Assistant discovery config, whose node id
 // is the agent's for role agent).
 var refTable = map[Role][2][]string{

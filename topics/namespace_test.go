@@ -170,7 +170,7 @@ func TestParseDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// refTopic is the namespace of design.md written as a regular expression, to
+// refTopic is the namespace of docs/architecture.md written as a regular expression, to
 // check Parse against something written differently.
 var refTopic = regexp.MustCompile(`^homes/([a-z0-9_-]{1,64})/agents/([a-z0-9_-]{1,64})/(?:(status)|devices/([a-z0-9_-]{1,64})/(cmd|ack|state|event))$`)
 

@@ -16,6 +16,7 @@ import (
 
 // envelope.mjs is a copy of clients/js/envelope.mjs (a test keeps them equal).
 //go:generate cp ../clients/js/envelope.mjs static/envelope.mjs
+//go:generate go run icons_gen.go
 
 //go:embed static
 var static embed.FS
@@ -23,10 +24,12 @@ var static embed.FS
 // CSP is the Content-Security-Policy of every file the app serves: scripts,
 // styles and connections (fetch, and WebSocket to /mqtt) only from the page's
 // own origin, no inline code, no eval, no frames, no plugins, and Trusted
-// Types enforced so no string can become HTML or script.
+// Types enforced so no string can become HTML or script. The one policy,
+// homemq-sw, turns only "/sw.js" into a script URL, to register the service
+// worker (ServiceWorkerContainer.register is a Trusted Types sink).
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
 	"img-src 'self' data:; manifest-src 'self'; base-uri 'none'; form-action 'self'; " +
-	"frame-ancestors 'none'; object-src 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
+	"frame-ancestors 'none'; object-src 'none'; worker-src 'self'; require-trusted-types-for 'script'; trusted-types homemq-sw"
 
 // contentTypes are the file kinds the app serves; any other file in static/
 // (such as vendor/README.md) is not served.
@@ -36,7 +39,10 @@ var contentTypes = map[string]string{
 	".js":   "text/javascript; charset=utf-8",
 	".css":  "text/css; charset=utf-8",
 	".svg":  "image/svg+xml",
-	".txt":  "text/plain; charset=utf-8",
+	".png":  "image/png",
+	// the manifest of an installable web app
+	".webmanifest": "application/manifest+json",
+	".txt":         "text/plain; charset=utf-8",
 }
 
 // asset is one servable file, with a gzip copy when that is smaller.

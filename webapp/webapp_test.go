@@ -50,7 +50,11 @@ func TestHandlerServes(t *testing.T) {
 	}{
 		{"GET", "/", 200, "text/html; charset=utf-8", `<script type="module" src="/app.mjs">`},
 		{"HEAD", "/", 200, "text/html; charset=utf-8", ""},
-		{"GET", "/app.mjs", 200, "text/javascript; charset=utf-8", "import { seal } from './envelope.mjs'"},
+		{"GET", "/app.mjs", 200, "text/javascript; charset=utf-8", "from './devices.mjs'"},
+		{"GET", "/devices.mjs", 200, "text/javascript; charset=utf-8", "import { seal } from './envelope.mjs'"},
+		{"GET", "/manifest.webmanifest", 200, "application/manifest+json", "standalone"},
+		{"GET", "/icon-192.png", 200, "image/png", "PNG"},
+		{"GET", "/sw.js", 200, "text/javascript; charset=utf-8", "homemq-shell"},
 		{"GET", "/envelope.mjs", 200, "text/javascript; charset=utf-8", "export"},
 		{"GET", "/vendor/mqtt.esm.js", 200, "text/javascript; charset=utf-8", "export default"},
 		{"GET", "/vendor/mqtt.LICENSE.txt", 200, "text/plain; charset=utf-8", "MIT License"},

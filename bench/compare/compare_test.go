@@ -5,10 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"homemq/bench/inproc"
 	"homemq/bench/load"
 )
 
@@ -28,29 +30,77 @@ func TestMedian(t *testing.T) {
 	}
 }
 
+func TestSummarise(t *testing.T) {
+	if _, ok := summarise(nil); ok {
+		t.Error("no values summarised")
+	}
+	got, _ := summarise([]float64{0.95, 0.85, 0.9, 1.0, 0.8})
+	if want := (Spread{Median: 0.9, Min: 0.8, Max: 1.0, N: 5}); got != want {
+		t.Errorf("summarise = %+v, want %+v", got, want)
+	}
+}
+
+// TestPerRound: ratios are taken within a round, and a round where one
+// target failed is left out rather than paired with another round.
+func TestPerRound(t *testing.T) {
+	h := []load.Result{{Round: 1, Rate: 90}, {Round: 2, Rate: 50}, {Round: 3, Rate: 120}}
+	b := []load.Result{{Round: 1, Rate: 100}, {Round: 3, Rate: 100}} // round 2 failed on bare
+	got := perRound(h, b, Throughput, divide)
+	if want := []float64{0.9, 1.2}; !slices.Equal(got, want) {
+		t.Errorf("perRound = %v, want %v", got, want)
+	}
+	mem := perRound([]load.Result{{BytesPerConn: 35000}}, []load.Result{{BytesPerConn: 32000}}, BytesPerConn, subtract)
+	if want := []float64{3000}; !slices.Equal(mem, want) {
+		t.Errorf("perRound of bytes = %v, want %v (results without a round pair by position)", mem, want)
+	}
+}
+
 func TestVerdict(t *testing.T) {
 	thr := Row{Metric: Throughput, MinRatio: 0.9, AtLeastMosquitto: true}
 	p99 := Row{Metric: LatencyP99, MaxRatio: 1.2}
 	mem := Row{Metric: BytesPerConn, MaxExtra: 2048}
+	sp := func(min, med, max float64) Spread { return Spread{Median: med, Min: min, Max: max, N: 5} }
+	one := func(v float64) Spread { return Spread{Median: v, Min: v, Max: v, N: 1} }
 	for _, tc := range []struct {
-		name           string
-		row            Row
-		hmq, bare, mq  float64
-		haveMq, wantOK bool
-		why            string
+		name     string
+		row      Row
+		bare, mq Spread
+		haveMq   bool
+		want     Outcome
+		why      string
 	}{
-		{"fast enough", thr, 95, 100, 90, true, true, ""},
-		{"too slow for bare", thr, 80, 100, 70, true, false, "below 0.90× bare"},
-		{"slower than mosquitto", thr, 95, 100, 120, true, false, "below Mosquitto"},
-		{"mosquitto absent", thr, 95, 100, 0, false, true, ""},
-		{"latency ok", p99, 110, 100, 0, true, true, ""},
-		{"latency too high", p99, 130, 100, 0, true, false, "above 1.20× bare"},
-		{"memory ok", mem, 30000, 29000, 700, true, true, ""},
-		{"memory too high", mem, 32000, 29000, 700, true, false, "more than bare + 2048 B"},
+		{"fast enough in every round", thr, sp(0.91, 0.95, 0.99), sp(1.0, 1.1, 1.2), true, Met, ""},
+		{"too slow in every round", thr, sp(0.7, 0.8, 0.85), sp(1.0, 1.1, 1.2), true, Missed, "below 0.90× bare"},
+		{"spread crosses the goal", thr, sp(0.85, 0.92, 0.97), sp(1.0, 1.1, 1.2), true, Inconclusive, "spread crosses 0.90× bare"},
+		{"missed beats inconclusive", thr, sp(0.85, 0.92, 0.97), sp(0.5, 0.6, 0.7), true, Missed, "below Mosquitto"},
+		{"one round decides", thr, one(0.89), one(1.1), true, Missed, "below 0.90× bare"},
+		{"on the goal is met", thr, sp(0.9, 0.9, 0.9), one(1), true, Met, ""},
+		{"slower than mosquitto", thr, sp(0.91, 0.95, 0.99), sp(0.8, 0.85, 0.9), true, Missed, "below Mosquitto"},
+		{"mosquitto absent", thr, sp(0.91, 0.95, 0.99), Spread{}, false, Met, ""},
+		{"latency ok", p99, sp(1.0, 1.1, 1.15), Spread{}, false, Met, ""},
+		{"latency too high", p99, sp(1.25, 1.3, 1.4), Spread{}, false, Missed, "above 1.20× bare"},
+		{"latency noisy", p99, sp(1.1, 1.15, 1.3), Spread{}, false, Inconclusive, "spread crosses 1.20× bare"},
+		{"memory ok", mem, sp(900, 1000, 1100), Spread{}, false, Met, ""},
+		{"memory too high", mem, sp(3000, 3500, 4000), Spread{}, false, Missed, "more than bare + 2048 B"},
+		{"memory noisy", mem, sp(1500, 2000, 2500), Spread{}, false, Inconclusive, "spread crosses bare + 2048 B"},
 	} {
-		ok, why := tc.row.verdict(tc.hmq, tc.bare, tc.mq, tc.haveMq)
-		if ok != tc.wantOK || strings.Join(why, ", ") != tc.why {
-			t.Errorf("%s: got %v %q, want %v %q", tc.name, ok, why, tc.wantOK, tc.why)
+		c := Comparison{VsBare: tc.bare, HaveBare: true, VsMosquitto: tc.mq, HaveMosquitto: tc.haveMq}
+		got, why := tc.row.verdict(c)
+		if got != tc.want || strings.Join(why, ", ") != tc.why {
+			t.Errorf("%s: got %v %q, want %v %q", tc.name, got, why, tc.want, tc.why)
+		}
+	}
+}
+
+func TestCells(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{ratioCell(Spread{Median: 0.94, Min: 0.9, Max: 0.98, N: 5}), "0.94× (0.90–0.98)"},
+		{ratioCell(Spread{Median: 0.94, Min: 0.94, Max: 0.94, N: 1}), "0.94×"},
+		{bytesCell(Spread{Median: 3965, Min: 3100, Max: 4200, N: 3}), "+3965 B (+3100…+4200)"},
+		{bytesCell(Spread{Median: -12, Min: -12, Max: -12, N: 1}), "-12 B"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
 		}
 	}
 }
@@ -123,19 +173,22 @@ func TestMarkdownSaysWhatIsMissed(t *testing.T) {
 	c := Case{Name: "state", Unit: "msgs/s", Rows: []Row{{Metric: Throughput, MinRatio: 0.9, AtLeastMosquitto: true}}}
 	res := func(rates ...float64) []load.Result {
 		var rs []load.Result
-		for _, r := range rates {
-			rs = append(rs, load.Result{Rate: r})
+		for i, r := range rates {
+			rs = append(rs, load.Result{Round: i + 1, Rate: r})
 		}
 		return rs
 	}
+	noisy := Case{Name: "noisy", Unit: "msgs/s", Rows: c.Rows}
 	bridge := Case{Name: "bridge", Unit: "µs", Only: Homemq, Rows: []Row{{Metric: LatencyP99}}}
 	rep := &Report{Started: time.Now(), Rounds: 3, Duration: time.Second, Targets: []string{Homemq, Bare}, Skipped: map[string]string{Mosquitto: "not installed"},
 		Cases: []CaseResult{
 			{Case: c, Results: map[string][]load.Result{Homemq: res(80, 81, 79), Bare: res(100, 100, 100)}},
+			{Case: noisy, Results: map[string][]load.Result{Homemq: res(85, 95, 92), Bare: res(100, 100, 100)}},
 			{Case: bridge, Results: map[string][]load.Result{Homemq: {{P99: 2500}}}},
 		}}
 	md := rep.Markdown()
-	for _, want := range []string{"| state | msgs/s | 0.80× | ≥ 0.90×, ≥ Mosquitto | – | **no**: below 0.90× bare | 80 | 100 | not measured |",
+	for _, want := range []string{"| state | msgs/s | 0.80× (0.79–0.81) | ≥ 0.90×, ≥ Mosquitto | – | **no**: below 0.90× bare | 80 | 100 | not measured |",
+		"| noisy | msgs/s | 0.92× (0.85–0.95) | ≥ 0.90×, ≥ Mosquitto | – | inconclusive: spread crosses 0.90× bare | 92 | 100 | not measured |",
 		"mosquitto: no column: not installed", "| bridge | p99 µs | – | – | – | – | 2.5 ms | no such feature | no such feature |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
@@ -174,6 +227,9 @@ func TestRunAgainstRealProcesses(t *testing.T) {
 	for _, c := range all {
 		switch {
 		case c.Name == "state, QoS 0, 64 B, 4 → 4", c.Spec.Scenario == load.Idle, c.TLS:
+			cases = append(cases, c)
+		case c.Spec.Scenario == load.Storm:
+			c.Spec.Conns = 50
 			cases = append(cases, c)
 		case c.Spec.Scenario == load.Connect, c.Spec.Scenario == load.Command && c.Spec.Rate == 0, c.Spec.Scenario == load.SignalR:
 			c.Spec.Tokens = 200
@@ -230,4 +286,54 @@ func running(prog string) []string {
 		}
 	}
 	return pids
+}
+
+func TestIdleGrowth(t *testing.T) {
+	steps := func(perConn ...float64) load.Result {
+		r := load.Result{Scenario: load.Idle}
+		for i, v := range perConn {
+			r.Steps = append(r.Steps, load.IdleStep{Conns: []int{1000, 15000}[i], BytesPerConn: v})
+		}
+		return r
+	}
+	c := Case{Name: "idle connections (15000)", Spec: load.Spec{Scenario: load.Idle}}
+	rep := &Report{Cases: []CaseResult{{Case: c, Results: map[string][]load.Result{
+		Homemq: {steps(40000, 36000), steps(42000, 34000), steps(41000, 35000)},
+		Bare:   {steps(33000, 32000)},
+	}}}}
+	md := idleGrowth(rep)
+	for _, want := range []string{
+		"| 1,000 | 41.0 KB | 33.0 KB | – |",
+		"| 15,000 | 35.0 KB | 32.0 KB | – |",
+		"One million such connections at the figure of 15,000: homemq 32.6 GiB, bare 29.8 GiB.",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("growth table lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestInprocMarkdown(t *testing.T) {
+	res := func(heap, stack, rss float64) inproc.Result {
+		return inproc.Result{Steps: []inproc.Step{
+			{Conns: 10000, HeapPerConn: heap + 100, StackPerConn: stack, RSSPerConn: rss + 100, GoroutinesPerConn: 2},
+			{Conns: 100000, HeapPerConn: heap, StackPerConn: stack, RSSPerConn: rss, GoroutinesPerConn: 2},
+		}}
+	}
+	in := &Inproc{Conns: 100000, Results: map[string][]inproc.Result{
+		inproc.Homemq: {res(17000, 8000, 30000), res(18000, 8000, 31000), res(19000, 8000, 50000)},
+		inproc.Bare:   {res(15000, 8000, 28000)},
+	}, Errors: []string{"bare round 2: killed"}, ProfileTop: "flat flat%\n196MB newClient\n"}
+	md := in.Markdown()
+	for _, want := range []string{
+		"| 100,000 | homemq | 18.0 KB | 8,000 B | 26.0 KB | 31.0 KB | 2.00 |",
+		"| 10,000 | bare | 15.1 KB | 8,000 B | 23.1 KB | 28.1 KB | 2.00 |",
+		"homemq 28.9 GiB, bare 26.1 GiB",
+		"in-process run failed: bare round 2: killed",
+		"196MB newClient",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("in-process table lacks %q:\n%s", want, md)
+		}
+	}
 }

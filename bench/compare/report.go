@@ -98,26 +98,6 @@ func ratio(a, b float64) (float64, bool) {
 	return a / b, true
 }
 
-// Verdict says whether a row meets its goal, and if not, why not.
-func (r Row) verdict(hmq, bare, mosq float64, haveMosq bool) (ok bool, why []string) {
-	ok = true
-	if x, fine := ratio(hmq, bare); fine {
-		if r.MinRatio > 0 && x < r.MinRatio {
-			ok, why = false, append(why, fmt.Sprintf("below %.2f× bare", r.MinRatio))
-		}
-		if r.MaxRatio > 0 && x > r.MaxRatio {
-			ok, why = false, append(why, fmt.Sprintf("above %.2f× bare", r.MaxRatio))
-		}
-	}
-	if r.MaxExtra > 0 && hmq-bare > r.MaxExtra {
-		ok, why = false, append(why, fmt.Sprintf("more than bare + %.0f B", r.MaxExtra))
-	}
-	if r.AtLeastMosquitto && haveMosq && mosq > 0 && hmq < mosq {
-		ok, why = false, append(why, "below Mosquitto")
-	}
-	return ok, why
-}
-
 func (r Row) hasGoal() bool {
 	return r.MinRatio > 0 || r.MaxRatio > 0 || r.MaxExtra > 0 || r.AtLeastMosquitto
 }
@@ -149,6 +129,14 @@ func (m Metric) label(unit string) string {
 		return "p99 " + unit
 	case LatencyP999:
 		return "p99.9 " + unit
+	case AdmitSeconds:
+		return "s until all re-admitted"
+	case DeliverSeconds:
+		return "s until all commands delivered"
+	case CPUSeconds:
+		return "broker CPU s"
+	case Delivered:
+		return "queued commands delivered"
 	}
 	return unit
 }
@@ -158,7 +146,7 @@ func (m Metric) label(unit string) string {
 func (rep *Report) Markdown() string {
 	var b bytes.Buffer
 	haveMosq := slices.Contains(rep.Targets, Mosquitto)
-	fmt.Fprintf(&b, "Measured by `make bench-compare` on %s: rounds per scenario: %d, measured window per run: %v, targets taking turns within each round (homemq, bare mochi, Mosquitto); every figure is the median of the rounds.\n\n",
+	fmt.Fprintf(&b, "Measured by `make bench-compare` on %s: rounds per scenario: %d, measured window per run: %v, targets taking turns within each round (homemq, bare mochi, Mosquitto); every figure is the median of the rounds; a ratio is taken within each round and shown as its median (least–greatest over the rounds); a goal is met (yes) or missed (**no**) only if every round says so, otherwise the row is inconclusive.\n\n",
 		rep.Started.UTC().Format("2006-01-02"), rep.Rounds, rep.Duration)
 	b.WriteString("| scenario | metric | homemq / bare | goal | homemq / Mosquitto | met | homemq | bare mochi | Mosquitto |\n")
 	b.WriteString("| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: |\n")
@@ -168,23 +156,24 @@ func (rep *Report) Markdown() string {
 			h := median(values(cr.Results[Homemq], row.Metric))
 			bare := median(values(cr.Results[Bare], row.Metric))
 			mq := median(values(cr.Results[Mosquitto], row.Metric))
+			c := compareRow(cr, row)
 			hb, mb := "–", "–"
-			if row.Metric == BytesPerConn {
-				if h > 0 && bare > 0 {
-					hb = fmt.Sprintf("%+.0f B", h-bare)
+			if c.HaveBare {
+				if row.Metric == BytesPerConn {
+					hb = bytesCell(c.VsBare)
+				} else {
+					hb = ratioCell(c.VsBare)
 				}
-			} else if x, ok := ratio(h, bare); ok {
-				hb = fmt.Sprintf("%.2f×", x)
 			}
-			if x, ok := ratio(h, mq); ok && haveMosq {
-				mb = fmt.Sprintf("%.2f×", x)
+			if c.HaveMosquitto && haveMosq {
+				mb = ratioCell(c.VsMosquitto)
 			}
 			met := "–"
 			if row.hasGoal() {
-				if ok, why := row.verdict(h, bare, mq, haveMosq); ok {
-					met = "yes"
-				} else {
-					met = "**no**: " + strings.Join(why, ", ")
+				o, why := row.verdict(c)
+				met = o.String()
+				if len(why) > 0 {
+					met += ": " + strings.Join(why, ", ")
 				}
 			}
 			mqCell, bareCell := figure(mq, row.Metric), figure(bare, row.Metric)
@@ -199,6 +188,7 @@ func (rep *Report) Markdown() string {
 		}
 		notes = append(notes, caseNotes(cr)...)
 	}
+	b.WriteString(idleGrowth(rep))
 	m := rep.Machine
 	fmt.Fprintf(&b, "\nMachine: %d × %s, %d MiB, Linux %s, %s", m.CPUs, m.CPU, m.MemoryMiB, m.Kernel, m.Go)
 	if m.Mosquitto != "" {
@@ -268,6 +258,9 @@ func caseNotes(cr CaseResult) []string {
 func figure(v float64, m Metric) string {
 	if v <= 0 {
 		return "–"
+	}
+	if m == AdmitSeconds || m == DeliverSeconds || m == CPUSeconds {
+		return fmt.Sprintf("%.2f s", v)
 	}
 	if m == LatencyP50 || m == LatencyP99 || m == LatencyP999 {
 		if v >= 1000 {

@@ -26,7 +26,8 @@ type Config struct {
 	Bench string
 	// Work is a scratch folder for configurations, the data folder and logs.
 	Work string
-	// Rounds per case (medians are taken over them), the measured window
+	// Rounds per case (medians and spreads are taken over them; 0 is
+	// DefaultRounds), the measured window
 	// and the warmup of each run, and the connections of the idle case.
 	Rounds           int
 	Duration, Warmup time.Duration
@@ -53,6 +54,11 @@ type GeneratorCheck struct {
 	Errors   []string
 }
 
+// DefaultRounds is the rounds per case when Config.Rounds is 0: enough for
+// a spread that tells an effect of a few per cent from the noise of a
+// shared machine.
+const DefaultRounds = 5
+
 // Report is the outcome of a comparison run.
 type Report struct {
 	Started     time.Time
@@ -76,7 +82,7 @@ type Report struct {
 // Every target process is stopped before Run returns.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Rounds <= 0 {
-		cfg.Rounds = 3
+		cfg.Rounds = DefaultRounds
 	}
 	if cfg.Cases == nil {
 		cfg.Cases = Cases(cfg.Duration, cfg.Warmup, cfg.IdleConns)
@@ -130,9 +136,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	total, n := 0, 0
 	for _, c := range cases {
 		if c.Only != "" {
-			total += cfg.Rounds
+			total += c.rounds(cfg.Rounds)
 		} else {
-			total += cfg.Rounds * len(live)
+			total += c.rounds(cfg.Rounds) * len(live)
 		}
 	}
 	for _, c := range cases {
@@ -143,7 +149,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			servers = map[string]*server{}
 		}
 		cr := CaseResult{Case: c, Results: map[string][]load.Result{}, Errors: map[string][]string{}}
-		for round := 1; round <= cfg.Rounds; round++ {
+		for round := 1; round <= c.rounds(cfg.Rounds); round++ {
 			for _, name := range live {
 				if err := ctx.Err(); err != nil {
 					return rep, err
@@ -152,7 +158,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					continue
 				}
 				n++
+				if c.Spec.Scenario == load.Storm { // sessions of earlier rounds stay in homemq's store: new agents each round
+					c.Spec.GroupBase = 100*round + slices.Index(live, name)
+				}
 				r, err := e.runOne(ctx, servers, name, c)
+				r.Round = round
 				if err != nil {
 					cr.Errors[name] = append(cr.Errors[name], err.Error())
 				} else {
@@ -175,14 +185,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, ctx.Err()
 }
 
+// rounds is how many of n rounds case c runs.
+func (c Case) rounds(n int) int {
+	if c.Rounds > 0 {
+		return min(c.Rounds, n)
+	}
+	return n
+}
+
 // fresh reports whether c needs a fresh target process per run.
-func fresh(c Case) bool { return c.Spec.Scenario == load.Idle }
+func fresh(c Case) bool { return c.Spec.Scenario == load.Idle || c.Spec.Scenario == load.Storm }
 
 // runOne runs case c against target name: on the running server, or for
 // the idle case on a fresh one.
 func (e *env) runOne(ctx context.Context, servers map[string]*server, name string, c Case) (load.Result, error) {
 	if fresh(c) {
-		s, err := e.start(ctx, name)
+		s, err := e.startWith(ctx, name, c.Spec.Scenario == load.Storm)
 		if err != nil {
 			return load.Result{}, err
 		}
@@ -214,6 +232,9 @@ func summary(c Case, r load.Result, err error) string {
 		s = fmt.Sprintf("%.0f B/conn (%d conns)", r.BytesPerConn, r.Conns)
 	case load.Connect:
 		s = fmt.Sprintf("%.0f connects/s", r.Rate)
+	case load.Storm:
+		s = fmt.Sprintf("%d/%d re-admitted in %.2fs (%d sessions present), %d/%d queued commands delivered, %.2f CPU s",
+			r.Connects, r.Conns, r.Seconds, r.SessionsPresent, r.Delivered, r.Published, r.CPUSeconds)
 	default:
 		s = fmt.Sprintf("%.0f msgs/s, p50 %.0fµs p99 %.0fµs", r.Rate, r.P50, r.P99)
 		if r.Lost > 0 || r.Refused > 0 {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +32,9 @@ const (
 // server is one running target process.
 type server struct {
 	name  string
+	bin   string
+	args  []string
+	log   string // the log file's path
 	cmd   *exec.Cmd
 	plain string // MQTT/TCP address
 	tls   string // MQTT over TLS address
@@ -81,6 +85,7 @@ func (e *env) target(s *server, useTLS bool) load.Target {
 	if s.https != "" {
 		t.HTTPS, t.HTTPSTLS = s.https, e.tls
 	}
+	t.Restart = s.restart
 	// Every target gets the same tokens and signed envelopes; only homemq
 	// checks them.
 	t.Minter = e.minter
@@ -100,7 +105,13 @@ func freePort() (string, error) {
 // start runs target name on free loopback ports and waits until both its
 // MQTT listeners accept connections.
 func (e *env) start(ctx context.Context, name string) (*server, error) {
-	s := &server{name: name, done: make(chan struct{})}
+	return e.startWith(ctx, name, false)
+}
+
+// startWith is start; persist asks Mosquitto to save its state every
+// second (homemq always persists; the bare server cannot).
+func (e *env) startWith(ctx context.Context, name string, persist bool) (*server, error) {
+	s := &server{name: name}
 	var err error
 	if s.plain, err = freePort(); err != nil {
 		return nil, err
@@ -127,7 +138,7 @@ func (e *env) start(ctx context.Context, name string) (*server, error) {
 		args = []string{"--mqtt-plain", s.plain, "--mqtt", s.tls, "--ws", ws, "--cert", e.dev.CertFile, "--key", e.dev.KeyFile, "--log-level", "error"}
 	case Mosquitto:
 		bin = e.cfg.Mosquitto
-		file, err := e.mosquittoConfig(s)
+		file, err := e.mosquittoConfig(s, persist)
 		if err != nil {
 			return nil, err
 		}
@@ -138,24 +149,49 @@ func (e *env) start(ctx context.Context, name string) (*server, error) {
 	if bin == "" {
 		return nil, fmt.Errorf("compare: no program for target %s", name)
 	}
-	logFile, err := os.OpenFile(filepath.Join(e.cfg.Work, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
+	s.bin, s.args, s.log = bin, args, filepath.Join(e.cfg.Work, name+".log")
+	if err := s.launch(ctx); err != nil {
 		return nil, err
 	}
+	return s, nil
+}
+
+// launch starts s's program and waits until it is ready.
+func (s *server) launch(ctx context.Context) error {
+	logFile, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
 	defer logFile.Close()
-	s.cmd = exec.Command(bin, args...)
+	s.done, s.err = make(chan struct{}), nil
+	s.cmd = exec.Command(s.bin, s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	// If this process dies, the kernel kills the target too.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("compare: start %s: %w", name, err)
+		return fmt.Errorf("compare: start %s: %w", s.name, err)
 	}
-	go func() { s.err = s.cmd.Wait(); close(s.done) }()
+	done := s.done
+	cmd := s.cmd
+	go func() { err := cmd.Wait(); s.err = err; close(done) }()
 	if err := s.waitReady(ctx, 15*time.Second); err != nil {
 		s.stop()
-		return nil, fmt.Errorf("compare: %s did not come up (see %s): %w", name, logFile.Name(), err)
+		return fmt.Errorf("compare: %s did not come up (see %s): %w", s.name, s.log, err)
 	}
-	return s, nil
+	return nil
+}
+
+// restart kills s (SIGKILL: no shutdown, no final save) and starts it
+// again on the same addresses and data; it returns the new process id.
+func (s *server) restart(ctx context.Context) (int, error) {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	if err := s.launch(ctx); err != nil {
+		return 0, err
+	}
+	return s.cmd.Process.Pid, nil
 }
 
 func (s *server) waitReady(ctx context.Context, limit time.Duration) error {
@@ -229,7 +265,7 @@ func (e *env) homemqConfig(s *server) (string, error) {
 // bare server), no persistence, TCP_NODELAY as Go sets it, homemq's
 // receive maximum, and a queue long enough not to drop QoS 1 messages in
 // this load's bursts.
-func (e *env) mosquittoConfig(s *server) (string, error) {
+func (e *env) mosquittoConfig(s *server, persist bool) (string, error) {
 	_, plainPort, _ := net.SplitHostPort(s.plain)
 	_, tlsPort, _ := net.SplitHostPort(s.tls)
 	inflight := broker.DefaultConfig().Limits.MaxInflight
@@ -238,6 +274,16 @@ func (e *env) mosquittoConfig(s *server) (string, error) {
 		"log_dest stderr\nlog_type error\nset_tcp_nodelay true\n" +
 		"max_inflight_messages " + strconv.Itoa(int(inflight)) + "\nmax_queued_messages 100000\n" +
 		"max_connections -1\n"
+	if persist {
+		db := filepath.Join(e.cfg.Work, "mosquitto-db")
+		if err := os.RemoveAll(db); err != nil {
+			return "", err
+		}
+		if err := os.MkdirAll(db, 0o700); err != nil {
+			return "", err
+		}
+		conf = strings.Replace(conf, "persistence false\n", "persistence true\npersistence_location "+db+"/\nautosave_interval 1\n", 1)
+	}
 	if os.Geteuid() == 0 {
 		conf += "user root\n" // keep reading the 0600 certificate key of the data folder
 	}

@@ -3,7 +3,6 @@ package load
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
@@ -81,85 +80,6 @@ func runConnect(ctx context.Context, t Target, s Spec) (Result, error) {
 	errs.fill(&r)
 	if !ok {
 		return r, ctx.Err()
-	}
-	return r, nil
-}
-
-// runIdle opens Conns connections with Workers dialers and holds them; the
-// broker's resident memory is read before and, after Settle, with all of
-// them open.
-func runIdle(ctx context.Context, t Target, s Spec) (Result, error) {
-	if t.PID == 0 {
-		return Result{}, fmt.Errorf("load: idle needs the broker's process id to read its memory")
-	}
-	if s.Conns <= 0 {
-		return Result{}, fmt.Errorf("load: idle needs a number of connections")
-	}
-	ids, err := identities(t, s.GroupBase, 16)
-	if err != nil {
-		return Result{}, err
-	}
-	before, err := RSS(t.PID)
-	if err != nil {
-		return Result{}, err
-	}
-	conns := make([]*mqttc.Conn, s.Conns)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-	}()
-	var (
-		next atomic.Int64
-		errs errCounter
-		wg   sync.WaitGroup
-	)
-	for w := 0; w < s.Workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= len(conns) {
-					return
-				}
-				id := ids[i%len(ids)]
-				o := mqttc.Options{Addr: t.Addr, TLS: t.TLS, ClientID: id.ClientID("i" + strconv.Itoa(i)),
-					Username: id.Sub, Password: id.Password, Keepalive: 300, Timeout: 10 * time.Second, BufferSize: smallBuffers}
-				for try := 0; try < 3; try++ {
-					c, err := mqttc.Dial(ctx, o)
-					if err == nil {
-						conns[i] = c
-						break
-					}
-					errs.add(err)
-					time.Sleep(50 * time.Millisecond)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	open := 0
-	for _, c := range conns {
-		if c != nil {
-			open++
-		}
-	}
-	r := Result{Conns: open, RSSBefore: before}
-	errs.fill(&r)
-	if !waitUntil(ctx, time.Now().Add(s.Settle)) {
-		return r, ctx.Err()
-	}
-	if r.RSSAfter, err = RSS(t.PID); err != nil {
-		return r, err
-	}
-	if open > 0 {
-		r.BytesPerConn = float64(r.RSSAfter-r.RSSBefore) / float64(open)
-	}
-	if open < s.Conns {
-		return r, fmt.Errorf("load: only %d of %d idle connections opened to %s: %s", open, s.Conns, t.Name, r.FirstError)
 	}
 	return r, nil
 }

@@ -46,7 +46,9 @@ type Spec struct {
 	StartAt time.Time
 	Workers int           // connect, idle: concurrent dialers (default 8)
 	Tokens  int           // connect: distinct tokens to connect with (default 30000)
-	Conns   int           // idle: connections to hold
+	Conns   int           // idle: connections to hold; storm: agents
+	Steps   []int         // idle: also read memory at these counts on the way to Conns
+	Sources int           // idle: loopback source addresses to dial from (127.0.0.1 …; default 1)
 	Settle  time.Duration // idle: wait before reading memory (default 2s)
 }
 
@@ -78,11 +80,14 @@ func (s Spec) withDefaults() Spec {
 // Result is what one run measured. Rates are per second of the measured
 // window; latencies are in microseconds.
 type Result struct {
-	Scenario  Scenario `json:"scenario"`
-	Target    string   `json:"target"`
-	Seconds   float64  `json:"seconds"`
-	Published int64    `json:"published,omitempty"`
-	Delivered int64    `json:"delivered,omitempty"`
+	Scenario Scenario `json:"scenario"`
+	Target   string   `json:"target"`
+	// Round is the comparison round the run belongs to (0: none), so that
+	// the figures of two targets are compared within one round.
+	Round     int     `json:"round,omitempty"`
+	Seconds   float64 `json:"seconds"`
+	Published int64   `json:"published,omitempty"`
+	Delivered int64   `json:"delivered,omitempty"`
 	// Rate is delivered messages/s (state, command) or completed
 	// connects/s (connect).
 	Rate         float64 `json:"rate,omitempty"`
@@ -99,8 +104,11 @@ type Result struct {
 	RSSBefore    int64   `json:"rss_before,omitempty"`
 	RSSAfter     int64   `json:"rss_after,omitempty"`
 	BytesPerConn float64 `json:"bytes_per_conn,omitempty"`
-	Errors       int64   `json:"errors,omitempty"`
-	FirstError   string  `json:"first_error,omitempty"`
+	// Steps is the idle scenario's memory at each step, the last at Conns.
+	Steps      []IdleStep `json:"steps,omitempty"`
+	Errors     int64      `json:"errors,omitempty"`
+	FirstError string     `json:"first_error,omitempty"`
+	StormResult
 }
 
 // Run puts the load of s on t and reports what it measured. Every loop
@@ -118,8 +126,10 @@ func Run(ctx context.Context, t Target, s Spec) (Result, error) {
 		r, err = runIdle(ctx, t, s)
 	case SignalR:
 		r, err = runSignalR(ctx, t, s)
+	case Storm:
+		r, err = runStorm(ctx, t, s)
 	default:
-		return r, fmt.Errorf("load: unknown scenario %q (state, command, connect, idle, signalr)", s.Scenario)
+		return r, fmt.Errorf("load: unknown scenario %q (state, command, connect, idle, signalr, storm)", s.Scenario)
 	}
 	r.Scenario, r.Target = s.Scenario, t.Name
 	return r, err

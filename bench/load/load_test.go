@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,9 +189,21 @@ func TestConnectAndIdle(t *testing.T) {
 		if err != nil || r.Connects == 0 || r.Errors != 0 {
 			t.Errorf("connect on %s: %+v, %v", tg.Name, r, err)
 		}
-		r, err = Run(ctx, tg, Spec{Scenario: Idle, Conns: 200, Workers: 4, Settle: 10 * time.Millisecond})
+		heap := int64(1 << 20)
+		tg.HeapLive = func() (int64, error) { heap += 1000; return heap, nil }
+		r, err = Run(ctx, tg, Spec{Scenario: Idle, Conns: 200, Steps: []int{50, 100, 500}, Sources: 3, Workers: 4, Settle: 10 * time.Millisecond})
 		if err != nil || r.Conns != 200 || r.RSSBefore <= 0 || r.RSSAfter <= 0 {
 			t.Errorf("idle on %s: %+v, %v", tg.Name, r, err)
+		}
+		var steps []int
+		for _, st := range r.Steps {
+			steps = append(steps, st.Conns)
+			if st.RSS <= 0 || st.HeapLive <= 0 {
+				t.Errorf("idle on %s: step %+v lacks a reading", tg.Name, st)
+			}
+		}
+		if !slices.Equal(steps, []int{50, 100, 200}) {
+			t.Errorf("idle on %s: steps at %v, want 50, 100, 200", tg.Name, steps)
 		}
 	}
 	if _, err := Run(ctx, Target{Name: "x", Addr: "127.0.0.1:1"}, Spec{Scenario: Idle, Conns: 1}); err == nil {
@@ -198,6 +211,17 @@ func TestConnectAndIdle(t *testing.T) {
 	}
 	if _, err := Run(ctx, Target{Name: "x"}, Spec{Scenario: "nope"}); err == nil {
 		t.Error("an unknown scenario ran")
+	}
+}
+
+func TestSourceIP(t *testing.T) {
+	for _, tc := range []struct {
+		i, n int
+		want string
+	}{{0, 1, ""}, {5, 0, ""}, {0, 4, "127.0.0.1"}, {3, 4, "127.0.0.4"}, {4, 4, "127.0.0.1"}} {
+		if got := sourceIP(tc.i, tc.n); got != tc.want {
+			t.Errorf("sourceIP(%d, %d) = %q, want %q", tc.i, tc.n, got, tc.want)
+		}
 	}
 }
 
@@ -213,5 +237,67 @@ func TestSignalRRoundTrip(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), bareTarget(t), short(Spec{Scenario: SignalR, Pubs: 1})); err == nil {
 		t.Error("the SignalR scenario ran against a broker without the bridge")
+	}
+}
+
+func TestCPUSecondsAndHomeOf(t *testing.T) {
+	for i := 0; i < 2e7; i++ { // burn a little CPU so the reading is above zero
+		_ = i * i
+	}
+	if s, err := CPUSeconds(os.Getpid()); err != nil || s < 0 {
+		t.Errorf("CPUSeconds = %v, %v", s, err)
+	}
+	if _, err := CPUSeconds(0x7fffffff); err == nil {
+		t.Error("the CPU time of no process was read")
+	}
+	a := Identity{Sub: "agent:s3-a12"}
+	if homeOf(a) != "s3" || cmdFilter(a) != "homes/s3/agents/s3-a12/devices/+/cmd" {
+		t.Errorf("homeOf %q, cmdFilter %q", homeOf(a), cmdFilter(a))
+	}
+}
+
+// TestStormKeepsQueuedCommands runs the storm against homemq in process:
+// Restart closes the broker and starts a new one on the same data folder
+// and address (the compare run kills a real process instead). Every
+// session and every queued command must come back.
+func TestStormKeepsQueuedCommands(t *testing.T) {
+	cfg := bench.ForLoad(broker.DefaultConfig())
+	cfg.Data = t.TempDir()
+	cfg.Listeners = broker.ListenersConfig{MQTTPlain: "127.0.0.1:0"}
+	b, err := broker.New(cfg, broker.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	m, err := NewMinter(cfg.Data, cfg.Tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listeners.MQTTPlain = b.Addrs()["mqtt"]
+	tg := Target{Name: "homemq", Addr: cfg.Listeners.MQTTPlain, Minter: m, PID: os.Getpid()}
+	tg.Restart = func(context.Context) (int, error) {
+		b.Close()
+		nb, err := broker.New(cfg, broker.WithLogger(quiet))
+		if err != nil {
+			return 0, err
+		}
+		if err := nb.Start(); err != nil {
+			return 0, err
+		}
+		b = nb
+		return os.Getpid(), nil
+	}
+	r, err := Run(context.Background(), tg, Spec{Scenario: Storm, Conns: 40, Workers: 4, Settle: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Connects != 40 || r.SessionsPresent != 40 || r.Published != 40 || r.Delivered != 40 || r.Lost != 0 || r.Seconds <= 0 || r.DeliveredSeconds <= 0 {
+		t.Errorf("storm: %+v", r)
+	}
+	if _, err := Run(context.Background(), Target{Name: "x"}, Spec{Scenario: Storm, Conns: 1}); err == nil {
+		t.Error("a storm without a restart ran")
 	}
 }

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
@@ -30,6 +31,11 @@ type Target struct {
 	Minter *Minter
 	// PID is the broker's process, for memory readings (0: not measured).
 	PID int
+	// Restart, when set, kills the broker (SIGKILL) and starts it again on
+	// the same addresses and data; it returns the new process id (storm).
+	Restart func(ctx context.Context) (pid int, err error)
+	// HeapLive, when set, reports the broker's live heap in bytes (idle).
+	HeapLive func() (int64, error)
 	// HTTPS is homemq's HTTPS address and HTTPSTLS the client TLS for it
 	// (the SignalR scenario).
 	HTTPS    string

@@ -5,11 +5,18 @@ import (
 	"io"
 )
 
-// AppendConnect appends an MQTT 5 CONNECT (clean start, no will, no
-// properties) for o to dst.
+// AppendConnect appends an MQTT 5 CONNECT (no will) for o to dst: clean
+// start and no properties, or, with o.SessionExpiry, a persistent session
+// (clean start off, Session Expiry Interval).
 func AppendConnect(dst []byte, o Options) []byte {
 	flags := byte(0x02) // clean start
-	n := 10 + 1 + 2 + len(o.ClientID)
+	var props []byte
+	if o.SessionExpiry > 0 {
+		flags = 0
+		e := o.SessionExpiry
+		props = []byte{0x11, byte(e >> 24), byte(e >> 16), byte(e >> 8), byte(e)}
+	}
+	n := 10 + len(varintOf(len(props))) + len(props) + 2 + len(o.ClientID)
 	if o.Username != "" {
 		flags |= 0x80
 		n += 2 + len(o.Username)
@@ -20,7 +27,9 @@ func AppendConnect(dst []byte, o Options) []byte {
 	}
 	dst = append(dst, TypeConnect<<4)
 	dst = appendVarint(dst, n)
-	dst = append(dst, 0, 4, 'M', 'Q', 'T', 'T', 5, flags, byte(o.Keepalive>>8), byte(o.Keepalive), 0)
+	dst = append(dst, 0, 4, 'M', 'Q', 'T', 'T', 5, flags, byte(o.Keepalive>>8), byte(o.Keepalive))
+	dst = appendVarint(dst, len(props))
+	dst = append(dst, props...)
 	dst = appendString(dst, o.ClientID)
 	if o.Username != "" {
 		dst = appendString(dst, o.Username)
@@ -30,6 +39,8 @@ func AppendConnect(dst []byte, o Options) []byte {
 	}
 	return dst
 }
+
+func varintOf(n int) []byte { return appendVarint(nil, n) }
 
 // AppendSubscribe appends a SUBSCRIBE of one filter at qos.
 func AppendSubscribe(dst []byte, id uint16, filter string, qos byte) []byte {
@@ -110,6 +121,7 @@ func parseConnack(b []byte) (Connack, error) {
 	if len(b) < 2 {
 		return a, fmt.Errorf("mqttc: CONNACK of %d bytes: %w", len(b), ErrMalformed)
 	}
+	a.SessionPresent = b[0]&0x01 != 0
 	a.Reason = b[1]
 	if len(b) == 2 {
 		return a, nil

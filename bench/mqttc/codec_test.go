@@ -48,11 +48,15 @@ func TestEncodeAsMochiDecodes(t *testing.T) {
 			{ClientID: "user:a/x", Username: "user:a", Password: []byte("eyJ.token.sig"), Keepalive: 300},
 			{ClientID: "c", Keepalive: 30},
 			{ClientID: "", Password: []byte{}},
+			{ClientID: "agent:a/x", Username: "agent:a", Password: []byte("tok"), Keepalive: 60, SessionExpiry: 3600},
 		} {
 			pk := mochiDecode(t, AppendConnect(nil, o))
 			c := pk.Connect
-			if c.ProtocolName == nil || string(c.ProtocolName) != "MQTT" || pk.ProtocolVersion != 5 || !c.Clean {
+			if c.ProtocolName == nil || string(c.ProtocolName) != "MQTT" || pk.ProtocolVersion != 5 || c.Clean != (o.SessionExpiry == 0) {
 				t.Errorf("%+v: protocol %q v%d clean %v", o, c.ProtocolName, pk.ProtocolVersion, c.Clean)
+			}
+			if pk.Properties.SessionExpiryInterval != o.SessionExpiry {
+				t.Errorf("%+v: session expiry %d", o, pk.Properties.SessionExpiryInterval)
 			}
 			if c.ClientIdentifier != o.ClientID || string(c.Username) != o.Username || c.Keepalive != o.Keepalive {
 				t.Errorf("%+v: got id %q user %q keepalive %d", o, c.ClientIdentifier, c.Username, c.Keepalive)

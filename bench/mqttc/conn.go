@@ -47,10 +47,21 @@ type Options struct {
 	// BufferSize is the size of the read and the write buffer (default
 	// 64 KiB; a few hundred bytes for connections that only connect).
 	BufferSize int
+	// SessionExpiry, when set, asks for a persistent session kept this
+	// many seconds after the connection ends (clean start off).
+	SessionExpiry uint32
+	// LocalIP, when set, is the source address to dial from (e.g.
+	// 127.0.0.2, so that one generator holds more connections to one
+	// port than one address has ephemeral ports).
+	LocalIP string
+	// Dial, when set, replaces the TCP dial (and Addr and LocalIP): an
+	// in-process connection, for instance.
+	Dial func(ctx context.Context) (net.Conn, error)
 }
 
 // Connack is the broker's answer to CONNECT.
 type Connack struct {
+	SessionPresent bool
 	Reason         byte
 	ReasonString   string
 	ReceiveMaximum uint16 // 65535 when the broker sent none
@@ -87,10 +98,9 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	d := net.Dialer{}
-	nc, err := d.DialContext(ctx, "tcp", o.Addr)
+	nc, err := dial(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("mqttc: dial %s: %w", o.Addr, err)
+		return nil, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
@@ -133,6 +143,29 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return c, nil
+}
+
+func dial(ctx context.Context, o Options) (net.Conn, error) {
+	if o.Dial != nil {
+		nc, err := o.Dial(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("mqttc: dial: %w", err)
+		}
+		return nc, nil
+	}
+	d := net.Dialer{}
+	if o.LocalIP != "" {
+		ip := net.ParseIP(o.LocalIP)
+		if ip == nil {
+			return nil, fmt.Errorf("mqttc: local address %q is not an IP address", o.LocalIP)
+		}
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	nc, err := d.DialContext(ctx, "tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("mqttc: dial %s: %w", o.Addr, err)
+	}
+	return nc, nil
 }
 
 // New wraps an established network connection (after CONNECT, or for

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"homemq/bench/compare"
@@ -23,19 +24,36 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&cfg.Bare, "bare", "bin/homemq-bare", "the bare mochi comparison server")
 	mosquitto := fs.String("mosquitto", "", "the mosquitto program (default: found on PATH or in /usr/sbin; \"none\" skips it)")
 	fs.StringVar(&cfg.Work, "work", "", "scratch folder for configs, data and logs (default: a new temporary folder)")
-	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds per scenario (medians over them)")
+	fs.IntVar(&cfg.Rounds, "rounds", compare.DefaultRounds, "rounds per scenario (medians and spreads over them)")
 	fs.DurationVar(&cfg.Duration, "duration", 2*time.Second, "measured window per run")
 	fs.DurationVar(&cfg.Warmup, "warmup", 500*time.Millisecond, "load before measuring, per run")
-	fs.IntVar(&cfg.IdleConns, "idle-conns", 10000, "connections of the idle-memory scenario")
+	fs.IntVar(&cfg.IdleConns, "idle-conns", 15000, "connections of the idle-memory scenarios (plain and TLS), dialled from 4 loopback addresses")
 	out := fs.String("out", "", "markdown file whose bench-compare section to replace (default: print the section)")
 	goBench := fs.String("gobench", "", "`go test -bench` output of ./bench to add as a table")
 	rawJSON := fs.String("json", "", "also write every result as JSON to this file")
-	timeout := fs.Duration("timeout", 15*time.Minute, "stop (and report what ran) after this long")
+	timeout := fs.Duration("timeout", 30*time.Minute, "stop (and report what ran) after this long")
 	noCheck := fs.Bool("no-check", false, "skip the two-generator-process check")
+	only := fs.String("only", "", "run only the scenarios whose name contains this text (e.g. storm, idle)")
+	stormAgents := fs.Int("storm-agents", compare.StormAgents, "agents of the reconnect storm")
+	inprocConns := fs.Int("inproc-conns", 100000, "in-process idle connections per run (homemq-bench inproc; 0 skips them)")
+	inprocRounds := fs.Int("inproc-rounds", 3, "rounds of the in-process idle runs")
+	profileTop := fs.String("idle-profile", "", "`go tool pprof -top` output of an idle homemq's heap to add under the in-process table")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cfg.Mosquitto = findMosquitto(*mosquitto)
+	compare.StormAgents = *stormAgents
+	if *only != "" {
+		for _, c := range compare.Cases(cfg.Duration, cfg.Warmup, cfg.IdleConns) {
+			if strings.Contains(c.Name, *only) {
+				cfg.Cases = append(cfg.Cases, c)
+			}
+		}
+		if len(cfg.Cases) == 0 {
+			return fmt.Errorf("--only %q: no scenario's name contains it", *only)
+		}
+		*noCheck = true
+	}
 	if !*noCheck {
 		self, err := os.Executable()
 		if err != nil {
@@ -72,12 +90,25 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		fmt.Fprintf(stderr, "homemq-bench compare: stopped early: %v; reporting what ran\n", err)
 	}
+	if *inprocConns > 0 && ctx.Err() == nil {
+		self, serr := os.Executable()
+		if serr != nil {
+			return serr
+		}
+		in := compare.RunInproc(ctx, self, *inprocConns, *inprocRounds, stderr)
+		if *profileTop != "" {
+			if b, rerr := os.ReadFile(*profileTop); rerr == nil {
+				in.ProfileTop = string(b)
+			}
+		}
+		rep.ExtraTables += in.Markdown() + "\n"
+	}
 	if *goBench != "" {
 		f, ferr := os.Open(*goBench)
 		if ferr != nil {
 			return ferr
 		}
-		rep.ExtraTables = "Per-publish hook cost, in-process (Go benchmarks, medians of the `-count` runs):\n\n" + compare.GoBenchTable(f)
+		rep.ExtraTables += "Per-publish hook cost, in-process (Go benchmarks, medians of the `-count` runs):\n\n" + compare.GoBenchTable(f)
 		f.Close()
 	}
 	if *rawJSON != "" {

@@ -5,13 +5,16 @@
 //	homemq-bench run --addr 127.0.0.1:1883 --data ./homemq-data --scenario command
 //	homemq-bench run --addr 127.0.0.1:1883 --data ./homemq-data --https 127.0.0.1:8443 --scenario signalr
 //	homemq-bench compare --bin bin --out docs/performance.md
+//	homemq-bench inproc --target homemq --conns 200000 --heap-profile heap.pprof
 //
 // run puts one scenario on one broker and prints what it measured (JSON
 // with --json); with --data it mints homemq tokens from that data folder,
 // without it connects with no password. compare starts homemq, the bare
 // mochi server and Mosquitto one after the other on free loopback ports,
 // runs every scenario against each in rounds and writes the medians and
-// ratios into docs/performance.md.
+// ratios into docs/performance.md. inproc opens idle connections to a
+// broker in its own process through an in-process listener, past what
+// sockets allow on one machine, and prints memory per connection.
 package main
 
 import (
@@ -45,15 +48,17 @@ func main() {
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: homemq-bench run|compare [flags] (-h for the flags)")
+		return errors.New("usage: homemq-bench run|compare|inproc [flags] (-h for the flags)")
 	}
 	switch args[0] {
 	case "run":
 		return runCmd(ctx, args[1:], stdout, stderr)
 	case "compare":
 		return compareCmd(ctx, args[1:], stdout, stderr)
+	case "inproc":
+		return inprocCmd(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown command %q: want run or compare", args[0])
+	return fmt.Errorf("unknown command %q: want run, compare or inproc", args[0])
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -82,6 +87,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&s.Workers, "workers", 8, "connect, idle: concurrent dialers")
 	fs.IntVar(&s.Conns, "conns", 10000, "idle: connections to hold")
 	fs.DurationVar(&s.Settle, "settle", 2*time.Second, "idle: wait before reading memory")
+	fs.IntVar(&s.Sources, "sources", 1, "idle: loopback source addresses to dial from (127.0.0.1 …)")
+	steps := fs.String("steps", "", "idle: comma-separated connection counts at which to read memory too, e.g. 1000,5000,10000")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,6 +96,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("--qos %d: the load tool speaks QoS 0 and 1", *qos)
 	}
 	s.Scenario, s.QoS = load.Scenario(*scenario), byte(*qos)
+	var err error
+	if s.Steps, err = parseSteps(*steps); err != nil {
+		return fmt.Errorf("--steps: %w", err)
+	}
 	if *startAt > 0 {
 		s.StartAt = time.Unix(0, *startAt)
 	}
@@ -131,6 +142,9 @@ func printResult(w io.Writer, r load.Result) {
 	case load.Connect:
 		fmt.Fprintf(w, "%s %s: %.0f connects/s (%d in %.2fs), %d errors %s\n", r.Target, r.Scenario, r.Rate, r.Connects, r.Seconds, r.Errors, r.FirstError)
 	case load.Idle:
+		for _, st := range r.Steps {
+			fmt.Fprintf(w, "%s %s: at %d connections RSS %d bytes, %.0f bytes/connection\n", r.Target, r.Scenario, st.Conns, st.RSS, st.BytesPerConn)
+		}
 		fmt.Fprintf(w, "%s %s: %d connections, RSS %d -> %d bytes, %.0f bytes/connection, %d errors %s\n",
 			r.Target, r.Scenario, r.Conns, r.RSSBefore, r.RSSAfter, r.BytesPerConn, r.Errors, r.FirstError)
 	default:

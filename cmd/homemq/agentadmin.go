@@ -5,12 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,19 +34,6 @@ func init() {
 	}
 }
 
-// adminFlags are the flags every registry command takes.
-type adminFlags struct {
-	data, config, server *string
-}
-
-func addAdminFlags(fs *flag.FlagSet) *adminFlags {
-	return &adminFlags{
-		data:   fs.String("data", "", "the broker's data folder (default ./homemq-data)"),
-		config: fs.String("config", "", "the broker's YAML config"),
-		server: fs.String("server", "", "the running broker's HTTPS address (default: listeners.https of the config, 127.0.0.1:8443)"),
-	}
-}
-
 // adminTarget is where a registry command acts: the open database (broker
 // stopped) or the running broker.
 type adminTarget struct {
@@ -60,13 +44,12 @@ type adminTarget struct {
 	client *http.Client
 }
 
-func (af *adminFlags) connect() (*adminTarget, error) {
-	cfg, err := loadConfig(*af.config, *af.data)
+// connect finds where a registry command acts, from the shared flags
+// --data, --config and --server.
+func (c *commonFlags) connect() (*adminTarget, error) {
+	cfg, err := c.loadDataFolder()
 	if err != nil {
 		return nil, err
-	}
-	if _, err := os.Stat(filepath.Join(cfg.Data, auth.KeysFile)); err != nil {
-		return nil, fmt.Errorf("%s is not a homemq data folder (no %s): run 'homemq serve --data %s' once, or pass the right --data", cfg.Data, auth.KeysFile, cfg.Data)
 	}
 	t := &adminTarget{cfg: cfg}
 	t.reg, err = registry.Open(cfg.Data, &registry.Options{Timeout: 300 * time.Millisecond})
@@ -76,7 +59,7 @@ func (af *adminFlags) connect() (*adminTarget, error) {
 	if !errors.Is(err, registry.ErrLocked) {
 		return nil, err
 	}
-	addr := *af.server
+	addr := c.server
 	if addr == "" {
 		addr = dialAddr(cfg.Listeners.HTTPS)
 	}
@@ -148,7 +131,7 @@ const agentAdminUsage = `usage:
   homemq agent rotate --home H --id A                  replace its credential; prints the new one once
   homemq agent remove --home H --id A                  delete it; its tokens stop at once
   homemq agent list   [--home H]
-each also takes --data DIR, --config FILE, --server HOST:PORT`
+` + eachAlsoTakes
 
 // agentAdmin runs homemq agent add|rotate|remove|list (called by the agent
 // command for those words).
@@ -158,7 +141,8 @@ func agentAdmin(args []string, stdout, stderr io.Writer) error {
 	}
 	verb := args[0]
 	fs := newFlags("agent "+verb, stderr)
-	af := addAdminFlags(fs)
+	var cf commonFlags
+	cf.add(fs, flagData, flagConfig, flagServer)
 	home := fs.String("home", "", "the agent's home")
 	id := fs.String("id", "", "the agent's id (1-64 of a-z 0-9 _ -, unique across homes)")
 	var devices multiFlag
@@ -179,7 +163,7 @@ func agentAdmin(args []string, stdout, stderr io.Writer) error {
 	if verb != "list" && (*home == "" || *id == "") {
 		return fmt.Errorf("--home and --id are required: homemq agent %s --home H --id A", verb)
 	}
-	t, err := af.connect()
+	t, err := cf.connect()
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ const homeUsage = `usage:
   homemq home add H       register a home
   homemq home remove H    delete an empty home
   homemq home list
-each also takes --data DIR, --config FILE, --server HOST:PORT (before or after H)`
+` + eachAlsoTakes + " (before or after H)"
 
 func homeCmd(args []string, stdout, stderr io.Writer) error {
 	if done, err := needsVerb(args, stdout, homeUsage); done {
@@ -32,7 +32,8 @@ func homeCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unknown home command %q\n%s", verb, homeUsage)
 	}
 	fs := newFlags("home "+verb, stderr)
-	af := addAdminFlags(fs)
+	var cf commonFlags
+	cf.add(fs, flagData, flagConfig, flagServer)
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return err
@@ -45,7 +46,7 @@ func homeCmd(args []string, stdout, stderr io.Writer) error {
 	default:
 		return errors.New(homeUsage)
 	}
-	t, err := af.connect()
+	t, err := cf.connect()
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ func init() {
 }
 
 func keysCmd(args []string, stdout, stderr io.Writer) error {
-	const usage = "usage: homemq keys rotate [--data DIR] [--config FILE] [--server HOST:PORT]"
+	const usage = "usage: homemq keys rotate " + registryFlags
 	if done, err := needsVerb(args, stdout, usage); done {
 		return err
 	}
@@ -21,11 +21,12 @@ func keysCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unknown keys command %q\n%s", args[0], usage)
 	}
 	fs := newFlags("keys rotate", stderr)
-	af := addAdminFlags(fs)
+	var cf commonFlags
+	cf.add(fs, flagData, flagConfig, flagServer)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	t, err := af.connect()
+	t, err := cf.connect()
 	if err != nil {
 		return err
 	}

@@ -6,13 +6,16 @@
 //
 //	homemq serve   [--config FILE] [--data DIR] [--mqtt ADDR] [--https ADDR] [--mqtt-plain ADDR]
 //	homemq agent run --config agent.yaml | homemq agent add|rotate|remove|list …
-//	homemq token mint --data DIR --sub SUB --home HOME=ROLE … [--operator] [--ttl DUR] [--json]
+//	homemq token mint [--data DIR] [--config FILE] --sub SUB --home HOME=ROLE … [--operator] [--ttl DUR] [--json]
 //	homemq certs init --dir DIR | homemq certs issue --ca DIR --name NAME … --out PREFIX
-//	homemq revoke  --data DIR (--jti ID | --sub SUB)
-//	homemq send    --data DIR | --token T --key K, --topic T --msg M
+//	homemq revoke  [--data DIR] [--config FILE] [--server HOST:PORT] (--jti ID | --sub SUB)
+//	homemq send    [--data DIR] [--config FILE] | --token T --key K, --topic T --msg M
 //	homemq version
 //
 // Every command answers -h and --help with its usage (exit status 0).
+// --data and --config mean the same in every command that takes them, and
+// so does --server except in send, where it is the MQTT address (flags.go);
+// --data defaults to the config's data folder, else ./homemq-data.
 package main
 
 import (

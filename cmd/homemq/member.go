@@ -10,15 +10,18 @@ import (
 )
 
 func init() {
-	register("member", "manage users' memberships: member add|remove --home H --user U --role R, member list", memberCmd)
+	register("member", "manage users' memberships: member add|remove|invite --home H --user U --role R, member list|signins|signout", memberCmd)
 }
 
 const memberUsage = `usage:
   homemq member add    --home H --user U --role admin|member|viewer
   homemq member remove --home H --user U [--role R]
   homemq member list   [--home H]
+  homemq member invite --home H --role admin|member|viewer [--user U] [--ttl 15m] [--url https://hub:8443/]
+  homemq member signins [--user U]      the devices signed in by invite
+  homemq member signout --id ID         remove one: that device can no longer get tokens
 U is user:ID or ID (a user from an identity provider is user:{provider}|{sub});
-each also takes --data DIR, --config FILE, --server HOST:PORT`
+` + eachAlsoTakes
 
 func memberCmd(args []string, stdout, stderr io.Writer) error {
 	if done, err := needsVerb(args, stdout, memberUsage); done {
@@ -26,15 +29,19 @@ func memberCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	verb := args[0]
 	switch verb {
-	case "add", "remove", "list":
+	case "invite":
+		return memberInvite(args[1:], stdout, stderr)
+	case "add", "remove", "list", "signins", "signout":
 	default:
 		return fmt.Errorf("unknown member command %q\n%s", verb, memberUsage)
 	}
 	fs := newFlags("member "+verb, stderr)
-	af := addAdminFlags(fs)
+	var cf commonFlags
+	cf.add(fs, flagData, flagConfig, flagServer)
 	home := fs.String("home", "", "the home")
 	user := fs.String("user", "", "the user: user:ID or ID")
 	role := fs.String("role", "", "admin, member or viewer")
+	id := fs.String("id", "", "the sign-in (signout; see member signins)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -46,8 +53,10 @@ func memberCmd(args []string, stdout, stderr io.Writer) error {
 		return errors.New("--home, --user and --role are required: homemq member add --home H --user U --role admin|member|viewer")
 	case verb == "remove" && (*home == "" || *user == ""):
 		return errors.New("--home and --user are required: homemq member remove --home H --user U")
+	case verb == "signout" && *id == "":
+		return errors.New("--id is required: homemq member signout --id ID (see homemq member signins)")
 	}
-	t, err := af.connect()
+	t, err := cf.connect()
 	if err != nil {
 		return err
 	}
@@ -80,6 +89,13 @@ func memberCmd(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s is no longer a member of home %s (from their next token; revoke with homemq revoke --sub %s to cut them off now)\n", u, *home, u)
+	case "signins":
+		return memberSignIns(t, *user, stdout)
+	case "signout":
+		if _, err := t.do(registry.Request{Op: registry.OpSignInRemove, ID: *id}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "sign-in %s removed: its device gets no more tokens (its current one lasts until it expires; homemq revoke --sub U ends it now)\n", *id)
 	case "list":
 		resp, err := t.do(registry.Request{Op: registry.OpMemberList, Home: *home})
 		if err != nil {

@@ -19,7 +19,7 @@ func init() {
 
 // revokeCmd records a revocation where it takes effect. Whether a broker
 // runs on the data folder is read from registry.db's lock (see
-// adminFlags.connect), never guessed from whether its API answers: a
+// commonFlags.connect), never guessed from whether its API answers: a
 // running broker keeps the list in memory and rewrites the file from it, so
 // a revocation written beside it would be lost. Hence, with the broker
 // running, the admin API is the only way, and failing to reach it is an
@@ -27,7 +27,8 @@ func init() {
 // lock is held, and the broker reads it when it starts.
 func revokeCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("revoke", stderr)
-	af := addAdminFlags(fs)
+	var cf commonFlags
+	cf.add(fs, flagData, flagConfig, flagServer)
 	jti := fs.String("jti", "", "the token id to revoke (tokens refreshed from it are revoked too)")
 	sub := fs.String("sub", "", "the subject whose tokens issued until now are revoked")
 	if err := fs.Parse(args); err != nil {
@@ -36,7 +37,7 @@ func revokeCmd(args []string, stdout, stderr io.Writer) error {
 	if (*jti == "") == (*sub == "") {
 		return errors.New("give exactly one of --jti ID or --sub SUB")
 	}
-	t, err := af.connect()
+	t, err := cf.connect()
 	if err != nil {
 		return fmt.Errorf("nothing was revoked: %w", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -30,15 +31,15 @@ func init() {
 
 // sendFlags are the options of homemq send.
 type sendFlags struct {
-	data, configFile, token, key, server, caFile, topic, msg string
-	ttl, wait                                                time.Duration
+	common                                 commonFlags // --data and --config; --server is send's own
+	token, key, server, caFile, topic, msg string
+	ttl, wait                              time.Duration
 }
 
 func sendCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("send", stderr)
 	var f sendFlags
-	fs.StringVar(&f.data, "data", "", "mint a one-minute operator token from this data folder's key")
-	fs.StringVar(&f.configFile, "config", "", "the broker's YAML config (with --data)")
+	f.common.add(fs, flagData, flagConfig)
 	fs.StringVar(&f.token, "token", "", "the token to connect with (instead of --data)")
 	fs.StringVar(&f.key, "key", "", "the token's message key, base64url (msg_key from token mint --json or /api/token)")
 	fs.StringVar(&f.server, "server", "", "broker address: mqtts://host:port (default 127.0.0.1:8883)")
@@ -63,10 +64,12 @@ func sendCmd(args []string, stdout, stderr io.Writer) error {
 	return f.send(token, key, stdout)
 }
 
-// credentials returns the token and message key to use.
+// credentials returns the token and message key to use: --token and
+// --key, else a one-minute operator token minted with the key of the data
+// folder (--data, defaulting as in every command).
 func (f *sendFlags) credentials() (string, []byte, error) {
 	if f.token != "" {
-		if f.data != "" {
+		if f.common.data != "" {
 			return "", nil, errors.New("give --token and --key, or --data, not both")
 		}
 		key, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(f.key, "="))
@@ -75,12 +78,9 @@ func (f *sendFlags) credentials() (string, []byte, error) {
 		}
 		return f.token, key, nil
 	}
-	if f.data == "" && f.configFile == "" {
-		return "", nil, errors.New("give --token T --key K, or --data DIR to mint an operator token")
-	}
-	cfg, err := loadConfig(f.configFile, f.data)
+	cfg, err := f.common.loadDataFolder()
 	if err != nil {
-		return "", nil, err
+		return "", nil, fmt.Errorf("%w; or give --token T --key K", err)
 	}
 	keys, err := auth.LoadOrCreateKeys(cfg.Data)
 	if err != nil {
@@ -127,7 +127,9 @@ func (f *sendFlags) send(token string, key []byte, stdout io.Writer) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
-	ackTopic := strings.TrimSuffix(f.topic, "/cmd") + "/ack"
+	ack, _ := topics.Parse(f.topic) // a command topic: checked above
+	ack.Kind = topics.KindAck
+	ackTopic := ack.String()
 	if f.wait > 0 {
 		if sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: ackTopic, QoS: 1}}}); err != nil || sa.Reasons[0] >= 0x80 {
 			return fmt.Errorf("cannot read the device's acks on %s (refused)", ackTopic)
@@ -154,9 +156,18 @@ func waitAck(acks <-chan *paho.Publish, nonce string, wait time.Duration, stdout
 	for {
 		select {
 		case p := <-acks:
-			var a struct{ Nonce string }
+			var a struct {
+				Nonce  string
+				OK     *bool  `json:"ok"`
+				Error  string `json:"error"`
+				Detail string `json:"detail"`
+			}
 			if json.Unmarshal(p.Payload, &a) == nil && a.Nonce == nonce {
 				fmt.Fprintf(stdout, "ack: %s\n", p.Payload)
+				if a.OK != nil && !*a.OK {
+					// the device refused: a script must see it in the exit code
+					return fmt.Errorf("the device refused the command: %s: %s", a.Error, a.Detail)
+				}
 				return nil
 			}
 		case <-timeout:
@@ -184,7 +195,30 @@ func (f *sendFlags) dial() (net.Conn, error) {
 		}
 		conf.RootCAs = pool
 	}
-	return tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, conf)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, conf)
+	if err != nil {
+		return nil, explainSendTLS(err, f.caFile)
+	}
+	return conn, nil
+}
+
+// explainSendTLS adds to a failed TLS handshake what to do about it: name the
+// CA to trust.
+func explainSendTLS(err error, caFile string) error {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &host):
+		return fmt.Errorf("%w\n(the broker's certificate is not for this name: connect to a name it lists, or pass --server with one)", err)
+	case errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &verify):
+		if caFile == "" {
+			return fmt.Errorf("%w\n(the broker's certificate is not from a CA this system trusts: pass --cafile with the broker's CA, e.g. --cafile homemq-data/certs/ca.pem, or --data with a dev-mode data folder)", err)
+		}
+		return fmt.Errorf("%w\n(the broker's certificate does not chain to %s: is that the CA of this broker? Its data folder has it at certs/ca.pem)", err, caFile)
+	}
+	return err
 }
 
 // noPings is a paho.golang pinger that never pings: send lives for seconds,

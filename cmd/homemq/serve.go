@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,28 +23,31 @@ func init() {
 	register("serve", "run the broker (dev mode with no config: self-provisioned certificates and keys)", serve)
 }
 
+const serveUsage = `usage: homemq serve [--config FILE] [--data DIR] [--mqtt ADDR] [--https ADDR] [--mqtt-plain ADDR] [--log-level L]
+flags override the config file; with no config, dev mode`
+
 func serve(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	configFile := fs.String("config", "", "YAML config file (flags override it)")
-	data := fs.String("data", "", "data folder (default ./homemq-data)")
+	var cf commonFlags
+	cf.add(fs, flagConfig, flagData)
 	mqttAddr := fs.String("mqtt", "", "MQTT over TLS address (default 127.0.0.1:8883)")
 	httpsAddr := fs.String("https", "", "HTTPS address for /mqtt WebSocket, APIs and web app (default 127.0.0.1:8443)")
 	plain := fs.String("mqtt-plain", "", "also serve plain MQTT/TCP on this address (off unless set)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	withDemo := fs.Bool("demo", false, "dev mode only: also run home demo's agent demo-pi (a lamp and a door on simulated pins) and print an invite link for user:demo")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, serveUsage)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg := broker.DefaultConfig()
-	if *configFile != "" {
-		var err error
-		if cfg, err = broker.LoadConfig(*configFile); err != nil {
-			return err
-		}
+	cfg, err := cf.loadConfig()
+	if err != nil {
+		return err
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "data":
-			cfg.Data = *data
 		case "mqtt":
 			cfg.Listeners.MQTT = *mqttAddr
 		case "https":
@@ -57,7 +61,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if *withDemo && !cfg.DevMode() {
+		return errors.New("--demo runs only in dev mode (no tls.cert and tls.key in the config): it registers a demo home and agent")
+	}
 	log := newLogger(cfg.Log.Level, stderr)
+	cfg.Limits.ApplyMemoryLimit()
 	b, err := broker.New(cfg, broker.WithLogger(log))
 	if err != nil {
 		return err
@@ -65,16 +73,42 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err := b.Start(); err != nil {
 		return err
 	}
-	if err := printWelcome(stdout, b); err != nil {
+	// Catch the signals before anything is printed: a Ctrl-C right after
+	// the banner must still shut down cleanly (and exit 0, so make is content).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	var d *demo
+	if *withDemo {
+		if d, err = startDemo(b, log); err != nil {
+			b.Close()
+			return err
+		}
+	}
+	if err := printWelcome(stdout, b, *withDemo); err != nil {
 		b.Close()
 		return err
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	if d != nil {
+		if err := printDemo(stdout, b); err != nil {
+			b.Close()
+			return err
+		}
+	}
 	s := <-sig
 	log.Info("shutting down", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if d != nil {
+		// first the agent, so it says "offline" itself and leaves true retained state
+		if err := d.Stop(ctx); err != nil {
+			log.Warn("demo agent stopped with an error", "error", err)
+		}
+		// Workaround: mochi's Server.Close disconnects every client with
+		// Server.DisconnectClient, which closes the connection at once and
+		// drops publishes still queued for it, so a page watching the demo
+		// could miss the agent's "offline". Give the queues a moment.
+		time.Sleep(200 * time.Millisecond)
+	}
 	return b.Shutdown(ctx)
 }
 
@@ -86,7 +120,7 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 
 // printWelcome tells a new user where the broker is and how to talk to it,
 // with copy-paste commands that work as printed (dev mode mints demo tokens).
-func printWelcome(w io.Writer, b *broker.Broker) error {
+func printWelcome(w io.Writer, b *broker.Broker, withDemo bool) error {
 	addrs := b.Addrs()
 	fmt.Fprintln(w, "homemq is running.")
 	for _, k := range []string{"mqtts", "https", "mqtt"} {
@@ -113,10 +147,6 @@ func printWelcome(w io.Writer, b *broker.Broker) error {
 	if err != nil {
 		return err
 	}
-	agent, _, err := b.Issuer.Mint(auth.Spec{Sub: "agent:demo-pi", Homes: map[string]string{"demo": "agent"}, TTL: 12 * time.Hour})
-	if err != nil {
-		return err
-	}
 	host, port := "127.0.0.1", "8883"
 	if a, ok := addrs["mqtts"]; ok {
 		host, port = hostPort(a)
@@ -124,10 +154,36 @@ func printWelcome(w io.Writer, b *broker.Broker) error {
 	fmt.Fprintf(w, "\nDev mode: demo tokens valid for 12h (home \"demo\"). In another terminal:\n\n")
 	fmt.Fprintf(w, "  # watch everything in home demo, as its admin\n")
 	fmt.Fprintf(w, "  mosquitto_sub -h %s -p %s --cafile %s -V mqttv5 -i user:demo/sub -u user:demo -P '%s' -t 'homes/demo/#' -v\n\n", host, port, shellQuote(caFile), user)
-	fmt.Fprintf(w, "  # report a lamp's state, as the demo agent\n")
-	fmt.Fprintf(w, "  mosquitto_pub -h %s -p %s --cafile %s -V mqttv5 -i agent:demo-pi -u agent:demo-pi -P '%s' -t homes/demo/agents/demo-pi/devices/lamp/state -m on -r\n\n", host, port, shellQuote(caFile), agent)
-	fmt.Fprintf(w, "Mint more tokens with: homemq token mint --data %s --sub user:NAME --home demo=member\n", shellQuote(b.Config().Data))
+	self := selfPath()
+	if withDemo {
+		fmt.Fprintf(w, "  # switch the demo lamp on (a signed command; the agent answers on .../ack)\n")
+		fmt.Fprintf(w, "  %s send --data %s --server mqtts://%s --topic homes/demo/agents/demo-pi/devices/lamp/cmd --msg '{\"action\":\"on\"}'\n\n", shellQuote(self), shellQuote(b.Config().Data), net.JoinHostPort(host, port))
+	} else {
+		agent, _, err := b.Issuer.Mint(auth.Spec{Sub: "agent:demo-pi", Homes: map[string]string{"demo": "agent"}, TTL: 12 * time.Hour})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  # report a lamp's state, as the demo agent (make run runs a real one: serve --demo)\n")
+		fmt.Fprintf(w, "  mosquitto_pub -h %s -p %s --cafile %s -V mqttv5 -i agent:demo-pi -u agent:demo-pi -P '%s' -t homes/demo/agents/demo-pi/devices/lamp/state -m on -r\n\n", host, port, shellQuote(caFile), agent)
+	}
+	fmt.Fprintf(w, "Mint more tokens with: %s token mint --data %s --sub user:NAME --home demo=member\n", shellQuote(self), shellQuote(b.Config().Data))
 	return nil
+}
+
+// selfPath is how to run this binary again from the current folder:
+// ./bin/homemq after make build, else its absolute path ("homemq" need not be
+// on PATH).
+func selfPath() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "homemq"
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return "./" + rel
+		}
+	}
+	return exe
 }
 
 func hostPort(addr string) (string, string) {

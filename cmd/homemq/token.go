@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"homemq/auth"
-	"homemq/broker"
 	"homemq/envelope"
 )
 
@@ -20,7 +17,7 @@ func init() {
 }
 
 func tokenCmd(args []string, stdout, stderr io.Writer) error {
-	const usage = "usage: homemq token mint --data DIR --sub SUB --home HOME=ROLE [--home …] [--operator] [--ttl DUR] [--json]"
+	const usage = "usage: homemq token mint [--data DIR] [--config FILE] --sub SUB --home HOME=ROLE [--home …] [--operator] [--ttl DUR] [--json]"
 	if done, err := needsVerb(args, stdout, usage); done {
 		return err
 	}
@@ -28,8 +25,8 @@ func tokenCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unknown token command %q\n%s", args[0], usage)
 	}
 	fs := newFlags("token mint", stderr)
-	data := fs.String("data", "", "the broker's data folder, holding its signing key (default ./homemq-data)")
-	configFile := fs.String("config", "", "the broker's YAML config (issuer, audience, TTLs)")
+	var cf commonFlags
+	cf.add(fs, flagData, flagConfig)
 	sub := fs.String("sub", "", "subject: user:ID, agent:ID or service:ID")
 	var homes multiFlag
 	fs.Var(&homes, "home", "HOME=ROLE (admin, member, viewer, agent, service); repeatable")
@@ -53,12 +50,9 @@ func tokenCmd(args []string, stdout, stderr io.Writer) error {
 	if len(spec.Homes) == 0 && !*operator {
 		return errors.New("a token needs at least one --home HOME=ROLE (or --operator)")
 	}
-	cfg, err := loadConfig(*configFile, *data)
+	cfg, err := cf.loadDataFolder()
 	if err != nil {
 		return err
-	}
-	if _, err := os.Stat(filepath.Join(cfg.Data, auth.KeysFile)); err != nil {
-		return fmt.Errorf("no signing key in %s: run 'homemq serve --data %s' once, or pass the right --data", cfg.Data, cfg.Data)
 	}
 	keys, err := auth.LoadOrCreateKeys(cfg.Data)
 	if err != nil {
@@ -90,19 +84,4 @@ type MintOutput struct {
 	MsgKey string `json:"msg_key"` // base64url, no padding
 	Exp    int64  `json:"exp"`
 	JTI    string `json:"jti"`
-}
-
-// loadConfig reads a config file if given and points it at data.
-func loadConfig(file, data string) (broker.Config, error) {
-	cfg := broker.DefaultConfig()
-	if file != "" {
-		var err error
-		if cfg, err = broker.LoadConfig(file); err != nil {
-			return cfg, err
-		}
-	}
-	if data != "" {
-		cfg.Data = data
-	}
-	return cfg, nil
 }

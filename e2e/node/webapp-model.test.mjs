@@ -3,8 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  actionsFor, canCommand, commandTopic, decodeClaims, filtersFor, formatRemaining,
-  parseAck, parseState, parseTokenInput, parseTopic, reasonText, refreshAt,
+  ackProblem, canCommand, commandTopic, controlsFor, decodeClaims, deviceUse, filtersFor, formatAge, formatRemaining,
+  formatTime, parseAck, parseState, parseTokenInput, parseTopic, plainReason, reasonText, refreshAt, resultLabel,
+  stateLabel,
 } from '../../webapp/static/model.mjs';
 
 const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -59,15 +60,52 @@ test('topics are built and split only for valid ids', () => {
 });
 
 test('state, ack and refusal texts', () => {
-  assert.deepEqual(parseState('on'), { value: 'on', kind: undefined, text: 'on' });
-  assert.deepEqual(parseState('{"state":"off","kind":"switch"}'), { value: 'off', kind: 'switch', text: 'off' });
-  assert.deepEqual(parseState('{"on":true,"kind":"pulse"}'), { value: 'on', kind: 'pulse', text: 'on' });
-  assert.deepEqual(parseState('{"value":false}'), { value: 'off', kind: undefined, text: 'off' });
+  const none = { use: undefined, since: undefined, until: undefined };
+  assert.deepEqual(parseState('on'), { value: 'on', kind: undefined, text: 'on', ...none });
+  assert.deepEqual(parseState('{"state":"off","kind":"switch"}'), { value: 'off', kind: 'switch', text: 'off', ...none });
+  assert.deepEqual(parseState('{"on":true,"kind":"pulse"}'), { value: 'on', kind: 'pulse', text: 'on', ...none });
+  assert.deepEqual(parseState('{"value":false}'), { value: 'off', kind: undefined, text: 'off', ...none });
+  assert.deepEqual(parseState('{"state":"on","kind":"pulse","use":"door","since":"2026-01-02T03:04:05Z","until":"2026-01-02T03:04:07Z"}'),
+    { value: 'on', kind: 'pulse', use: 'door', since: Date.UTC(2026, 0, 2, 3, 4, 5), until: Date.UTC(2026, 0, 2, 3, 4, 7), text: 'on' });
+  assert.equal(parseState('{"state":"on","use":"<b>"}').use, undefined);
   assert.equal(parseState('{"x":1}').text, '{"x":1}');
   assert.equal(parseState('x'.repeat(500)).text.length, 120);
-  assert.deepEqual(actionsFor('pulse'), ['pulse']);
-  assert.deepEqual(actionsFor('input'), []);
-  assert.deepEqual(actionsFor(undefined), ['on', 'off', 'toggle']);
+});
+
+test('devices are shown as what they are, with absolute commands only', () => {
+  assert.equal(deviceUse('pulse', undefined), 'door');
+  assert.equal(deviceUse('switch', 'light'), 'light');
+  assert.equal(deviceUse('switch', 'lock'), 'lock');
+  assert.equal(deviceUse('input', undefined), 'input');
+  assert.equal(deviceUse(undefined, 'nonsense'), 'switch');
+  for (const use of ['switch', 'light', 'door', 'lock', 'input']) {
+    assert.ok(!controlsFor(use).some((c) => c.action === 'toggle' || c.action === 'pulse'), use);
+  }
+  assert.deepEqual(controlsFor('door').map((c) => [c.action, c.confirm]), [['unlock', true], ['lock', false]]);
+  assert.deepEqual(controlsFor('light').map((c) => [c.action, c.confirm]), [['on', false], ['off', false]]);
+  assert.deepEqual(controlsFor('input'), []);
+  assert.equal(stateLabel('door', 'off'), 'Locked');
+  assert.equal(stateLabel('lock', 'on'), 'Unlocked');
+  assert.equal(stateLabel('light', 'on'), 'On');
+  assert.equal(stateLabel('switch', undefined), '…');
+  assert.equal(resultLabel('unlock', 'unlocked'), 'Unlocked');
+  assert.equal(resultLabel('unlock', 'extended'), 'Kept unlocked');
+  assert.equal(resultLabel('on', 'on'), 'Turned on');
+});
+
+test('people read plain words, one time format and ages', () => {
+  assert.match(plainReason(0xa0), /sign-in ran out/);
+  assert.match(plainReason(0x87, 'viewer'), /look but not control/);
+  assert.match(plainReason(0x87, 'admin'), /did not allow/);
+  assert.doesNotMatch(plainReason(0x86), /0x/);
+  assert.match(ackProblem('expired'), /too late/);
+  const noon = new Date(2026, 5, 1, 12, 0, 0).getTime();
+  assert.doesNotMatch(formatTime(noon, noon + 1000), /Jun/);
+  assert.match(formatTime(noon, noon + 86400_000 * 2), /Jun/);
+  assert.equal(formatAge(2), 'just now');
+  assert.equal(formatAge(42), '42 s ago');
+  assert.equal(formatAge(3 * 60 + 5), '3 min ago');
+  assert.equal(formatAge(2 * 86400), '2 days ago');
   // the agent's acks (agent.Ack)
   assert.deepEqual(parseAck('{"nonce":"n1","ok":true,"result":"on","state":"on"}'), { nonce: 'n1', ok: true, text: 'on' });
   assert.deepEqual(parseAck('{"nonce":"n2","ok":false,"error":"expired","detail":"the command expired 3s ago","state":"off"}'),

@@ -87,7 +87,7 @@ try {
   await admin.locator(`[data-agent="${home}/${agentId}"] .status[data-status="online"]`).waitFor(T);
   const lamp = device(admin, DEVICE);
   await lamp.locator('.state', { hasText: 'off' }).waitFor(T);
-  await device(admin, PULSE).locator('button[data-action="pulse"]').waitFor(T);
+  await device(admin, PULSE).locator('button[data-action="unlock"]:enabled').waitFor(T);
   await device(admin, env('INPUT')).locator('.state').waitFor(T);
   out.InputButtons = await device(admin, env('INPUT')).locator('button').count();
   out.ExpiryText = await admin.textContent('#expiry');
@@ -96,14 +96,16 @@ try {
   await shot(admin, 'admin');
 
   await lamp.locator('button[data-action="on"]').click();
-  await lamp.locator('.result', { hasText: 'on: done' }).waitFor(T);
+  await lamp.locator('.result', { hasText: 'Turned on at' }).waitFor(T);
   await admin.locator(`[data-device="${DEVICE}"][data-state="on"]`).waitFor(T);
   out.LampAfterOn = (await lamp.locator('.state').textContent()).trim();
   out.OnResult = await lamp.locator('.result').textContent();
 
   const door = device(admin, PULSE);
-  await door.locator('button[data-action="pulse"]').click();
-  await door.locator('.result', { hasText: 'pulse: done' }).waitFor(T);
+  await door.locator('button[data-action="unlock"]').click();
+  await door.locator('button[data-action="unlock"][data-armed="true"]').waitFor(T);
+  await door.locator('button[data-action="unlock"]').click();
+  await door.locator('.result', { hasText: 'Unlocked at' }).waitFor(T);
   out.PulseResult = await door.locator('.result').textContent();
   await shot(admin, 'admin-after-commands');
 
@@ -128,7 +130,7 @@ try {
 
   // --- the admin's token is refreshed before it runs out ---
   await admin.bringToFront();
-  await admin.locator('#refreshes', { hasText: /^[1-9]/ }).waitFor({ timeout: 30_000 });
+  await admin.locator('#refreshes', { hasText: /^[1-9]/ }).waitFor({ state: 'attached', timeout: 30_000 });
   const wait = Number(env('PAST')) - Date.now();
   if (wait > 0) await admin.waitForTimeout(wait);
   out.Refreshes = Number(await admin.textContent('#refreshes'));
@@ -138,8 +140,8 @@ try {
   out.NewHomeRole = await admin.locator(`[data-home="${env('NEW_HOME').split('/')[0]}"] .role`).textContent();
   out.HomesAfter = await homeIds(admin);
   out.ConnAfterExp = await admin.getAttribute('#conn', 'data-state');
-  await lamp.locator('button[data-action="toggle"]').click();
-  await lamp.locator('.result', { hasText: 'toggle: done' }).waitFor(T);
+  await lamp.locator('button[data-action="off"]').click();
+  await lamp.locator('.result', { hasText: 'Turned off at' }).waitFor(T);
   await admin.locator(`[data-device="${DEVICE}"][data-state="off"]`).waitFor(T);
   out.ToggleResult = await lamp.locator('.result').textContent();
   out.LampAfterOff = (await lamp.locator('.state').textContent()).trim();

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -69,7 +70,7 @@ func Run(prog string, args []string, stdout, stderr io.Writer) error {
 	if bank, ok := a.Pins().(*gpiosim.Bank); ok {
 		bank.OnChange(func(name string, l gpio.Level) { log.Info("sim pin", "pin", name, "level", l.String()) })
 		if *simInput {
-			go driveSim(os.Stdin, bank, log)
+			go driveSim(os.Stdin, bank, simInputs(cfg), log)
 		}
 	} else if *simInput {
 		return errors.New("--sim-input needs gpio: sim in the config")
@@ -79,8 +80,26 @@ func Run(prog string, args []string, stdout, stderr io.Writer) error {
 	return a.Run(ctx)
 }
 
-// driveSim reads "PIN high|low|1|0" lines and drives simulated inputs.
-func driveSim(r io.Reader, bank *gpiosim.Bank, log *slog.Logger) {
+// simInputs maps the pins of the config's inputs to their devices.
+func simInputs(cfg agent.Config) map[string]string {
+	m := map[string]string{}
+	for _, d := range cfg.Devices {
+		if d.Kind == agent.Input {
+			m[d.Pin] = d.ID
+		}
+	}
+	return m
+}
+
+// driveSim reads "PIN high|low|1|0" lines and drives simulated inputs. A
+// pin that is not one of inputs (pin → device) is refused with the list of
+// those that are: a typo must not drive a pin nobody watches.
+func driveSim(r io.Reader, bank *gpiosim.Bank, inputs map[string]string, log *slog.Logger) {
+	known := make([]string, 0, len(inputs))
+	for pin, dev := range inputs {
+		known = append(known, pin+" ("+dev+")")
+	}
+	slices.Sort(known)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -99,6 +118,10 @@ func driveSim(r io.Reader, bank *gpiosim.Bank, log *slog.Logger) {
 			l = gpio.Low
 		default:
 			log.Warn("sim input: level must be high or low", "line", sc.Text())
+			continue
+		}
+		if _, ok := inputs[f[0]]; !ok {
+			log.Warn("sim input: not an input pin of this agent; nothing driven", "pin", f[0], "inputs", strings.Join(known, ", "))
 			continue
 		}
 		if err := bank.Get(f[0]).Drive(l); err != nil {

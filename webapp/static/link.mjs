@@ -50,6 +50,42 @@ export async function exchange(subjectToken, subjectTokenType) {
   return { token: body.access_token, msgKey: body.msg_key, expiresIn: body.expires_in };
 }
 
+/**
+ * deviceSignIn calls the sign-in API (docs/webapp.md): 'invite' redeems
+ * an invite ({invite, device}), 'refresh' trades this device's sign-in
+ * cookie for a token, 'signout' removes it. The cookie is HttpOnly: the
+ * page never sees it, the browser sends it to /api/signin/ only. It
+ * returns {token, msgKey, expiresIn}, or null for signout and for a
+ * refresh on a device that is not signed in; a refusal throws an Error
+ * whose signInAPI is what and status the HTTP status.
+ */
+export async function deviceSignIn(what, body = {}) {
+  let res;
+  try {
+    res = await fetch(`/api/signin/${what}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify(body),
+      cache: 'no-store',
+      credentials: 'same-origin',
+      redirect: 'error',
+    });
+  } catch (e) {
+    throw new Error(`the sign-in API could not be reached: ${e.message}`);
+  }
+  if (what === 'signout' || res.status === 204) return null;
+  let answer = {};
+  try {
+    answer = await res.json();
+  } catch {
+    // reported by status below
+  }
+  if (!res.ok) {
+    throw Object.assign(new Error(answer.error_description || `the sign-in API answered ${res.status}`), { signInAPI: what, status: res.status });
+  }
+  return { token: answer.access_token, msgKey: answer.msg_key, expiresIn: answer.expires_in, device: true };
+}
+
 /** brokerURL is the broker's MQTT-over-WebSocket endpoint on this origin. */
 export function brokerURL(loc = location) {
   return `${loc.protocol === 'http:' ? 'ws' : 'wss'}://${loc.host}/mqtt`;
@@ -60,8 +96,10 @@ const FINAL = new Set([0x85, 0x86, 0x87, 0x8c, 0x8e, 0x9c, 0x9d, 0xa0]);
 
 /**
  * Link is one MQTT 5 connection for one token. It reports through the
- * callbacks in `on`: message(topic, text), status(state, detail) with state
- * 'connecting' | 'connected' | 'reconnecting' | 'closed', and refused(what).
+ * callbacks in `on`: message(topic, text), status(state, detail, code) with
+ * state 'connecting' | 'connected' | 'reconnecting' | 'closed' (code: the
+ * MQTT 5 reason code of a refusal, if any), and refused(what). A refused
+ * open rejects with an Error whose code is that reason code.
  */
 export class Link {
   constructor({ token, msgKey }, on) {
@@ -134,8 +172,8 @@ export class Link {
         if (typeof err.code === 'number' && FINAL.has(err.code)) {
           const why = client['_serverProperties']?.reasonString || err.message;
           const detail = `the broker refused the connection (${reasonText(err.code)}): ${why}`;
-          this.on.status?.('closed', detail);
-          fail(new Error(detail));
+          this.on.status?.('closed', detail, err.code);
+          fail(Object.assign(new Error(detail), { code: err.code }));
           return;
         }
         if (!settled) fail(new Error(`cannot connect to ${brokerURL()}: ${err.message}`));
@@ -145,7 +183,7 @@ export class Link {
         const why = packet.properties?.reasonString ?? '';
         const detail = `the broker closed the connection (${reasonText(code)})${why ? ': ' + why : ''}`;
         if (FINAL.has(code)) {
-          this.on.status?.('closed', detail);
+          this.on.status?.('closed', detail, code);
           this.close();
         } else {
           this.on.status?.('reconnecting', detail);

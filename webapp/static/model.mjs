@@ -140,32 +140,135 @@ function asObject(text) {
   }
 }
 
+/** Device uses (docs/agent.md): what a device is to people. */
+const USES = new Set(['switch', 'light', 'door', 'lock', 'input']);
+
+/**
+ * deviceUse says what to show a device as: its declared use, or one that
+ * follows from its kind for agents that declare none (a pulse is a door).
+ */
+export function deviceUse(kind, use) {
+  if (USES.has(use)) return use;
+  if (kind === 'pulse') return 'door';
+  if (kind === 'input' || kind === 'sensor') return 'input';
+  return 'switch';
+}
+
+function time(v) {
+  if (typeof v !== 'string') return undefined;
+  const t = Date.parse(v);
+  return Number.isFinite(t) ? t : undefined;
+}
+
 /**
  * parseState reads a device's retained state: plain text ("on") or JSON
- * ({"state":"on","kind":"switch",…}). It returns {value, kind, text}.
+ * ({"state":"on","kind":"switch","use":"light","since":"…","until":"…"}).
+ * It returns {value, kind, use, since, until, text}; since and until are
+ * ms since the epoch when the agent said.
  */
 export function parseState(payload) {
   const o = asObject(payload);
-  if (!o) return { value: clip(payload.trim()), kind: undefined, text: clip(payload.trim()) };
+  if (!o) {
+    const v = clip(payload.trim());
+    return { value: v, kind: undefined, use: undefined, since: undefined, until: undefined, text: v };
+  }
   let v = o.state ?? o.value ?? o.level;
   if (typeof o.on === 'boolean' && v === undefined) v = o.on ? 'on' : 'off';
   if (typeof v === 'boolean') v = v ? 'on' : 'off';
   const kind = typeof o.kind === 'string' ? o.kind : typeof o.type === 'string' ? o.type : undefined;
+  const use = typeof o.use === 'string' && USES.has(o.use) ? o.use : undefined;
   const value = v === undefined ? undefined : clip(String(v));
-  return { value, kind, text: value ?? clip(JSON.stringify(o)) };
+  return { value, kind, use, since: time(o.since), until: time(o.until), text: value ?? clip(JSON.stringify(o)) };
 }
 
-/** actionsFor lists the buttons of a device of that kind. */
-export function actionsFor(kind) {
-  switch (kind) {
-    case 'pulse':
-      return ['pulse'];
+/**
+ * controlsFor lists the buttons of a device of that use: absolute actions
+ * only (never toggle: the page may not know the state the device is in
+ * when the command arrives). confirm marks an action that needs a second
+ * tap; when names the state the action leads to.
+ */
+export function controlsFor(use) {
+  switch (use) {
+    case 'door':
+    case 'lock':
+      return [
+        { action: 'unlock', label: 'Unlock', confirm: true, when: 'on' },
+        { action: 'lock', label: 'Lock', confirm: false, when: 'off' },
+      ];
     case 'input':
-    case 'sensor':
       return [];
     default:
-      return ['on', 'off', 'toggle'];
+      return [
+        { action: 'on', label: 'Turn on', confirm: false, when: 'on' },
+        { action: 'off', label: 'Turn off', confirm: false, when: 'off' },
+      ];
   }
+}
+
+/** stateLabel is what a person reads for a device's state: "Locked", "On". */
+export function stateLabel(use, value) {
+  if (value === undefined) return '…';
+  if (use === 'door' || use === 'lock') {
+    if (value === 'on') return 'Unlocked';
+    if (value === 'off') return 'Locked';
+  } else if (use === 'input') {
+    if (value === 'on') return 'Active';
+    if (value === 'off') return 'Idle';
+  } else if (value === 'on' || value === 'off') {
+    return value === 'on' ? 'On' : 'Off';
+  }
+  return value;
+}
+
+/** resultLabel names what an acknowledged action did: "Unlocked", "Turned on". */
+export function resultLabel(action, result) {
+  switch (result ?? action) {
+    case 'unlocked': case 'unlock': case 'pulse': return 'Unlocked';
+    case 'extended': return 'Kept unlocked';
+    case 'locked': case 'lock': return 'Locked';
+    case 'on': return 'Turned on';
+    case 'off': return 'Turned off';
+  }
+  return `${action}: done`;
+}
+
+/** Plain words for the agent's ack error codes (docs/agent.md), with the next step. */
+const ACK_ERRORS = {
+  expired: 'The command arrived too late and was not carried out. Try again.',
+  lifetime_too_long: "The device's clock is wrong, so it refused the command. Ask the home's admin to check the agent's clock.",
+  replay_cache_full: 'The device is busy. Try again in a moment.',
+  unknown_device: 'The agent does not know this device any more. Reload the page.',
+  bad_command: 'The device did not understand the command. Reload the page; if it persists, update the agent.',
+  unsupported_action: 'The device cannot do that. Reload the page; if it persists, update the agent.',
+  gpio_error: 'The device could not switch: its hardware did not respond. Check its wiring or power.',
+  closed: 'The agent is shutting down and did not carry out the command.',
+  malformed: 'The device could not read the command. Reload the page.',
+};
+
+/** ackProblem says in plain words why an agent refused a command. */
+export function ackProblem(code) {
+  return ACK_ERRORS[code] ?? 'The device refused the command.';
+}
+
+/**
+ * plainReason says in plain words, with the next step, what an MQTT 5
+ * reason code from the broker means to the person using the page; role is
+ * theirs in the home concerned, if any.
+ */
+export function plainReason(code, role) {
+  switch (code) {
+    case 0x86: return 'This sign-in was not accepted (it is damaged, revoked or for another hub). Sign in again with a new invite link or token.';
+    case 0x87: return role !== undefined && !canCommand(role)
+      ? 'You can look but not control this home — ask its admin.'
+      : 'The hub did not allow this. Sign in again; if it persists, ask the home’s admin.';
+    case 0x89: case 0x97: case 0x9f: return 'The hub is busy. Try again in a moment.';
+    case 0x8b: return 'The hub is restarting. The page reconnects by itself.';
+    case 0x8d: return 'The connection went quiet and was closed. The page reconnects by itself.';
+    case 0x8e: return 'This sign-in was used on another page, which took over. Sign in again here.';
+    case 0x95: return 'The command was too large for the hub.';
+    case 0xa0: return 'Your sign-in ran out — signing in again…';
+  }
+  return 'The hub refused. Try again; if it persists, ask the home’s admin.';
 }
 
 /**
@@ -206,6 +309,31 @@ export function formatRemaining(seconds) {
   const s = Math.floor(seconds);
   if (s >= 3600) return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+const sameDay = (a, b) => a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+const clock = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+const day = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
+
+/**
+ * formatTime is the page's one date format, in local time: "14:03:07"
+ * today, "3 Dec 14:03:07" on another day.
+ */
+export function formatTime(ms, now = Date.now()) {
+  const d = new Date(ms);
+  const t = clock.format(d);
+  return sameDay(d, new Date(now)) ? t : `${day.format(d)} ${t}`;
+}
+
+/** formatAge says how long ago something was: "just now", "5 min ago". */
+export function formatAge(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 5) return 'just now';
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  const d = Math.floor(s / 86400);
+  return d === 1 ? '1 day ago' : `${d} days ago`;
 }
 
 /** randomSuffix is n random bytes as lowercase hex (client IDs). */

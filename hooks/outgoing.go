@@ -5,6 +5,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"homemq/auth"
 )
 
 // OnPacketEncode corrects what mochi writes to MQTT 5 clients:
@@ -25,21 +27,24 @@ import (
 //     the SUBSCRIBE (the server's SUBACK carries its own properties, never
 //     the client's), and says why filters were refused (OnSubscribe
 //     recorded it); mochi sets no reason string for a per-filter 0x87.
+//
+// The Topic Alias Maximum, the SUBACK's properties and its reason string
+// work around mochi (SendConnack, processSubscribe). Not reported upstream (checked 2026-11).
 func (g *Guard) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
 		pk.Mods.DisallowProblemInfo = false
-		if pk.ReasonCode < 0x80 && cl.Properties.Props.AuthenticationMethod == AuthMethod {
-			pk.Properties.AuthenticationMethod = AuthMethod
+		if succeeded(pk.ReasonCode) && cl.Properties.Props.AuthenticationMethod == auth.MQTTMethod {
+			pk.Properties.AuthenticationMethod = auth.MQTTMethod
 		}
-		if pk.ReasonCode < 0x80 {
+		if succeeded(pk.ReasonCode) {
 			pk.Properties.TopicAliasMaximum = g.server.Options.Capabilities.TopicAliasMaximum
 		}
-		if s := g.session(cl); s != nil && pk.ReasonCode < 0x80 {
+		if s := g.session(cl); s != nil && succeeded(pk.ReasonCode) {
 			g.dropUnreadable(cl, s, s.grant.Load()) // mochi resends the session's in-flight messages next
 		}
 	case packets.Publish:
-		pk = g.checkDelivery(cl, pk)
+		pk = g.mountOut(cl, g.checkDelivery(cl, pk))
 	case packets.Disconnect:
 		pk.Mods.DisallowProblemInfo = false
 	case packets.Suback:
@@ -87,3 +92,7 @@ func (r *subackReasons) store(s *session) {
 		s.subackReason.Store(&str)
 	}
 }
+
+// succeeded reports whether an MQTT 5 reason code reports success: failure
+// codes start at 0x80 (unspecified error).
+func succeeded(code byte) bool { return code < packets.ErrUnspecifiedError.Code }

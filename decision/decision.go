@@ -1,8 +1,12 @@
-package hooks
+// Package decision holds the record of one security decision (Event) and
+// the interface of those that receive it (Observer). The Guard in package
+// hooks reports every decision; the audit log and the metrics observe them.
+// It is a leaf: it imports nothing of mochi, so observers do not either.
+package decision
 
 import "time"
 
-// Event kinds reported to Observers.
+// Event kinds: what an Event is a decision about.
 const (
 	EventConnect    = "connect"
 	EventDisconnect = "disconnect"
@@ -13,6 +17,9 @@ const (
 	EventRevoke     = "revoke"
 	EventExpire     = "expire"
 	EventDelivery   = "delivery"
+	// EventTokenExchange is a POST /api/token answer (Sub, JTI and Remote
+	// set; Detail says why a refusal happened), reported by the broker.
+	EventTokenExchange = "token_exchange"
 )
 
 // Event is one security decision. It never carries a token or a key.
@@ -36,9 +43,3 @@ type Event struct {
 type Observer interface {
 	Observe(Event)
 }
-
-// ObserverFunc adapts a function to an Observer.
-type ObserverFunc func(Event)
-
-// Observe calls f(e).
-func (f ObserverFunc) Observe(e Event) { f(e) }

@@ -1,8 +1,6 @@
-package broker
+package hooks
 
 import (
-	"errors"
-	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,7 +13,6 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // StoreFile is the MQTT state in the data folder: sessions, subscriptions,
@@ -43,6 +40,9 @@ const walPrefix = "$wal/"
 //     is dropped, never delivered;
 //   - nothing is written while idle ($SYS info is not stored), and expired
 //     sessions take their subscriptions and queued messages with them.
+//
+// The crash window and what the bolt hook loses are mochi's; not reported
+// upstream (checked 2026-11).
 //
 // Add it to the server after the Guard and before Serve, which reads it.
 type Store struct {
@@ -374,7 +374,8 @@ func (s *Store) replay() {
 			pk := m.ToPacket()
 			pk.Origin = strings.TrimPrefix(m.Client, walPrefix)
 			pk.Expiry = exp
-			pk.ProtocolVersion = 5 // mochi honours message expiry only on MQTT 5 packets
+			// mochi honours message expiry only on MQTT 5 packets (https://github.com/mochi-mqtt/server/issues/444).
+			pk.ProtocolVersion = 5
 			s.requeue(pk)
 		}
 		s.Hook.OnQosComplete(&mqtt.Client{ID: m.Client}, packets.Packet{PacketID: m.PacketID})
@@ -423,7 +424,8 @@ func (s *Store) restoreExpiry() {
 		if pk.Expiry = s.expiry(m); pk.Expiry == 0 {
 			return false
 		}
-		pk.ProtocolVersion = 5 // mochi honours message expiry only on MQTT 5 packets
+		// mochi honours message expiry only on MQTT 5 packets (https://github.com/mochi-mqtt/server/issues/444).
+		pk.ProtocolVersion = 5
 		return true
 	}
 	for _, cl := range s.server.Clients.GetAll() {
@@ -438,19 +440,4 @@ func (s *Store) restoreExpiry() {
 			s.server.Topics.Retained.Add(topic, pk)
 		}
 	}
-}
-
-// openStore adds the storage hook to the server: after the Guard, before
-// Serve (which reads the store).
-func (b *Broker) openStore() error {
-	b.store = NewStore(b.Server)
-	b.Guard.UseStore(b.store)
-	err := b.Server.AddHook(b.store, StoreOptions(b.cfg.Data))
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("broker: %s is locked; is another homemq serve running on data folder %s?", StoreFile, b.cfg.Data)
-	}
-	if err != nil {
-		return fmt.Errorf("broker: %s: %w", StoreFile, err)
-	}
-	return nil
 }

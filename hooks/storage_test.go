@@ -1,8 +1,9 @@
-package broker
+package hooks
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -18,9 +19,11 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	paholog "github.com/eclipse/paho.golang/paho/log"
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
 
+	"homemq/auth"
 	"homemq/internal/eventually"
 )
 
@@ -30,7 +33,7 @@ import (
 type storeServer struct {
 	*mqtt.Server
 	store *Store
-	pipe  *PipeListener
+	pipe  *pipeListener
 	once  sync.Once
 }
 
@@ -57,7 +60,7 @@ func startStoreServer(t *testing.T, data string) *storeServer {
 	if err := s.AddHook(st, StoreOptions(data)); err != nil {
 		t.Fatal(err)
 	}
-	p := NewPipeListener("t", 5*time.Second)
+	p := &pipeListener{}
 	if err := s.AddListener(p); err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +70,38 @@ func startStoreServer(t *testing.T, data string) *storeServer {
 	ss := &storeServer{Server: s, store: st, pipe: p}
 	t.Cleanup(ss.stop)
 	return ss
+}
+
+// pipeListener hands in-process connections (net.Pipe) to the server, so
+// that the tests run inside a synctest bubble.
+type pipeListener struct {
+	mu        sync.Mutex
+	establish listeners.EstablishFn
+}
+
+func (l *pipeListener) ID() string                    { return "t" }
+func (l *pipeListener) Address() string               { return "pipe" }
+func (l *pipeListener) Protocol() string              { return "pipe" }
+func (l *pipeListener) Init(*slog.Logger) error       { return nil }
+func (l *pipeListener) Close(close listeners.CloseFn) { close("t") }
+func (l *pipeListener) Serve(establish listeners.EstablishFn) {
+	l.mu.Lock()
+	l.establish = establish
+	l.mu.Unlock()
+}
+
+// Dial returns the client end of a new in-process connection, or an error
+// before the server serves.
+func (l *pipeListener) Dial() (net.Conn, error) {
+	l.mu.Lock()
+	establish := l.establish
+	l.mu.Unlock()
+	if establish == nil {
+		return nil, errors.New("not serving yet")
+	}
+	client, server := net.Pipe()
+	go func() { _ = establish("t", server) }()
+	return client, nil
 }
 
 // client is a paho.golang MQTT 5 client on the in-process listener.
@@ -183,7 +218,7 @@ func TestStoreWritesNoSecrets(t *testing.T) {
 	c := ss.connect(t, "agent:pi", 3600, func(cp *paho.Connect) {
 		cp.Username, cp.UsernameFlag = "NAME-SECRET", true
 		cp.Password, cp.PasswordFlag = []byte("PASSWORD-SECRET"), true
-		cp.Properties.AuthMethod = "homemq-jwt"
+		cp.Properties.AuthMethod = auth.MQTTMethod
 		cp.Properties.AuthData = []byte("AUTHDATA-SECRET")
 		cp.WillMessage = &paho.WillMessage{Topic: "homes/h1/agents/pi/status", Payload: []byte("offline"), QoS: 1, Retain: true}
 	})

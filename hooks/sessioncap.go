@@ -2,7 +2,6 @@ package hooks
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -10,6 +9,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"homemq/auth"
+	"homemq/decision"
+	"homemq/topics"
 )
 
 // Session caps. mochi keeps a persistent session, and the queue of every
@@ -38,13 +39,6 @@ type sessionIndex struct {
 	clients *mqtt.Clients
 }
 
-// subOfClientID returns the sub a client ID belongs to (the client-ID rule:
-// sub, or sub + "/" + anything; a sub never holds "/").
-func subOfClientID(id string) string {
-	sub, _, _ := strings.Cut(id, "/")
-	return sub
-}
-
 // persistent reports whether cl asked for a session that outlives its
 // connection: a session expiry above 0 (MQTT 5) or clean session off (3.1.1).
 func persistent(cl *mqtt.Client) bool {
@@ -64,8 +58,8 @@ func (g *Guard) admitSession(cl *mqtt.Client, c *auth.Claims) error {
 	}
 	if n, ok := g.sessionIdx.admit(g.server, c.Subject, cl.ID, max, g.now()); !ok {
 		g.counts.release(c.Subject)
-		return g.refuseConnect(cl, c, 0x97, "session_quota", fmt.Sprintf(
-			"too many persistent sessions for %s (%d of %d): reconnect with the client ID of one of them, or end one with session expiry 0", c.Subject, n, max))
+		return g.refuseConnect(cl, c, packets.ErrQuotaExceeded.Code, decision.Event{Reason: "session_quota", Detail: fmt.Sprintf(
+			"too many persistent sessions for %s (%d of %d): reconnect with the client ID of one of them, or end one with session expiry 0", c.Subject, n, max)})
 	}
 	return nil
 }
@@ -106,7 +100,7 @@ func (x *sessionIndex) seed(server *mqtt.Server) {
 	x.clients = server.Clients
 	x.bySub = map[string]map[string]int64{}
 	for id := range server.Clients.GetAll() {
-		sub := subOfClientID(id)
+		sub := topics.ClientIDOwner(id)
 		if x.bySub[sub] == nil {
 			x.bySub[sub] = map[string]int64{}
 		}
@@ -141,6 +135,7 @@ func (x *sessionIndex) sweep(now time.Time) {
 // the DISCONNECT's session expiry without the cap that SendConnack applies
 // at CONNECT, so that a client could keep its session and queue for 136
 // years. (Raising it from 0 mochi refuses itself, 0x82, as MQTT 5 asks.)
+// Not reported upstream (checked 2026-11).
 func (g *Guard) capDisconnectExpiry(pk packets.Packet) packets.Packet {
 	max := g.server.Options.Capabilities.MaximumSessionExpiryInterval
 	if pk.Properties.SessionExpiryIntervalFlag && pk.Properties.SessionExpiryInterval > max {

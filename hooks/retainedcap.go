@@ -82,16 +82,16 @@ func (g *Guard) checkDevicePublish(gr *grant, pk packets.Packet) (code byte, why
 	// An ack for a device the agent does not have stays allowed: it is how
 	// the agent answers a command to an unknown device.
 	if devs := gr.claims.Devices; len(devs) > 0 && p.Kind != topics.KindAck && p.Device != "" && !slices.Contains(devs, p.Device) {
-		return 0x87, "devices", fmt.Sprintf("device %q is not in this token's device list; publish only for its devices", p.Device)
+		return packets.ErrNotAuthorized.Code, "devices", fmt.Sprintf("device %q is not in this token's device list; publish only for its devices", p.Device)
 	}
 	if !pk.FixedHeader.Retain {
 		return 0, "", ""
 	}
 	if max := g.cfg.Quotas.MaxRetainedSize; max > 0 && len(pk.Payload) > max {
-		return 0x95, "retained_size", fmt.Sprintf("retained payload of %d bytes is over the limit of %d bytes", len(pk.Payload), max)
+		return packets.ErrPacketTooLarge.Code, "retained_size", fmt.Sprintf("retained payload of %d bytes is over the limit of %d bytes", len(pk.Payload), max)
 	}
 	if q := g.cfg.Quotas; q.RetainedRate > 0 && !g.retainedIdx.allow(gr.claims.Subject, q.RetainedRate, q.RetainedBurst, g.now()) {
-		return 0x96, "retained_rate", fmt.Sprintf("too many retained messages (more than %g a second); publish a state when it changes", q.RetainedRate)
+		return packets.ErrMessageRateTooHigh.Code, "retained_rate", fmt.Sprintf("too many retained messages (more than %g a second); publish a state when it changes", q.RetainedRate)
 	}
 	owner := retainedOwner(p)
 	if owner == "" {
@@ -102,7 +102,7 @@ func (g *Guard) checkDevicePublish(gr *grant, pk packets.Packet) (code byte, why
 		return 0, "", ""
 	}
 	if n, ok := g.retainedIdx.admit(g.server, owner, pk.TopicName, len(pk.Payload) == 0, max); !ok {
-		return 0x97, "retained_quota", fmt.Sprintf("too many retained topics for agent %s (%d of %d); clear some with an empty retained message", p.Agent, n, max)
+		return packets.ErrQuotaExceeded.Code, "retained_quota", fmt.Sprintf("too many retained topics for agent %s (%d of %d); clear some with an empty retained message", p.Agent, n, max)
 	}
 	return 0, "", ""
 }

@@ -2,12 +2,10 @@ package hooks
 
 import (
 	"encoding/json"
-	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"homemq/auth"
 	"homemq/envelope"
 	"homemq/topics"
 )
@@ -52,6 +50,5 @@ func (g *Guard) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // agentClient reports whether a client ID belongs to agent: by the
 // client-ID rule (checkClientID) only a token of agent:{agent} can hold it.
 func agentClient(clientID, agent string) bool {
-	sub := auth.KindAgent + ":" + agent
-	return clientID == sub || strings.HasPrefix(clientID, sub+"/")
+	return topics.ClientIDBelongsTo(clientID, topics.AgentSubject(agent))
 }

@@ -153,6 +153,21 @@ func TestClusterOfThreeNodes(t *testing.T) {
 		t.Fatalf("state on C = %q %+v, want the payload, content type and user property published on A", got.Payload, got.Properties)
 	}
 
+	// the retain flag crosses too (for a retain-as-published subscriber)
+	const retained = "homes/h1/agents/a1/devices/d2/state"
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if _, err := viewer.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: retained, QoS: 1, RetainAsPublished: true}}}); err != nil {
+		t.Fatalf("viewer subscribe %s: %v", retained, err)
+	}
+	if pr := agentA.publish(t, retained, []byte("off"), 1, true); pr.ReasonCode != 0 {
+		t.Fatalf("retained state on A: PUBACK %#x", pr.ReasonCode)
+	}
+	eventually(t, 10*time.Second, "the viewer on C gets the retained state published on A", func() bool { return len(publishes(viewer, retained)) > 0 })
+	if p := publishes(viewer, retained)[0]; !p.Retain {
+		t.Fatal("the retained state lost its retain flag on its way to C")
+	}
+
 	// command: commander on A, agent on B; replay on C
 	s := newSealer(a, "user:owner")
 	commander := a.mustV5(overTLS, "user:owner", s.token)

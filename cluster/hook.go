@@ -170,8 +170,7 @@ func (h *Hook) watch() {
 		select {
 		case <-h.changed:
 		case <-t.C:
-		}
-		if h.n.nc.IsClosed() {
+		case <-h.n.done:
 			return
 		}
 		time.Sleep(50 * time.Millisecond) // a disconnect's subscriptions are gone by then

@@ -68,7 +68,8 @@ type Node struct {
 	feed   jetstream.ConsumeContext // revocations
 	msgs   jetstream.ConsumeContext // messages for local subscribers
 
-	revoked sync.Map // entry keys this node has seen (revocations.go)
+	revoked sync.Map      // entry keys this node has seen (revocations.go)
+	done    chan struct{} // closed by Close
 	closing sync.Once
 }
 
@@ -82,7 +83,7 @@ func Start(cfg Config, d Deps) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cluster: config: cluster.%w", err)
 	}
-	n := &Node{cfg: cfg, name: cfg.name(), d: d, log: d.Log}
+	n := &Node{cfg: cfg, name: cfg.name(), d: d, log: d.Log, done: make(chan struct{})}
 	if n.log == nil {
 		n.log = slog.Default()
 	}
@@ -258,6 +259,7 @@ func (n *Node) Ledger() *Ledger { return n.ledger }
 // the embedded server.
 func (n *Node) Close() {
 	n.closing.Do(func() {
+		close(n.done)
 		if n.msgs != nil {
 			n.msgs.Stop()
 		}

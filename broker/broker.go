@@ -21,6 +21,7 @@ import (
 	"homemq/auth"
 	"homemq/bridge"
 	"homemq/certs"
+	"homemq/cluster"
 	"homemq/decision"
 	"homemq/hooks"
 	"homemq/registry"
@@ -50,6 +51,7 @@ type Broker struct {
 	Mux *http.ServeMux
 
 	tokenAPI *tokenapi.Exchange
+	cluster  *cluster.Node // nil: a single node (cluster.go)
 
 	master []byte             // the message master secret (MessageKey); never exported
 	issued hooks.IssuedRecord // what earlier runs may have accepted (restart.go)
@@ -121,6 +123,9 @@ func (b *Broker) open() error {
 		return err
 	}
 	if err := b.attachObservability(); err != nil {
+		return err
+	}
+	if err := b.joinCluster(); err != nil {
 		return err
 	}
 	return b.openTokenService()
@@ -384,6 +389,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			cancel()
 		}
 		err = b.Server.Close()
+		b.leaveCluster()
 		b.saveIssued()
 		b.closeTokenService()
 		b.closeObservability()

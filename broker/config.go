@@ -13,6 +13,7 @@ import (
 
 	"homemq/audit"
 	"homemq/auth"
+	"homemq/cluster"
 	"homemq/envelope"
 	"homemq/hooks"
 	"homemq/tokenapi"
@@ -32,6 +33,10 @@ type Config struct {
 
 	// TokenAPI configures POST /api/token: identity providers, rate limits.
 	TokenAPI tokenapi.Config `yaml:"token_api"`
+
+	// Cluster makes this node one of several on NATS (docs/cluster.md);
+	// nil, the default, is a single node.
+	Cluster *cluster.Config `yaml:"cluster"`
 }
 
 // ListenersConfig says where to listen; an empty address is off.
@@ -196,6 +201,11 @@ func (c Config) Validate() error {
 	}
 	if c.Observe.AuditMaxSize < 0 || c.Observe.AuditKeep < 0 {
 		return errors.New("config: observe.audit_max_size and observe.audit_keep must not be negative")
+	}
+	if c.Cluster != nil {
+		if err := c.Cluster.WithDefaults().Validate(); err != nil {
+			return fmt.Errorf("config: cluster.%w", err)
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

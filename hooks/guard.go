@@ -97,6 +97,8 @@ type Guard struct {
 	store     SessionStore // told what the Guard drops from sessions (nil: no store)
 	wills     sync.Map     // client ID -> *pendingWill: delayed wills of ended connections
 
+	ledger ReplayLedger // the cluster's replay cache (nil: one node; ledger.go)
+
 	quotaState // the bookkeeping of Quotas and of the restart rule (quotas.go)
 
 	integrations integrationsRef // checks integration credentials (integration.go)

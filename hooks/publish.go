@@ -61,6 +61,9 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	if err == nil {
 		err = g.replay.RecordFor(gr.claims.Subject, env.Kid, env.Nonce, time.Unix(env.Exp, 0), now)
 	}
+	if err == nil && g.ledger != nil {
+		err = g.ledger.Claim(env.Kid, env.Nonce, time.Unix(env.Exp, 0))
+	}
 	if err != nil {
 		return g.refuseCommand(cl, s, gr, pk, env.Nonce, err)
 	}

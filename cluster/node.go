@@ -1,0 +1,277 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"homemq/auth"
+)
+
+// The JetStream names the nodes share (docs/cluster.md).
+const (
+	MessagesStream    = "HOMEMQ_MSGS"
+	ReplayBucket      = "HOMEMQ_REPLAY"
+	RevocationsStream = "HOMEMQ_REVOKED"
+	revokeSubject     = "homemq.revoke"
+)
+
+// StartTimeout bounds how long Start waits for JetStream: an embedded node
+// waits for enough peers to hold the replicas.
+const StartTimeout = 2 * time.Minute
+
+// opTimeout bounds one JetStream request made while serving a client.
+const opTimeout = 5 * time.Second
+
+// Deps is what a node works with: the local broker's parts.
+type Deps struct {
+	// Server is the node's mochi server.
+	Server *mqtt.Server
+	// Data is the data folder; an embedded node keeps JetStream in Data/nats.
+	Data string
+	// Revocations is the node's revocation list, shared with the others.
+	Revocations *auth.Revocations
+	// ReplayTTL is how long an accepted envelope must be remembered: its
+	// longest lifetime plus the clock skew allowed.
+	ReplayTTL time.Duration
+	// Log is the structured log (nil: slog.Default()).
+	Log *slog.Logger
+}
+
+// Node is this homemq process as a member of the cluster: its NATS
+// connection (and embedded server), the hook that carries messages, the
+// shared replay ledger and the revocation feed.
+type Node struct {
+	cfg  Config
+	name string
+	d    Deps
+	log  *slog.Logger
+
+	ns *server.Server // nil when connected to an external NATS
+	nc *nats.Conn
+	js jetstream.JetStream
+
+	hook   *Hook
+	ledger *Ledger
+	feed   jetstream.ConsumeContext // revocations
+	msgs   jetstream.ConsumeContext // messages for local subscribers
+
+	revoked sync.Map      // entry keys this node has seen (revocations.go)
+	done    chan struct{} // closed by Close
+	closing sync.Once
+}
+
+// Start joins the cluster cfg describes: it starts the embedded NATS
+// server or connects to the configured one, makes the shared streams and
+// bucket (waiting up to StartTimeout for JetStream), and starts receiving
+// messages and revocations. Add Hook to the mochi server after the Guard
+// and give Ledger to the Guard.
+func Start(cfg Config, d Deps) (*Node, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cluster: config: cluster.%w", err)
+	}
+	n := &Node{cfg: cfg, name: cfg.name(), d: d, log: d.Log, done: make(chan struct{})}
+	if n.log == nil {
+		n.log = slog.Default()
+	}
+	n.log = n.log.With("node", n.name)
+	if err := n.connect(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	if err := n.setup(ctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// connect starts the embedded server or dials the external one.
+func (n *Node) connect() error {
+	opts := []nats.Option{nats.Name("homemq " + n.name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	if e := n.cfg.Embedded; e != nil {
+		so, err := serverOptions(*e, filepath.Join(n.d.Data, "nats"))
+		if err != nil {
+			return err
+		}
+		if n.ns, err = server.NewServer(so); err != nil {
+			return fmt.Errorf("cluster: embedded NATS: %w", err)
+		}
+		go n.ns.Start()
+		if !n.ns.ReadyForConnections(30 * time.Second) {
+			return errors.New("cluster: embedded NATS did not start within 30s; check cluster.embedded.listen and cluster_listen are free")
+		}
+		opts = append(opts, nats.InProcessServer(n.ns))
+	}
+	url := ""
+	if n.cfg.NATS != nil {
+		url = n.cfg.NATS.URL
+	}
+	var err error
+	if n.nc, err = nats.Connect(url, opts...); err != nil {
+		return fmt.Errorf("cluster: connect to NATS: %w", err)
+	}
+	if n.js, err = jetstream.New(n.nc); err != nil {
+		return fmt.Errorf("cluster: JetStream: %w", err)
+	}
+	return nil
+}
+
+// serverOptions are the embedded NATS server's options.
+func serverOptions(e Embedded, store string) (*server.Options, error) {
+	so := &server.Options{
+		ServerName: e.Name,
+		JetStream:  true,
+		StoreDir:   store,
+		NoSigs:     true,
+		NoLog:      true,
+		Host:       "127.0.0.1",
+		Port:       -1, // no listen address: a random loopback port nobody is told of
+	}
+	if e.Listen != "" {
+		host, port, err := hostPort(e.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: cluster.embedded.listen: %w", err)
+		}
+		so.Host, so.Port = host, port
+	}
+	if len(e.Routes) > 0 {
+		host, port, err := hostPort(e.ClusterListen)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: cluster.embedded.cluster_listen: %w", err)
+		}
+		so.Cluster = server.ClusterOpts{Name: "homemq", Host: host, Port: port}
+		so.Routes = server.RoutesFromStr(strings.Join(e.Routes, ","))
+	}
+	return so, nil
+}
+
+func hostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	if port == 0 {
+		port = -1 // nats-server: a random port
+	}
+	return host, port, nil
+}
+
+// setup makes the shared streams and bucket, retrying until ctx ends while
+// JetStream has no leader or too few peers yet.
+func (n *Node) setup(ctx context.Context) error {
+	r := n.cfg.replicas()
+	streams := []jetstream.StreamConfig{{
+		Name:       MessagesStream,
+		Subjects:   []string{msgPrefix + ">"},
+		Retention:  jetstream.InterestPolicy,
+		Storage:    jetstream.FileStorage,
+		Replicas:   r,
+		MaxAge:     24 * time.Hour,
+		Duplicates: time.Minute,
+	}, {
+		Name:       RevocationsStream,
+		Subjects:   []string{revokeSubject},
+		Storage:    jetstream.FileStorage,
+		Replicas:   r,
+		MaxAge:     auth.MaxTTL + time.Hour, // longer than any revoked token lives
+		Duplicates: time.Minute,
+	}}
+	var last error
+	for {
+		last = n.trySetup(ctx, streams, r)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: JetStream not ready within %v (are enough nodes up for %d replicas?): %w", StartTimeout, r, last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) trySetup(ctx context.Context, streams []jetstream.StreamConfig, r int) error {
+	octx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	for _, sc := range streams {
+		if _, err := n.js.CreateOrUpdateStream(octx, sc); err != nil {
+			return fmt.Errorf("stream %s: %w", sc.Name, err)
+		}
+	}
+	if n.ledger == nil {
+		kv, err := n.js.CreateOrUpdateKeyValue(octx, jetstream.KeyValueConfig{
+			Bucket:   ReplayBucket,
+			TTL:      max(n.d.ReplayTTL, time.Second),
+			Replicas: r,
+			Storage:  jetstream.FileStorage,
+		})
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", ReplayBucket, err)
+		}
+		n.ledger = &Ledger{kv: kv}
+	}
+	if n.hook == nil {
+		h, err := newHook(n)
+		if err != nil {
+			return err
+		}
+		n.hook = h
+	}
+	if n.feed == nil {
+		if err := n.followRevocations(octx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Name is this node's name.
+func (n *Node) Name() string { return n.name }
+
+// Hook is the mochi hook that carries this node's accepted publishes to
+// the others; add it after the Guard.
+func (n *Node) Hook() *Hook { return n.hook }
+
+// Ledger is the cluster-wide replay ledger, for the Guard.
+func (n *Node) Ledger() *Ledger { return n.ledger }
+
+// Close stops receiving and leaves the cluster: the NATS connection and
+// the embedded server.
+func (n *Node) Close() {
+	n.closing.Do(func() {
+		close(n.done)
+		if n.msgs != nil {
+			n.msgs.Stop()
+		}
+		if n.feed != nil {
+			n.feed.Stop()
+		}
+		if n.nc != nil {
+			n.nc.Close()
+		}
+		if n.ns != nil {
+			n.ns.Shutdown()
+			n.ns.WaitForShutdown()
+		}
+	})
+}

@@ -1,0 +1,230 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"homemq/auth"
+	"homemq/broker"
+	"homemq/certs"
+	"homemq/cluster"
+)
+
+// startCluster runs n homemq nodes side by side in this process, each
+// with its own data folder and an embedded NATS server on loopback, routed
+// to each other. The nodes share their signing keys and message master key
+// (copied from the first data folder), which a cluster needs until keys are
+// replicated (docs/cluster.md). The nodes start at once: each waits for
+// enough peers to hold JetStream's replicas.
+func startCluster(t *testing.T, n int) []*testBroker {
+	t.Helper()
+	dirs, routes := make([]string, n), make([]string, n)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+		routes[i] = freeAddr(t)
+	}
+	if _, err := auth.LoadOrCreateKeys(dirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.LoadOrCreateMasterSecret(dirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs[1:] {
+		for _, f := range []string{auth.KeysFile, auth.MasterSecretFile} {
+			b, err := os.ReadFile(filepath.Join(dirs[0], f))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(d, f), b, 0o600)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	nodes := make([]*testBroker, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		var peers []string
+		for j, r := range routes {
+			if j != i {
+				peers = append(peers, "nats-route://"+r)
+			}
+		}
+		cfg := broker.DefaultConfig()
+		cfg.Data = dirs[i]
+		cfg.Listeners = broker.ListenersConfig{MQTT: "127.0.0.1:0", HTTPS: "127.0.0.1:0", MQTTPlain: "127.0.0.1:0"}
+		cfg.Log.Level = "warn"
+		cfg.Limits.ConnectRate = 0
+		cfg.Cluster = &cluster.Config{Embedded: &cluster.Embedded{
+			Name: string(rune('a' + i)), ClusterListen: routes[i], Routes: peers,
+		}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := broker.New(cfg)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			t.Cleanup(b.Close)
+			if err := b.Start(); err != nil {
+				errs[i] = err
+				return
+			}
+			nodes[i] = &testBroker{Broker: b, t: t, Data: dirs[i]}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("start the cluster: %v", err)
+	}
+	for _, b := range nodes {
+		var err error
+		if b.pool, err = certs.CertPool(b.CAFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
+// publishes returns the received publishes on topic.
+func publishes(c *v5client, topic string) []*paho.Publish {
+	var out []*paho.Publish
+	for _, p := range c.received() {
+		if p.Topic == topic {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// TestClusterOfThreeNodes: three homemq nodes on an embedded NATS cluster
+// are one broker. State published on A reaches a viewer on C with its
+// properties; a command published on A reaches the agent on B once; the
+// same envelope replayed on C is refused 0x87 replay; a viewer on C never
+// gets the command (the ACL runs on the receiving node); a revocation made
+// on A cuts a connection on C within a bound; a command A accepted just
+// before it died is still refused on B.
+func TestClusterOfThreeNodes(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	const (
+		state = "homes/h1/agents/a1/devices/d1/state"
+		cmd   = "homes/h1/agents/a1/devices/d1/cmd"
+	)
+
+	viewer := c.mustV5(overTLS, "user:viewer", c.mint("user:viewer", "h1=viewer"))
+	if code := viewer.subscribe(t, "homes/h1/agents/a1/devices/+/state", 1); code != 1 {
+		t.Fatalf("viewer SUBACK %#x, want 1", code)
+	}
+	if code := viewer.subscribe(t, cmd, 1); code < 0x80 {
+		t.Fatalf("viewer may subscribe to cmd: SUBACK %#x", code)
+	}
+	admin := c.mustV5(overPlain, "user:admin", c.mint("user:admin", "h1=admin"))
+	if code := admin.subscribe(t, cmd, 1); code != 1 {
+		t.Fatalf("admin SUBACK %#x, want 1", code)
+	}
+	agentB := b.mustV5(overTLS, "agent:a1", b.mint("agent:a1", "h1=agent"))
+	if code := agentB.subscribe(t, cmd, 1); code != 1 {
+		t.Fatalf("agent SUBACK %#x, want 1", code)
+	}
+
+	// state: agent on A, viewer on C, properties intact
+	agentA := a.mustV5(overPlain, "agent:a1/state", a.mint("agent:a1", "h1=agent"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := agentA.Publish(ctx, &paho.Publish{Topic: state, QoS: 1, Payload: []byte(`{"on":true}`), Properties: &paho.PublishProperties{
+		ContentType: "application/json", User: paho.UserProperties{{Key: "k", Value: "v"}},
+	}})
+	if err != nil {
+		t.Fatalf("publish state on A: %v", err)
+	}
+	eventually(t, 10*time.Second, "the viewer on C gets the state published on A", func() bool { return len(publishes(viewer, state)) > 0 })
+	got := publishes(viewer, state)[0]
+	if string(got.Payload) != `{"on":true}` || got.Properties == nil || got.Properties.ContentType != "application/json" || got.Properties.User.Get("k") != "v" {
+		t.Fatalf("state on C = %q %+v, want the payload, content type and user property published on A", got.Payload, got.Properties)
+	}
+
+	// the retain flag crosses too (for a retain-as-published subscriber)
+	const retained = "homes/h1/agents/a1/devices/d2/state"
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if _, err := viewer.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: retained, QoS: 1, RetainAsPublished: true}}}); err != nil {
+		t.Fatalf("viewer subscribe %s: %v", retained, err)
+	}
+	if pr := agentA.publish(t, retained, []byte("off"), 1, true); pr.ReasonCode != 0 {
+		t.Fatalf("retained state on A: PUBACK %#x", pr.ReasonCode)
+	}
+	eventually(t, 10*time.Second, "the viewer on C gets the retained state published on A", func() bool { return len(publishes(viewer, retained)) > 0 })
+	if p := publishes(viewer, retained)[0]; !p.Retain {
+		t.Fatal("the retained state lost its retain flag on its way to C")
+	}
+
+	// command: commander on A, agent on B; replay on C
+	s := newSealer(a, "user:owner")
+	commander := a.mustV5(overTLS, "user:owner", s.token)
+	env := s.seal(t, cmd, "on", time.Now(), time.Minute)
+	if pr := commander.publish(t, cmd, env, 1, false); pr.ReasonCode != 0 {
+		t.Fatalf("command on A: PUBACK %#x %q", pr.ReasonCode, pr.Properties.ReasonString)
+	}
+	eventually(t, 10*time.Second, "the agent on B gets the command published on A", func() bool { return len(publishes(agentB, cmd)) > 0 })
+	eventually(t, 10*time.Second, "the admin on C gets the command published on A", func() bool { return len(publishes(admin, cmd)) > 0 })
+	if p := publishes(agentB, cmd)[0]; p.Properties == nil || p.Properties.MessageExpiry == nil || *p.Properties.MessageExpiry > 61 {
+		t.Fatalf("the command on B carries no message expiry from its envelope: %+v", p.Properties)
+	}
+	replayer := c.mustV5(overTLS, "user:owner/c", s.token)
+	pr := replayer.publish(t, cmd, env, 1, false)
+	if pr.ReasonCode != 0x87 || pr.Properties == nil {
+		t.Fatalf("replay on C: PUBACK %#x, want 0x87", pr.ReasonCode)
+	}
+	if r := pr.Properties.ReasonString; !strings.Contains(r, "already used") {
+		t.Fatalf("replay on C: reason %q does not say the nonce was used", r)
+	}
+	never(t, 300*time.Millisecond, "the command is delivered twice", func() bool { return len(publishes(agentB, cmd)) > 1 })
+	if n := len(publishes(viewer, cmd)); n != 0 {
+		t.Fatalf("the viewer on C got %d commands", n)
+	}
+
+	// revocation on A cuts the viewer on C
+	if err := a.Revoked.Add(auth.Revocation{Sub: "user:viewer", Until: time.Now().Add(time.Hour).Unix()}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-viewer.disconnect:
+		if d.ReasonCode != 0x87 {
+			t.Fatalf("the viewer on C was disconnected with %#x, want 0x87", d.ReasonCode)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a revocation on A did not cut the viewer on C within 5s")
+	}
+
+	// A accepts a command and dies: its replay on B is still refused, and
+	// B still accepts new commands (two of three replicas are left).
+	env2 := s.seal(t, cmd, "off", time.Now(), time.Minute)
+	if pr := commander.publish(t, cmd, env2, 1, false); pr.ReasonCode != 0 {
+		t.Fatalf("second command on A: PUBACK %#x", pr.ReasonCode)
+	}
+	a.Close()
+	attempt := 0
+	publishOnB := func(env []byte) *paho.PublishResponse {
+		attempt++
+		cl := b.mustV5(overTLS, "user:owner/b"+string(rune('0'+attempt%10)), s.token)
+		defer cl.Disconnect(&paho.Disconnect{})
+		return cl.publish(t, cmd, env, 1, false)
+	}
+	eventually(t, 30*time.Second, "B refuses the replay of a command A accepted before it died", func() bool {
+		pr := publishOnB(env2)
+		return pr.ReasonCode == 0x87 && pr.Properties != nil && strings.Contains(pr.Properties.ReasonString, "already used")
+	})
+	eventually(t, 30*time.Second, "B accepts a new command after A died", func() bool {
+		return publishOnB(s.seal(t, cmd, "on", time.Now(), time.Minute)).ReasonCode == 0
+	})
+}

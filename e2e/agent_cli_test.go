@@ -85,20 +85,8 @@ devices:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("agent stderr:\n%s", stderr.String())
-		}
-	})
+	proc := startAgentProcess(t, cmd)
+	stderr := &proc.stderr
 	h.waitOnline(15 * time.Second)
 
 	n := h.send("lamp", `{"action":"on"}`, 30*time.Second)
@@ -115,22 +103,57 @@ devices:
 	}
 	eventually(t, 5*time.Second, "the button event", func() bool { return len(h.on(events)) == 1 })
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		exited <- err
-		if err != nil {
-			t.Fatalf("the agent exited with %v after SIGTERM", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the agent did not stop after SIGTERM")
-	}
+	proc.terminate(t)
 	if s := retained(t, b, statusTopic()); s != "offline" {
 		t.Fatalf("retained status after shutdown %q, want offline", s)
 	}
 	if s := stateOf(retained(t, b, topics.StateTopic(agentHome, agentID, "lamp"))); s != "off" {
 		t.Fatalf("retained lamp state after shutdown %q, want off (its safe level)", s)
+	}
+}
+
+// agentProcess is an agent binary started by a test, its stderr kept for
+// the log of a failed test.
+type agentProcess struct {
+	cmd    *exec.Cmd
+	stderr lockedBuffer
+	exited chan error
+}
+
+// startAgentProcess starts cmd (an agent run) and kills it when the test
+// ends, logging its stderr if the test failed.
+func startAgentProcess(t *testing.T, cmd *exec.Cmd) *agentProcess {
+	t.Helper()
+	p := &agentProcess{cmd: cmd, exited: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = io.Discard, &p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		err := <-p.exited
+		p.exited <- err
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", cmd.Path, p.stderr.String())
+		}
+	})
+	return p
+}
+
+// terminate sends SIGTERM and expects a clean exit within 10 s.
+func (p *agentProcess) terminate(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		if err != nil {
+			t.Fatalf("%s exited with %v after SIGTERM", p.cmd.Path, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not stop after SIGTERM", p.cmd.Path)
 	}
 }

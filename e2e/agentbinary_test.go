@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -54,38 +52,13 @@ devices:
 		t.Fatalf("homemq-agent run --check: %v\n%s", err, out)
 	}
 
-	cmd := exec.Command(bin, "run", "--config", conf)
-	var stderr lockedBuffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("homemq-agent stderr:\n%s", stderr.String())
-		}
-	})
+	proc := startAgentProcess(t, exec.Command(bin, "run", "--config", conf))
 	h.waitOnline(15 * time.Second)
 	n := h.send("lamp", `{"action":"on"}`, 30*time.Second)
 	if ack := h.ack("lamp", n, 5*time.Second); !ack.OK || ack.State != "on" {
 		t.Fatalf("ack %+v", ack)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		exited <- err
-		if err != nil {
-			t.Fatalf("homemq-agent exited with %v after SIGTERM", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("homemq-agent did not stop after SIGTERM")
-	}
+	proc.terminate(t)
 	if s := retained(t, b, statusTopic()); s != "offline" {
 		t.Fatalf("retained status after shutdown %q, want offline", s)
 	}

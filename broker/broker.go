@@ -156,9 +156,12 @@ func (b *Broker) loadTLS() error {
 	certFile, keyFile := b.cfg.TLS.Cert, b.cfg.TLS.Key
 	b.CAFile = b.cfg.TLS.CA
 	if b.cfg.DevMode() {
-		d, err := certs.EnsureDev(filepath.Join(b.cfg.Data, "certs"))
+		d, err := certs.EnsureDev(filepath.Join(b.cfg.Data, "certs"), b.cfg.DevNames()...)
 		if err != nil {
 			return err
+		}
+		if d.Created || d.Reissued {
+			b.log.Info("dev server certificate issued", "names", d.Names, "ca", d.CAFile)
 		}
 		certFile, keyFile, b.CAFile = d.CertFile, d.KeyFile, d.CAFile
 	}

@@ -13,6 +13,7 @@ import (
 
 	"homemq/audit"
 	"homemq/auth"
+	"homemq/certs"
 	"homemq/cluster"
 	"homemq/envelope"
 	"homemq/hooks"
@@ -53,6 +54,11 @@ type TLSConfig struct {
 	Key      string `yaml:"key"`
 	CA       string `yaml:"ca"`        // the CA clients should trust (printed for them)
 	ClientCA string `yaml:"client_ca"` // optional: require client certificates signed by it
+	// DevNames are the names (DNS names or IP addresses) the dev server
+	// certificate carries besides localhost, 127.0.0.1 and ::1. Unset, they
+	// are the host's names as found at start (certs.LocalNames); [] is
+	// none. Dev mode only.
+	DevNames []string `yaml:"dev_names"`
 }
 
 // EnvelopeConfig is the envelope section: the policy commands are checked
@@ -187,6 +193,9 @@ func (c Config) Validate() error {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return errors.New("config: tls.cert and tls.key go together")
 	}
+	if err := c.TLS.validateDevNames(c.DevMode()); err != nil {
+		return err
+	}
 	if c.Listeners.MQTT == "" && c.Listeners.HTTPS == "" && c.Listeners.MQTTPlain == "" {
 		return errors.New("config: listeners: at least one listener is needed")
 	}
@@ -213,6 +222,29 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: log.level: %q is not one of debug, info, warn, error", c.Log.Level)
 	}
 	return nil
+}
+
+// validateDevNames checks tls.dev_names: names a certificate can carry,
+// and only where dev mode issues the certificate.
+func (t TLSConfig) validateDevNames(dev bool) error {
+	if t.DevNames != nil && !dev {
+		return errors.New("config: tls.dev_names: only dev mode (no tls.cert) issues its own certificate; put the names in the certificate you give as tls.cert")
+	}
+	for _, n := range t.DevNames {
+		if err := certs.CheckName(n); err != nil {
+			return fmt.Errorf("config: tls.dev_names: %w", err)
+		}
+	}
+	return nil
+}
+
+// DevNames returns the extra names of the dev server certificate:
+// tls.dev_names, or when unset the host's names as found now.
+func (c Config) DevNames() []string {
+	if c.TLS.DevNames != nil {
+		return c.TLS.DevNames
+	}
+	return certs.LocalNames()
 }
 
 // Validate reports the first key of the limits section out of range,

@@ -154,48 +154,6 @@ func WriteLeaf(certFile, keyFile string, cert *x509.Certificate, key *ecdsa.Priv
 	return writeKey(keyFile, key)
 }
 
-// Dev is the material dev mode provisions in its certificate folder.
-type Dev struct {
-	CAFile, CertFile, KeyFile string
-	Created                   bool // true when this call made them
-}
-
-// EnsureDev makes, on first use, a CA and a server certificate for
-// localhost, 127.0.0.1 and ::1 in dir, and returns their paths. Existing
-// files are kept, so clients keep trusting the same CA across restarts.
-func EnsureDev(dir string) (Dev, error) {
-	d := Dev{
-		CAFile:   filepath.Join(dir, CAFile),
-		CertFile: filepath.Join(dir, ServerFile),
-		KeyFile:  filepath.Join(dir, ServerKeyFile),
-	}
-	if exists(d.CAFile) && exists(d.CertFile) && exists(d.KeyFile) {
-		return d, nil
-	}
-	var ca *Authority
-	var err error
-	if exists(d.CAFile) {
-		ca, err = LoadAuthority(dir)
-	} else {
-		ca, err = NewAuthority("homemq dev CA")
-		if err == nil {
-			err = ca.Save(dir)
-		}
-	}
-	if err != nil {
-		return d, err
-	}
-	cert, key, err := ca.Issue([]string{"localhost", "127.0.0.1", "::1"}, ServerUsage)
-	if err != nil {
-		return d, err
-	}
-	if err := WriteLeaf(d.CertFile, d.KeyFile, cert, key); err != nil {
-		return d, err
-	}
-	d.Created = true
-	return d, nil
-}
-
 // CertPool reads a PEM file of CA certificates into a pool.
 func CertPool(file string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(file)

@@ -44,6 +44,9 @@ type Broker struct {
 	Registry *registry.Registry
 	// CAFile is the CA clients must trust ("" when none is known).
 	CAFile string
+	// CAPages serves the CA install page and the CA's certificate (ca.go);
+	// nil when no CA is known.
+	CAPages *CAPages
 	// Bridge is the SignalR hub served at /signalr/.
 	Bridge *bridge.Server
 	// Mux is the HTTPS server's router: other parts mount their handlers here
@@ -65,6 +68,7 @@ type Broker struct {
 	pipe      *PipeListener
 	https     *http.Server
 	httpsLn   net.Listener
+	httpCA    *httpCAServer // listeners.http_ca (ca.go)
 	observers []decision.Observer
 	slow      atomic.Uint64 // connections closed because their client did not read (slowconsumer.go)
 	stopOnce  sync.Once
@@ -170,6 +174,12 @@ func (b *Broker) loadTLS() error {
 		return fmt.Errorf("broker: tls.cert/tls.key: %w", err)
 	}
 	b.tlsConf = ServerTLS(pair)
+	if b.CAFile != "" {
+		if b.CAPages, err = NewCAPages(b.CAFile); err != nil {
+			return fmt.Errorf("%w (tls.ca)", err)
+		}
+		b.CAPages.Register(b.Mux)
+	}
 	if b.cfg.TLS.ClientCA != "" {
 		pool, err := certs.CertPool(b.cfg.TLS.ClientCA)
 		if err != nil {
@@ -312,6 +322,9 @@ func (b *Broker) Start() error {
 			return fmt.Errorf("broker: listeners.https: %w", err)
 		}
 		b.httpsLn = ln
+		if b.CAPages != nil {
+			_, b.CAPages.HTTPSPort, _ = net.SplitHostPort(ln.Addr().String())
+		}
 		l := b.cfg.Limits
 		// sockets per address are counted from accept, before the TLS handshake
 		httpsAddrs := addrlimit.New(addrlimit.Config{MaxConns: l.HTTPSConnsPerAddr})
@@ -329,6 +342,10 @@ func (b *Broker) Start() error {
 				b.log.Error("https server stopped", "error", err)
 			}
 		}()
+	}
+	if err := b.startHTTPCA(); err != nil {
+		b.Close()
+		return err
 	}
 	if err := b.Server.Serve(); err != nil {
 		b.Close()
@@ -351,7 +368,8 @@ func (b *Broker) pruneRevocations() {
 	}
 }
 
-// Addrs lists where the broker listens, by name: "mqtts", "mqtt", "https".
+// Addrs lists where the broker listens, by name: "mqtts", "mqtt", "https",
+// "http_ca".
 func (b *Broker) Addrs() map[string]string {
 	m := map[string]string{}
 	if b.mqttTLS != nil {
@@ -362,6 +380,9 @@ func (b *Broker) Addrs() map[string]string {
 	}
 	if b.httpsLn != nil {
 		m["https"] = b.httpsLn.Addr().String()
+	}
+	if b.httpCA != nil {
+		m["http_ca"] = b.httpCA.ln.Addr().String()
 	}
 	return m
 }
@@ -391,6 +412,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			_ = b.https.Shutdown(sctx)
 			cancel()
 		}
+		b.closeHTTPCA()
 		err = b.Server.Close()
 		b.leaveCluster()
 		b.saveIssued()

@@ -45,6 +45,10 @@ type ListenersConfig struct {
 	MQTT      string `yaml:"mqtt"`       // MQTT over TLS
 	HTTPS     string `yaml:"https"`      // HTTPS: /mqtt (WebSocket), /healthz, APIs
 	MQTTPlain string `yaml:"mqtt_plain"` // plain MQTT/TCP, only when asked
+	// HTTPCA is a plain-HTTP listener serving only the CA install page and
+	// the CA's certificate (/ca, /ca.pem, /ca.crt, /ca.mobileconfig), for a
+	// phone that does not trust the CA yet. Off unless given.
+	HTTPCA string `yaml:"http_ca"`
 }
 
 // TLSConfig names certificate files. With none given, dev mode provisions a
@@ -195,6 +199,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.TLS.validateDevNames(c.DevMode()); err != nil {
 		return err
+	}
+	if c.Listeners.HTTPCA != "" && !c.DevMode() && c.TLS.CA == "" {
+		return errors.New("config: listeners.http_ca: the CA page needs a CA to offer; set tls.ca (the CA that signed tls.cert) or leave listeners.http_ca empty")
 	}
 	if c.Listeners.MQTT == "" && c.Listeners.HTTPS == "" && c.Listeners.MQTTPlain == "" {
 		return errors.New("config: listeners: at least one listener is needed")

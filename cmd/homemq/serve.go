@@ -140,6 +140,14 @@ func printWelcome(w io.Writer, b *broker.Broker, withDemo bool) error {
 	if b.CAFile != "" {
 		fmt.Fprintf(w, "  CA certificate:      %s\n", caFile)
 	}
+	if b.CAPages != nil {
+		fmt.Fprintf(w, "  CA fingerprint:      SHA-256 %s\n", b.CAPages.Fingerprint)
+		if a, ok := addrs["http_ca"]; ok {
+			fmt.Fprintf(w, "  trust it on a phone: http://%s/ca\n", a)
+		} else if a, ok := addrs["https"]; ok {
+			fmt.Fprintf(w, "  trust it on a phone: https://%s/ca\n", a)
+		}
+	}
 	if !b.Config().DevMode() {
 		return nil
 	}

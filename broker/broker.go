@@ -21,6 +21,7 @@ import (
 	"homemq/auth"
 	"homemq/bridge"
 	"homemq/certs"
+	"homemq/certs/acme"
 	"homemq/cluster"
 	"homemq/decision"
 	"homemq/hooks"
@@ -69,6 +70,7 @@ type Broker struct {
 	https     *http.Server
 	httpsLn   net.Listener
 	httpCA    *httpCAServer // listeners.http_ca (ca.go)
+	acme      *acme.Manager // tls.acme (ca.go)
 	observers []decision.Observer
 	slow      atomic.Uint64 // connections closed because their client did not read (slowconsumer.go)
 	stopOnce  sync.Once
@@ -157,6 +159,9 @@ func (b *Broker) loadIdentity() error {
 
 // loadTLS reads the configured certificate, or in dev mode provisions one.
 func (b *Broker) loadTLS() error {
+	if b.cfg.TLS.ACME.Enabled() {
+		return b.loadACME()
+	}
 	certFile, keyFile := b.cfg.TLS.Cert, b.cfg.TLS.Key
 	b.CAFile = b.cfg.TLS.CA
 	if b.cfg.DevMode() {
@@ -413,6 +418,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			cancel()
 		}
 		b.closeHTTPCA()
+		if b.acme != nil {
+			b.acme.Close()
+		}
 		err = b.Server.Close()
 		b.leaveCluster()
 		b.saveIssued()

@@ -2,7 +2,9 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -15,11 +17,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	texttemplate "text/template"
 	"time"
 
 	"homemq/addrlimit"
+	"homemq/certs/acme"
 )
 
 // CAPages serves the page that helps a phone trust the home's CA, and the
@@ -300,6 +304,28 @@ func (b *Broker) startHTTPCA() error {
 			b.log.Error("http_ca server stopped", "error", err)
 		}
 	}()
+	return nil
+}
+
+// loadACME obtains the server certificate from tls.acme (or loads it
+// from data/acme) before the broker listens; the TLS configuration then
+// asks the manager at each handshake, so renewals need no restart.
+func (b *Broker) loadACME() error {
+	c := b.cfg.TLS.ACME
+	m, err := acme.New(c, filepath.Join(b.cfg.Data, "acme"), os.Getenv, b.log)
+	if err != nil {
+		return fmt.Errorf("broker: tls.acme: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.PropagationTimeout+3*time.Minute)
+	defer cancel()
+	if err := m.Manage(ctx); err != nil {
+		m.Close()
+		return fmt.Errorf("broker: tls.acme: %w", err)
+	}
+	b.acme = m
+	b.tlsConf = ServerTLS(tls.Certificate{})
+	b.tlsConf.Certificates = nil
+	b.tlsConf.GetCertificate = m.GetCertificate
 	return nil
 }
 

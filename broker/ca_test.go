@@ -137,6 +137,10 @@ func TestTLSKeysNameThemselves(t *testing.T) {
 		{"tls:\n  dev_names: [\"a b\"]\n", "tls.dev_names"},
 		{"tls:\n  cert: s.pem\n  key: k.pem\n  dev_names: [pi.local]\n", "tls.dev_names"},
 		{"tls:\n  cert: s.pem\n  key: k.pem\nlisteners:\n  http_ca: 127.0.0.1:8080\n", "listeners.http_ca"},
+		{"tls:\n  cert: s.pem\n  key: k.pem\n  acme:\n    domains: [home.example.org]\n    dns_provider: exec\n", "tls.acme"},
+		{"tls:\n  acme:\n    domains: [home.example.org]\n    dns_provider: route53\n", "tls.acme.dns_provider"},
+		{"tls:\n  acme:\n    domains: [home.example.org]\n    dns_provider: exec\n    directory: http://x/dir\n", "tls.acme.directory"},
+		{"tls:\n  acme:\n    domains: [home.example.org]\n    dns_provider: exec\nlisteners:\n  http_ca: 127.0.0.1:8080\n", "listeners.http_ca"},
 	} {
 		f := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(f, []byte(tc.yaml), 0o600); err != nil {

@@ -14,6 +14,7 @@ import (
 	"homemq/audit"
 	"homemq/auth"
 	"homemq/certs"
+	"homemq/certs/acme"
 	"homemq/cluster"
 	"homemq/envelope"
 	"homemq/hooks"
@@ -63,6 +64,10 @@ type TLSConfig struct {
 	// are the host's names as found at start (certs.LocalNames); [] is
 	// none. Dev mode only.
 	DevNames []string `yaml:"dev_names"`
+	// ACME gets the server certificate from an ACME CA with the DNS-01
+	// challenge and renews it without a restart (package acme); off
+	// without domains, and exclusive with cert and key.
+	ACME acme.Config `yaml:"acme"`
 }
 
 // EnvelopeConfig is the envelope section: the policy commands are checked
@@ -141,6 +146,7 @@ func DefaultConfig() Config {
 			MQTT:  "127.0.0.1:8883",
 			HTTPS: "127.0.0.1:8443",
 		},
+		TLS:    TLSConfig{ACME: acme.DefaultConfig()},
 		Tokens: auth.Config{}.WithDefaults(),
 		Envelope: EnvelopeConfig{
 			Policy: envelope.DefaultPolicy(),
@@ -187,7 +193,9 @@ func LoadConfig(path string) (Config, error) {
 }
 
 // DevMode reports whether the broker provisions its own certificates.
-func (c Config) DevMode() bool { return c.TLS.Cert == "" && c.TLS.Key == "" }
+func (c Config) DevMode() bool {
+	return c.TLS.Cert == "" && c.TLS.Key == "" && !c.TLS.ACME.Enabled()
+}
 
 // Validate reports the first setting that cannot run, by its YAML key.
 func (c Config) Validate() error {
@@ -199,6 +207,15 @@ func (c Config) Validate() error {
 	}
 	if err := c.TLS.validateDevNames(c.DevMode()); err != nil {
 		return err
+	}
+	if c.TLS.ACME.Enabled() && (c.TLS.Cert != "" || c.TLS.CA != "") {
+		return errors.New("config: tls.acme: certificates come either from ACME (tls.acme.domains) or from files (tls.cert, tls.key, tls.ca), not both")
+	}
+	if err := c.TLS.ACME.Validate(certs.CheckName); err != nil {
+		return fmt.Errorf("config: tls.acme.%w", err)
+	}
+	if c.Listeners.HTTPCA != "" && c.TLS.ACME.Enabled() {
+		return errors.New("config: listeners.http_ca: with tls.acme phones trust the certificate as it is; there is no home CA to offer, leave listeners.http_ca empty")
 	}
 	if c.Listeners.HTTPCA != "" && !c.DevMode() && c.TLS.CA == "" {
 		return errors.New("config: listeners.http_ca: the CA page needs a CA to offer; set tls.ca (the CA that signed tls.cert) or leave listeners.http_ca empty")

@@ -247,10 +247,15 @@ func (e *env) homemqConfig(s *server) (string, error) {
 		"listeners": map[string]string{"mqtt": s.tls, "https": s.https, "mqtt_plain": s.plain},
 		"limits": map[string]any{
 			"conns_per_sub": l.ConnsPerSub, "conns_per_addr": l.ConnsPerAddr,
-			"connect_rate": l.ConnectRate, "connect_burst": l.ConnectBurst,
+			"https_conns_per_addr": l.HTTPSConnsPerAddr,
+			"connect_rate":         l.ConnectRate, "connect_burst": l.ConnectBurst,
 			"command_rate": l.CommandRate, "command_burst": l.CommandBurst,
+			"sessions_per_sub": l.SessionsPerSub, "retained_per_agent": l.RetainedPerAgent,
+			"max_retained_size": l.MaxRetainedSize,
+			"retained_rate":     l.RetainedRate, "retained_burst": l.RetainedBurst,
 		},
-		"log": map[string]string{"level": "error"},
+		"envelope": map[string]any{"replay_quota": cfg.Envelope.ReplayQuota},
+		"log":      map[string]string{"level": "error"},
 	}
 	b, err := yaml.Marshal(doc)
 	if err != nil {

@@ -3,10 +3,12 @@ package auth
 import (
 	"crypto"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -93,21 +95,27 @@ func (c Config) Validate() error {
 
 // Verifier checks tokens: size, algorithm allow-list, signature by a known
 // key used with its own algorithm, iss, aud, exp, nbf, iat, required claims
-// and revocation. It is safe for concurrent use.
+// and revocation. A token it has verified before skips the signature
+// check (see Verify). It is safe for concurrent use.
 type Verifier struct {
-	cfg     Config
-	keys    *KeySet
-	revoked *Revocations
-	parser  *jwt.Parser
-	now     func() time.Time
+	cfg       Config
+	keys      *KeySet
+	revoked   *Revocations
+	parser    *jwt.Parser
+	validator *jwt.Validator // the parser's time, iss and aud checks, for cache hits
+	cache     *verifiedCache
+	now       func() time.Time
+	// fullChecks counts the tokens checked in full (signature included),
+	// so that tests can tell a cache hit from a miss.
+	fullChecks atomic.Int64
 }
 
 // NewVerifier returns a Verifier for cfg (defaults applied) over keys. A nil
 // revocation list revokes nothing.
 func NewVerifier(cfg Config, keys *KeySet, revoked *Revocations) *Verifier {
 	cfg = cfg.WithDefaults()
-	v := &Verifier{cfg: cfg, keys: keys, revoked: revoked, now: time.Now}
-	v.parser = jwt.NewParser(
+	v := &Verifier{cfg: cfg, keys: keys, revoked: revoked, now: time.Now, cache: newVerifiedCache(verifiedCacheSize)}
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(cfg.Algorithms),
 		jwt.WithIssuer(cfg.Issuer),
 		jwt.WithAudience(cfg.Audience),
@@ -116,14 +124,24 @@ func NewVerifier(cfg Config, keys *KeySet, revoked *Revocations) *Verifier {
 		jwt.WithIssuedAt(),
 		jwt.WithStrictDecoding(),
 		jwt.WithTimeFunc(func() time.Time { return v.now() }),
-	)
+	}
+	v.parser = jwt.NewParser(opts...)
+	v.validator = jwt.NewValidator(opts...)
 	return v
 }
 
 // Config returns the verifier's configuration, defaults applied.
 func (v *Verifier) Config() Config { return v.cfg }
 
-// Verify checks a token and returns its claims, or an *Error that says why not.
+// Verify checks a token and returns its claims, or an *Error that says why
+// not. The claims are the caller's own: changing them changes nothing
+// else.
+//
+// A token verified before (the same bytes, by SHA-256) is found in a
+// bounded cache and skips the signature check; every check whose answer
+// can change since is made again on every hit: exp, nbf and iat against
+// the clock with the leeway, the revocation list, and whether the signing
+// key is still known. A refusal is never cached.
 func (v *Verifier) Verify(token string) (*Claims, error) {
 	switch {
 	case token == "":
@@ -134,8 +152,16 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if i := strings.IndexFunc(token, notCompact); i >= 0 {
 		return nil, &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("token holds %q at byte %d; a JWT is only base64url and dots (a trailing newline or space?)", token[i:i+1], i)}
 	}
+	h := sha256.Sum256([]byte(token))
+	if e := v.cache.get(h); e != nil {
+		if c, checked, err := v.verifyKnown(h, e); checked {
+			return c, err
+		}
+	}
+	v.fullChecks.Add(1)
 	c := new(Claims)
-	if _, err := v.parser.ParseWithClaims(token, c, v.key); err != nil {
+	t, err := v.parser.ParseWithClaims(token, c, v.key)
+	if err != nil {
 		if errors.Is(err, jwt.ErrTokenSignatureInvalid) {
 			if alg := v.headerAlg(token); alg != "" && !slices.Contains(v.cfg.Algorithms, alg) {
 				return nil, &Error{Reason: ReasonAlgorithm, Detail: fmt.Sprintf("token algorithm %q is not allowed (allowed: %s)", alg, strings.Join(v.cfg.Algorithms, ", "))}
@@ -149,7 +175,47 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if err := v.revoked.Check(c); err != nil {
 		return nil, err
 	}
+	kid, _ := t.Header["kid"].(string)
+	v.cache.put(h, &verifiedEntry{claims: c.clone(), kid: kid, alg: t.Method.Alg()})
 	return c, nil
+}
+
+// verifyKnown makes again, for a cached token, the checks whose answer can
+// change after verification, and returns a copy of its claims or the
+// refusal. checked is false when the token must be checked in full instead: its
+// key is gone (rotated out), so the full check gives the precise reason.
+// An expired or revoked token is dropped from the cache.
+func (v *Verifier) verifyKnown(h [sha256.Size]byte, e *verifiedEntry) (c *Claims, checked bool, err error) {
+	if !v.keyKnown(e.kid, e.alg) {
+		v.cache.drop(h, e)
+		return nil, false, nil
+	}
+	if err := v.validator.Validate(e.claims); err != nil {
+		ce := Classify(err)
+		if ce.Reason == ReasonExpired {
+			v.cache.drop(h, e)
+		}
+		return nil, true, ce
+	}
+	if err := v.revoked.Check(e.claims); err != nil {
+		v.cache.drop(h, e)
+		return nil, true, err
+	}
+	return e.claims.clone(), true, nil
+}
+
+// keyKnown reports whether the key a cached token was verified with is
+// still one the verifier would use for it, with the same algorithm.
+func (v *Verifier) keyKnown(kid, alg string) bool {
+	if _, ok := v.keys.Lookup(kid); ok {
+		return alg == "EdDSA"
+	}
+	for _, k := range v.cfg.ExtraKeys {
+		if k.Kid == kid {
+			return k.Alg == alg
+		}
+	}
+	return false
 }
 
 // notCompact reports a character that cannot be part of a compact JWS.

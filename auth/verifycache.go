@@ -49,8 +49,12 @@ func (c *verifiedCache) get(h [sha256.Size]byte) *verifiedEntry {
 	return c.entries[h]
 }
 
-// put stores e under h, evicting a random entry if the cache is full.
+// put stores e under h, evicting a random entry if the cache is full. A
+// cache of size 0 stores nothing.
 func (c *verifiedCache) put(h [sha256.Size]byte, e *verifiedEntry) {
+	if c.max <= 0 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.entries[h]; !ok && len(c.entries) >= c.max {

@@ -4,16 +4,33 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
 )
 
+// fdChildEnv marks the child process that runs the descriptor-exhaustion
+// test alone: using up the descriptors of the shared test process would
+// race every other goroutine left in it (and starve them).
+const fdChildEnv = "HOMEMQ_E2E_FD_CHILD"
+
 // TestMQTTListenersSurviveDescriptorExhaustion: a flood that uses up the
 // process's file descriptors makes accept fail for a moment (EMFILE). The
 // MQTT listeners wait and accept again once descriptors are free, instead
 // of stopping for good, and the connection that arrived meanwhile is served.
+// It runs in a process of its own (this test binary, run again for this
+// test only), so that nothing else in the process competes for the last
+// descriptors.
 func TestMQTTListenersSurviveDescriptorExhaustion(t *testing.T) {
+	if os.Getenv(fdChildEnv) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMQTTListenersSurviveDescriptorExhaustion$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), fdChildEnv+"=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("the test in its own process: %v\n%s", err, out)
+		}
+		return
+	}
 	b := startBroker(t)
 	a := b.Addrs()
 	tok := b.mint("user:owner", "h1=admin")

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"bytes"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -391,7 +392,7 @@ func (s *Store) requeue(pk packets.Packet) {
 	subs.MergeSharedSelected()
 	for id, sub := range subs.Subscriptions {
 		cl, ok := s.server.Clients.Get(id)
-		if !ok || sub.Qos == 0 || sub.NoLocal && pk.Origin == id {
+		if !ok || sub.Qos == 0 || sub.NoLocal && pk.Origin == id || holds(cl, pk) {
 			continue
 		}
 		out := pk.Copy(false)
@@ -410,6 +411,18 @@ func (s *Store) requeue(pk packets.Packet) {
 		cl.State.Inflight.Set(out)
 		s.Hook.OnQosPublish(cl, out, out.Created, 0)
 	}
+}
+
+// holds reports whether cl's restored queue already has pk: the crash came
+// after the message was queued for cl and stored, but before its
+// write-ahead record was deleted. Queuing it again would deliver it twice.
+func holds(cl *mqtt.Client, pk packets.Packet) bool {
+	for _, q := range cl.State.Inflight.GetAll(false) {
+		if q.TopicName == pk.TopicName && q.Origin == pk.Origin && bytes.Equal(q.Payload, pk.Payload) {
+			return true
+		}
+	}
+	return false
 }
 
 // restoreExpiry sets the expiry of loaded in-flight and retained messages

@@ -4,31 +4,14 @@
 //
 // env: CHROMIUM, BASE_URL, SPKI (the broker key Chromium trusts), ARTIFACTS
 // (screenshot folder).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { closeAll, env, launch } from './chromium.mjs';
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
 const [BASE, ARTIFACTS] = [env('BASE_URL'), env('ARTIFACTS')];
 const out = { ConsoleErrors: [] };
 const T = { timeout: 15_000 };
 
-const profile = mkdtempSync(join(tmpdir(), 'homemq-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: env('CHROMIUM'),
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--ignore-certificate-errors-spki-list=${env('SPKI')}`],
-  viewport: { width: 390, height: 844 },
-  deviceScaleFactor: 2,
-  isMobile: true,
-  hasTouch: true,
-});
+const context = await launch();
 try {
   const page = await context.newPage();
   page.on('console', (m) => {
@@ -52,8 +35,7 @@ try {
 } catch (e) {
   out.Error = String(e.stack || e);
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await closeAll();
 }
 console.log(JSON.stringify(out));
 if (out.Error) {

@@ -11,36 +11,12 @@
 // env: CHROMIUM, BASE_URL, SPKI, ARTIFACTS, INVITE (the link), ADMIN_JSON
 // (token mint --json of an admin of the home), CONTROL
 // (POST /remove: the admin removes the sign-in), DEVICE (home/agent/device).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { closeAll, env, launch } from './chromium.mjs';
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
 const out = { ConsoleErrors: [], Screenshots: [], URLs: [] };
 const T = { timeout: 20_000 };
 const DEVICE = env('DEVICE');
-const profiles = [];
-
-async function browser() {
-  const profile = mkdtempSync(join(tmpdir(), 'homemq-chromium-'));
-  profiles.push(profile);
-  return chromium.launchPersistentContext(profile, {
-    executablePath: env('CHROMIUM'),
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      `--ignore-certificate-errors-spki-list=${env('SPKI')}`],
-    viewport: { width: 390, height: 844 },
-    deviceScaleFactor: 2,
-    isMobile: true,
-    hasTouch: true,
-  });
-}
-
 async function shot(page, name) {
   const path = join(env('ARTIFACTS'), `invite-${name}.png`);
   await page.screenshot({ path, fullPage: true });
@@ -48,7 +24,7 @@ async function shot(page, name) {
 }
 
 try {
-  const phone = await browser();
+  const phone = await launch();
   const page = await phone.newPage();
   page.on('console', (m) => {
     if (m.type() === 'error') out.ConsoleErrors.push(m.text());
@@ -86,7 +62,7 @@ try {
   await phone.close();
 
   // the same invite on another phone: refused in plain words
-  const other = await browser();
+  const other = await launch();
   const page2 = await other.newPage();
   await page2.goto(env('INVITE'));
   await page2.locator('#signin-error:not([hidden])').waitFor(T);
@@ -95,7 +71,7 @@ try {
   await other.close();
 
   // an admin invites from the app: a link and its QR code, which a viewer opens
-  const desk = await browser();
+  const desk = await launch();
   const admin = await desk.newPage();
   admin.on('console', (m) => {
     if (m.type() === 'error') out.ConsoleErrors.push(`admin: ${m.text()}`);
@@ -114,7 +90,7 @@ try {
   out.AppInviteQR = await box.locator('.invite-qr').evaluate((img) => img.complete && img.naturalWidth > 100);
   out.AppInviteOverflow = await admin.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
   await shot(admin, '5-admin-invites');
-  const third = await browser();
+  const third = await launch();
   const page3 = await third.newPage();
   await page3.goto(link);
   await page3.locator('#conn[data-state="connected"]').waitFor(T);
@@ -142,7 +118,7 @@ try {
 } catch (e) {
   out.Error = String(e.stack || e);
 } finally {
-  for (const p of profiles) rmSync(p, { recursive: true, force: true });
+  await closeAll();
 }
 console.log(JSON.stringify(out));
 if (out.Error) {

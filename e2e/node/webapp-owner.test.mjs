@@ -7,15 +7,9 @@
 // (screenshot folder), SIGNIN (token mint --json of an admin), CONTROL (the
 // test's server: POST /kill and /revive the agent, GET /pins), AGENT
 // (home/agent, whose devices are lamp, door, button and fan).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { closeAll, DESKTOP, env, launch, PHONE } from './chromium.mjs';
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
 const [BASE, ARTIFACTS, CONTROL, AGENT] = [env('BASE_URL'), env('ARTIFACTS'), env('CONTROL'), env('AGENT')];
 const out = { ConsoleErrors: [], Screenshots: [] };
 const T = { timeout: 15_000 };
@@ -27,25 +21,12 @@ async function shot(page, name) {
   out.Screenshots.push(path);
 }
 
-const SIZES = {
-  Phone: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  Desktop: { viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 },
-};
+const SIZES = { Phone: PHONE, Desktop: DESKTOP };
 
-const profiles = [];
 try {
   for (const [size, opts] of Object.entries(SIZES)) {
     const name = size.toLowerCase();
-    const profile = mkdtempSync(join(tmpdir(), 'homemq-chromium-'));
-    profiles.push(profile);
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: env('CHROMIUM'),
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-        `--ignore-certificate-errors-spki-list=${env('SPKI')}`],
-      ...opts,
-    });
+    const context = await launch(opts);
     try {
       const page = await context.newPage();
       page.on('console', (m) => {
@@ -157,7 +138,7 @@ try {
 } catch (e) {
   out.Error = String(e.stack || e);
 } finally {
-  for (const p of profiles) rmSync(p, { recursive: true, force: true });
+  await closeAll();
 }
 console.log(JSON.stringify(out));
 if (out.Error) {

@@ -7,31 +7,14 @@
 // with another token's signature), VIEWER_TOKEN, PAST
 // (ms: after the admin's first token expired), DEVICE, PULSE, INPUT and NEW_HOME
 // (home/agent/device; NEW_HOME's home comes with the first refresh).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { closeAll, env, launch } from './chromium.mjs';
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
 const [BASE, ARTIFACTS, DEVICE, PULSE] = [env('BASE_URL'), env('ARTIFACTS'), env('DEVICE'), env('PULSE')];
 const out = { URLs: [], ConsoleErrors: [], Screenshots: [] };
 const T = { timeout: 15_000 };
 
-const profile = mkdtempSync(join(tmpdir(), 'homemq-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: env('CHROMIUM'),
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--ignore-certificate-errors-spki-list=${env('SPKI')}`],
-  viewport: { width: 390, height: 844 },
-  deviceScaleFactor: 2,
-  isMobile: true,
-  hasTouch: true,
-});
+const context = await launch();
 
 async function openPage(name) {
   const page = await context.newPage();
@@ -160,8 +143,7 @@ try {
     await page.screenshot({ path: join(ARTIFACTS, `webapp-failure-${context.pages().indexOf(page)}.png`), fullPage: true }).catch(() => {});
   }
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await closeAll();
 }
 console.log(JSON.stringify(out));
 if (out.Error) {

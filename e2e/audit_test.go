@@ -59,7 +59,7 @@ func TestAuditLogOfARun(t *testing.T) {
 	agent := b.mustV5(overTLS, "agent:pi", agentTok)
 	agent.subscribe(t, "homes/h1/agents/pi/devices/+/cmd", 1)
 
-	forged := agentTok[:len(agentTok)-4] + "AAAA"
+	forged := tampered(agentTok)
 	if _, _, err := b.v5(overTLS, "agent:pi", forged); err == nil {
 		t.Fatal("a forged token connected")
 	}

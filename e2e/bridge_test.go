@@ -62,7 +62,7 @@ func TestBridgeSignalR(t *testing.T) {
 				"SHORT_TOKEN":         short,
 				"SHORT_EXP":           strconv.FormatInt(shortClaims.ExpiresAtTime().Unix(), 10),
 				"AGENT_TOKEN":         sr,
-				"BAD_TOKEN":           ann[:len(ann)-4] + "AAAA",
+				"BAD_TOKEN":           tampered(ann),
 				"REVOKE_TOKEN":        rita,
 				"REVOKE_JTI":          ritaClaims.ID,
 				"OPERATOR_TOKEN":      ops,

@@ -369,3 +369,17 @@ func (b *testBroker) v5conn(conn net.Conn, clientID, token string) *v5client {
 	}
 	return c
 }
+
+// tampered returns s with one character near its end changed, so a token's
+// signature or a credential's secret is always wrong (replacing the last few
+// characters with fixed ones could, by chance, leave them as they were).
+func tampered(s string) string {
+	b := []byte(s)
+	i := len(b) - 5
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}

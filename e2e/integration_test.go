@@ -62,7 +62,7 @@ func TestIntegrationRemovedWhileConnectedIsCutOff(t *testing.T) {
 	}
 
 	// the same credential with a wrong secret, or with another id, is refused
-	if _, err := b.integrationV3("x", "ha", pw[:len(pw)-2]+"AA"); err == nil || !strings.Contains(err.Error(), "bad user name or password") {
+	if _, err := b.integrationV3("x", "ha", tampered(pw)); err == nil || !strings.Contains(err.Error(), "bad user name or password") {
 		t.Fatalf("wrong secret: %v, want bad user name or password", err)
 	}
 	if _, err := b.integrationV3("x", "other", pw); err == nil {

@@ -230,7 +230,7 @@ func TestExchangeRefusals(t *testing.T) {
 	if err := f.reg.RemoveAgent("h2", "gone"); err != nil {
 		t.Fatal(err)
 	}
-	wrong := f.cred[:len(f.cred)-4] + "AAAA"
+	wrong := tamperedCredential(f.cred)
 	tests := []struct {
 		name, typ, token string
 		status           int
@@ -369,7 +369,7 @@ func TestExchangeRateLimits(t *testing.T) {
 	f := newFixture(t, func(c *tokenapi.Config) {
 		c.RateLimit = tokenapi.RateLimitConfig{AddressBurst: 3, AddressPerMinute: 1}
 	})
-	wrong := f.cred[:len(f.cred)-4] + "AAAA"
+	wrong := tamperedCredential(f.cred)
 	for i := 0; i < 3; i++ {
 		if a := f.post(t, "198.51.100.1", auth.TokenTypeAgentCredential, "garbage"); a.status != 401 {
 			t.Fatalf("failure %d: %d %v", i+1, a.status, a.body)
@@ -477,4 +477,17 @@ func FuzzExchangeRequest(f *testing.F) {
 			t.Fatalf("error code %q for %q", code, body)
 		}
 	})
+}
+
+// tamperedCredential returns cred with one character of its secret changed,
+// so it never decodes to the secret it came from.
+func tamperedCredential(cred string) string {
+	b := []byte(cred)
+	i := len(b) - 5
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
 }

@@ -14,8 +14,8 @@ func TestClusterSection(t *testing.T) {
 		name, yaml, err string
 	}{
 		{"absent", "log: {level: info}\n", ""},
-		{"embedded", "cluster:\n  embedded:\n    name: node-a\n    routes: [nats-route://10.0.0.2:6222]\n", ""},
-		{"external", "cluster:\n  nats: {name: node-a, url: nats://n:4222}\n  replicas: 3\n", ""},
+		{"embedded", "cluster:\n  embedded:\n    name: node-a\n    routes: [nats-route://10.0.0.2:6222]\n  secret_file: /etc/homemq/cluster.secret\n", ""},
+		{"external", "cluster:\n  nats: {name: node-a, url: nats://n:4222}\n  replicas: 3\n  secret_file: s\n", ""},
 		{"empty", "cluster: {}\n", "config: cluster.embedded, nats: set exactly one"},
 		{"bad name", "cluster:\n  embedded: {name: a.b}\n", "config: cluster.embedded.name:"},
 		{"bad route", "cluster:\n  embedded: {name: a, routes: [\"10.0.0.2:6222\"]}\n", "config: cluster.embedded.routes:"},

@@ -20,6 +20,10 @@ type Config struct {
 	// means min(3, nodes), where an embedded cluster has 1 + len(routes)
 	// nodes and an external one is taken to have 3.
 	Replicas int `yaml:"replicas"`
+	// SecretFile is the cluster secret every node holds the same copy of
+	// ('homemq cluster secret'); the links between nodes and the shared
+	// state are protected with keys derived from it.
+	SecretFile string `yaml:"secret_file"`
 }
 
 // Embedded configures the NATS server run inside homemq.
@@ -64,6 +68,17 @@ func (c Config) WithDefaults() Config {
 // Validate reports the first key of the section that cannot run, without
 // the section's name (e.g. "embedded.name: …").
 func (c Config) Validate() error {
+	if err := c.validateEngine(); err != nil {
+		return err
+	}
+	if c.SecretFile == "" {
+		return errors.New("secret_file: required: the same secret on every node (make it once with 'homemq cluster secret > /etc/homemq/cluster.secret' and copy it)")
+	}
+	return nil
+}
+
+// validateEngine checks the choice of NATS and its keys.
+func (c Config) validateEngine() error {
 	switch {
 	case (c.Embedded == nil) == (c.NATS == nil):
 		return errors.New("embedded, nats: set exactly one (embedded runs NATS inside homemq, nats.url connects to an existing NATS)")

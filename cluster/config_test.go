@@ -6,7 +6,7 @@ import (
 )
 
 func TestConfigValidate(t *testing.T) {
-	emb := func(e Embedded) Config { return Config{Embedded: &e}.WithDefaults() }
+	emb := func(e Embedded) Config { return Config{Embedded: &e, SecretFile: "s"}.WithDefaults() }
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -14,7 +14,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"embedded alone", emb(Embedded{Name: "a"}), ""},
 		{"embedded with routes", emb(Embedded{Name: "a", Routes: []string{"nats-route://10.0.0.2:6222"}}), ""},
-		{"external", Config{NATS: &External{Name: "a", URL: "nats://n:4222"}}, ""},
+		{"external", Config{NATS: &External{Name: "a", URL: "nats://n:4222"}, SecretFile: "s"}, ""},
+		{"no secret", Config{NATS: &External{Name: "a", URL: "nats://n:4222"}}, "secret_file"},
 		{"neither", Config{}, "embedded, nats"},
 		{"both", Config{Embedded: &Embedded{Name: "a"}, NATS: &External{URL: "nats://n"}}, "embedded, nats"},
 		{"no url", Config{NATS: &External{Name: "a"}}, "nats.url"},

@@ -54,10 +54,11 @@ type Deps struct {
 // connection (and embedded server), the hook that carries messages, the
 // shared replay ledger and the revocation feed.
 type Node struct {
-	cfg  Config
-	name string
-	d    Deps
-	log  *slog.Logger
+	cfg    Config
+	name   string
+	secret Secret // cluster.secret_file
+	d      Deps
+	log    *slog.Logger
 
 	ns *server.Server // nil when connected to an external NATS
 	nc *nats.Conn
@@ -83,7 +84,11 @@ func Start(cfg Config, d Deps) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cluster: config: cluster.%w", err)
 	}
-	n := &Node{cfg: cfg, name: cfg.name(), d: d, log: d.Log, done: make(chan struct{})}
+	secret, err := LoadSecret(cfg.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	n := &Node{cfg: cfg, name: cfg.name(), secret: secret, d: d, log: d.Log, done: make(chan struct{})}
 	if n.log == nil {
 		n.log = slog.Default()
 	}

@@ -48,6 +48,10 @@ func startCluster(t *testing.T, n int) []*testBroker {
 			}
 		}
 	}
+	secret := filepath.Join(t.TempDir(), "cluster.secret")
+	if err := os.WriteFile(secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	nodes := make([]*testBroker, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -65,7 +69,7 @@ func startCluster(t *testing.T, n int) []*testBroker {
 		cfg.Limits.ConnectRate = 0
 		cfg.Cluster = &cluster.Config{Embedded: &cluster.Embedded{
 			Name: string(rune('a' + i)), ClusterListen: routes[i], Routes: peers,
-		}}
+		}, SecretFile: secret}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -66,6 +66,7 @@ type Node struct {
 
 	hook   *Hook
 	ledger *Ledger
+	keys   *Keys                    // the shared signing keys (keys.go); nil until ShareKeys
 	feed   jetstream.ConsumeContext // revocations
 	msgs   jetstream.ConsumeContext // messages for local subscribers
 

@@ -20,33 +20,16 @@ import (
 
 // startCluster runs n homemq nodes side by side in this process, each
 // with its own data folder and an embedded NATS server on loopback, routed
-// to each other. The nodes share their signing keys and message master key
-// (copied from the first data folder), which a cluster needs until keys are
-// replicated (docs/cluster.md). The nodes start at once: each waits for
-// enough peers to hold JetStream's replicas.
+// to each other. Each node makes its own signing keys and message master
+// secret; the cluster's keys bucket makes them one (docs/cluster.md). The
+// nodes start at once: each waits for enough peers to hold JetStream's
+// replicas.
 func startCluster(t *testing.T, n int) []*testBroker {
 	t.Helper()
 	dirs, routes := make([]string, n), make([]string, n)
 	for i := range dirs {
 		dirs[i] = t.TempDir()
 		routes[i] = freeAddr(t)
-	}
-	if _, err := auth.LoadOrCreateKeys(dirs[0]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := auth.LoadOrCreateMasterSecret(dirs[0]); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range dirs[1:] {
-		for _, f := range []string{auth.KeysFile, auth.MasterSecretFile} {
-			b, err := os.ReadFile(filepath.Join(dirs[0], f))
-			if err == nil {
-				err = os.WriteFile(filepath.Join(d, f), b, 0o600)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 	secret := filepath.Join(t.TempDir(), "cluster.secret")
 	if err := os.WriteFile(secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {

@@ -47,7 +47,8 @@ func kidsIn(t *testing.T, jwks []byte) []string {
 
 // TestClusterSharesSigningKeys: three nodes, each of which made its own
 // signing keys and master secret, serve one JWKS and take each other's
-// tokens; a message key derived on A is C's; `homemq keys rotate` on B
+// tokens; a message key derived on A is C's, and a command sealed with it
+// is accepted on every node; `homemq keys rotate` on B
 // (through B's admin API, as an operator does) signs B's next tokens with
 // a new kid that C accepts and A and C list within 5 s.
 func TestClusterSharesSigningKeys(t *testing.T) {
@@ -62,9 +63,18 @@ func TestClusterSharesSigningKeys(t *testing.T) {
 	}
 	c.mustV5(overTLS, "user:alice", a.mint("user:alice", "h1=viewer"))
 
-	_, claims := a.mintSpec(auth.Spec{Sub: "user:owner", Homes: map[string]string{"h1": "admin"}})
-	if !bytes.Equal(a.MessageKey(claims.ID), c.MessageKey(claims.ID)) {
+	// a command sealed with the message key A derives is accepted on every
+	// node: each Guard derives it from the cluster's master secret
+	s := newSealer(a, "user:owner")
+	if !bytes.Equal(s.key, c.MessageKey(s.claims.ID)) {
 		t.Fatal("the message key of a token differs between A and C")
+	}
+	const cmd = "homes/h1/agents/a1/devices/d1/cmd"
+	for i, n := range nodes {
+		cl := n.mustV5(overTLS, "user:owner/"+string(rune('a'+i)), s.token)
+		if pr := cl.publish(t, cmd, s.seal(t, cmd, "on", time.Now(), time.Minute), 1, false); pr.ReasonCode != 0 {
+			t.Fatalf("a command sealed with A's message key, on node %c: PUBACK %#x %q", 'a'+i, pr.ReasonCode, pr.Properties.ReasonString)
+		}
 	}
 	// each data folder holds the cluster's, so a node restarts alone with them
 	for _, f := range []string{auth.MasterSecretFile, auth.KeysFile} {

@@ -182,7 +182,9 @@ func (k *Keys) shareSigningKeys(ctx context.Context) error {
 		k.mu.Unlock()
 		return nil
 	}
-	k.n.log.Info("cluster: adopted the cluster's signing keys", "revision", rev)
+	if !bytes.Equal(held, local) {
+		k.n.log.Warn("cluster: this node's signing keys differ from the cluster's; it adopts the cluster's, and tokens it signed before it joined are refused (sign in again)", "file", filepath.Join(k.n.d.Data, auth.KeysFile))
+	}
 	return k.adopt(held, rev)
 }
 

@@ -62,10 +62,28 @@ func TestSealerOpensOnlyWhatItSealed(t *testing.T) {
 	}
 }
 
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // testNodes returns n nodes that share one JetStream (a single embedded
 // server, replicas 1) and one cluster secret: enough for the keys bucket,
-// without MQTT.
-func testNodes(t *testing.T, n int) []*Node {
+// without MQTT. logs[i] is node i's log.
+func testNodes(t *testing.T, n int) (nodes []*Node, logs []syncBuffer) {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
 	if err != nil {
@@ -77,7 +95,7 @@ func testNodes(t *testing.T, n int) []*Node {
 		t.Fatal("NATS did not start")
 	}
 	secret := NewSecret()
-	nodes := make([]*Node, n)
+	nodes, logs = make([]*Node, n), make([]syncBuffer, n)
 	for i := range nodes {
 		nc, err := nats.Connect("", nats.InProcessServer(ns))
 		if err != nil {
@@ -87,15 +105,18 @@ func testNodes(t *testing.T, n int) []*Node {
 		if err != nil {
 			t.Fatal(err)
 		}
-		node := &Node{cfg: Config{Replicas: 1}, name: string(rune('a' + i)), secret: secret, d: Deps{Data: t.TempDir()}, log: slog.New(slog.DiscardHandler), nc: nc, js: js, done: make(chan struct{})}
+		node := &Node{cfg: Config{Replicas: 1}, name: string(rune('a' + i)), secret: secret, d: Deps{Data: t.TempDir()}, log: slog.New(slog.NewTextHandler(&logs[i], nil)), nc: nc, js: js, done: make(chan struct{})}
 		t.Cleanup(node.Close)
 		nodes[i] = node
 	}
-	return nodes
+	return nodes, logs
 }
 
 func TestNodesShareKeysAndRotateConcurrently(t *testing.T) {
-	nodes := testNodes(t, 2)
+	nodes, logs := testNodes(t, 3)
+	restart := nodes[2] // node 0 restarted later
+	restart.d.Data = nodes[0].d.Data
+	nodes = nodes[:2]
 	sets := make([]*auth.KeySet, len(nodes))
 	masters := make([][]byte, len(nodes))
 	for i, n := range nodes {
@@ -121,6 +142,14 @@ func TestNodesShareKeysAndRotateConcurrently(t *testing.T) {
 	}
 	if !bytes.Equal(sets[0].JWKS(), sets[1].JWKS()) {
 		t.Fatal("the second node kept its own signing keys")
+	}
+	if l := logs[0].String(); strings.Contains(l, "WARN") {
+		t.Fatalf("the first node warned:\n%s", l)
+	}
+	for _, want := range []string{"master secret differs from the cluster's", "signing keys differ from the cluster's"} {
+		if l := logs[1].String(); !strings.Contains(l, want) {
+			t.Fatalf("the second node's log does not say %q:\n%s", want, l)
+		}
 	}
 	first := sets[0].Current().Kid
 
@@ -155,11 +184,23 @@ func TestNodesShareKeysAndRotateConcurrently(t *testing.T) {
 		}
 		return sets[0].Current().Kid == sets[1].Current().Kid
 	})
-	reread, err := auth.LoadOrCreateKeys(nodes[0].d.Data)
+
+	// the first node restarts with its files: they are the cluster's
+	reread, err := auth.LoadOrCreateKeys(restart.d.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(reread.JWKS(), sets[1].JWKS()) {
 		t.Fatal("the first node's file is behind the cluster's set")
+	}
+	local, err := auth.LoadOrCreateMasterSecret(restart.d.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := restart.ShareKeys(reread, local); err != nil {
+		t.Fatal(err)
+	}
+	if l := logs[2].String(); strings.Contains(l, "WARN") {
+		t.Fatalf("a node restarted with the cluster's files warned:\n%s", l)
 	}
 }

@@ -25,6 +25,7 @@ func (b *Broker) joinCluster() error {
 		Revocations: b.Revoked,
 		ReplayTTL:   b.cfg.Envelope.Policy.Horizon(),
 		Log:         b.log,
+		Disconnect:  b.Guard.Disconnect,
 	})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
@@ -38,6 +39,10 @@ func (b *Broker) joinCluster() error {
 	b.Guard.UseMaster(master)
 	b.cluster = n
 	b.Guard.ShareReplay(n.Ledger())
+	b.Guard.ShareConnections(n.Clients())
+	if err := b.Server.AddHook(n.Clients(), nil); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
 	return b.Server.AddHook(n.Hook(), nil)
 }
 

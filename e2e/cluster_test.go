@@ -23,8 +23,8 @@ import (
 // to each other. Each node makes its own signing keys and message master
 // secret; the cluster's keys bucket makes them one (docs/cluster.md). The
 // nodes start at once: each waits for enough peers to hold JetStream's
-// replicas.
-func startCluster(t *testing.T, n int) []*testBroker {
+// replicas. edit may change each node's config.
+func startCluster(t *testing.T, n int, edit ...func(*broker.Config)) []*testBroker {
 	t.Helper()
 	dirs, routes := make([]string, n), make([]string, n)
 	for i := range dirs {
@@ -53,6 +53,9 @@ func startCluster(t *testing.T, n int) []*testBroker {
 		cfg.Cluster = &cluster.Config{Embedded: &cluster.Embedded{
 			Name: string(rune('a' + i)), ClusterListen: routes[i], Routes: peers,
 		}, SecretFile: secret}
+		for _, f := range edit {
+			f(&cfg)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

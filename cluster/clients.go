@@ -41,17 +41,23 @@ const (
 	nodeDeadAfter  = 4 * heartbeatEvery
 )
 
-// clientsTTL bounds how long an owner entry is kept: longer than a
-// connection lives on one token (auth.MaxTTL), so that the entries of a
-// node that never comes back go away.
-const clientsTTL = auth.MaxTTL + time.Hour
+// clientsTTL bounds how long an entry is kept (the bucket's age limit),
+// so that the entries of a node that never comes back go away. A node
+// writes the entry of a connection that lives longer (re-authenticated)
+// again every refreshAfter, and checks its connections for it every
+// refreshEvery.
+const (
+	clientsTTL   = auth.MaxTTL + time.Hour
+	refreshAfter = clientsTTL / 2
+	refreshEvery = time.Minute
+)
 
 // owner is the value of an owner key.
 type owner struct {
 	Node string `json:"node"` // the node holding the connection
 	Gen  string `json:"gen"`  // the connection's generation: unique per connection
 	Sub  string `json:"sub"`  // the token sub it is counted under (limits.conns_per_sub)
-	At   int64  `json:"at"`   // unix seconds, when it connected
+	At   int64  `json:"at"`   // unix seconds, when it was written
 }
 
 // ownerEntry is an owner as last seen in the bucket.
@@ -64,8 +70,9 @@ type ownerEntry struct {
 type localConn struct {
 	cl      *mqtt.Client
 	gen     string
-	rev     uint64 // the revision it was written at (or the last seen, when not written)
-	written bool   // the bucket holds this connection's entry at rev
+	rev     uint64    // the revision it was written at (or the last seen, when not written)
+	written bool      // the bucket holds this connection's entry at rev
+	at      time.Time // when it was written
 }
 
 // Clients keeps client ids unique across the cluster and counts every
@@ -158,7 +165,7 @@ func (c *Clients) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 			"client", cl.ID, "error", err)
 	}
 	c.mu.Lock()
-	l := localConn{cl: cl, gen: o.Gen, rev: rev, written: err == nil}
+	l := localConn{cl: cl, gen: o.Gen, rev: rev, written: err == nil, at: time.Unix(o.At, 0)}
 	cur, seen := c.owners[key]
 	if !l.written {
 		l.rev = cur.rev // only an owner newer than what is known takes it over
@@ -368,20 +375,63 @@ func (c *Clients) forgetEarlierRun(ctx context.Context) {
 	}
 }
 
-// heartbeat writes this node's heartbeat every heartbeatEvery until the
-// node closes.
+// heartbeat writes this node's heartbeat every heartbeatEvery, and
+// refreshes old entries every refreshEvery, until the node closes.
 func (c *Clients) heartbeat() {
-	t := time.NewTicker(heartbeatEvery)
-	defer t.Stop()
+	beat, refresh := time.NewTicker(heartbeatEvery), time.NewTicker(refreshEvery)
+	defer beat.Stop()
+	defer refresh.Stop()
 	for {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		select {
 		case <-c.n.done:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-			c.beat(ctx)
 			cancel()
+			return
+		case <-beat.C:
+			c.beat(ctx)
+		case now := <-refresh.C:
+			c.refresh(ctx, now)
 		}
+		cancel()
+	}
+}
+
+// refresh writes again the entries of this node's connections written
+// refreshAfter before now, so that a connection's entry never reaches the
+// bucket's age limit while it lives, and drops from the mirror the
+// entries that reached it (the bucket dropped them without a word).
+func (c *Clients) refresh(ctx context.Context, now time.Time) {
+	type due struct {
+		key string
+		l   localConn
+	}
+	var todo []due
+	c.mu.Lock()
+	for key, l := range c.local {
+		if l.written && now.Sub(l.at) >= refreshAfter {
+			todo = append(todo, due{key, l})
+		}
+	}
+	for key, o := range c.owners {
+		if now.Sub(time.Unix(o.At, 0)) >= clientsTTL {
+			c.count(o.Sub, o.Node, -1)
+			delete(c.owners, key)
+		}
+	}
+	c.mu.Unlock()
+	for _, d := range todo {
+		o := owner{Node: c.n.name, Gen: d.l.gen, Sub: topics.ClientIDOwner(d.l.cl.ID), At: now.Unix()}
+		val, _ := json.Marshal(o)
+		rev, err := c.kv.Update(ctx, d.key, val, d.l.rev)
+		if err != nil {
+			continue // taken over (the watch tells), or no quorum: the next round
+		}
+		c.mu.Lock()
+		if l, ok := c.local[d.key]; ok && l.gen == d.l.gen {
+			l.rev, l.at = rev, now
+			c.local[d.key] = l
+		}
+		c.mu.Unlock()
 	}
 }
 

@@ -1,13 +1,20 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	poll "homemq/internal/eventually"
 )
 
 // entry is a ClientsBucket entry as a watch delivers it.
@@ -118,5 +125,112 @@ func TestClientsElsewhere(t *testing.T) {
 	c.apply(del(ownerKey("user:carol/2"), 15), now)
 	if len(c.subs) != 0 || len(c.owners) != 0 {
 		t.Fatalf("all deleted, yet subs %v owners %d remain", c.subs, len(c.owners))
+	}
+}
+
+// jetStream runs a one-server JetStream for a test and returns a node
+// named name on it.
+func jetStream(t *testing.T) func(name string) *Node {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	t.Cleanup(ns.Shutdown)
+	return func(name string) *Node {
+		nc, err := nats.Connect("", nats.InProcessServer(ns))
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := jetstream.New(nc)
+		n := &Node{name: name, log: slog.New(slog.DiscardHandler), done: make(chan struct{}), nc: nc, js: js}
+		t.Cleanup(n.Close)
+		return n
+	}
+}
+
+func TestClientsOwnership(t *testing.T) {
+	node := jetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := func(n *Node) (*Clients, chan *mqtt.Client) {
+		c, err := newClients(ctx, n, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken := make(chan *mqtt.Client, 4)
+		c.onTake = func(cl *mqtt.Client) { taken <- cl }
+		return c, taken
+	}
+	a, takenA := start(node("a"))
+	b, takenB := start(node("b"))
+	const id = "user:alice/phone"
+	key := ownerKey(id)
+	ownerNode := func() string {
+		e, err := a.kv.Get(ctx, key)
+		if err != nil {
+			return ""
+		}
+		var o owner
+		_ = json.Unmarshal(e.Value(), &o)
+		return o.Node
+	}
+
+	onA, onB := &mqtt.Client{ID: id}, &mqtt.Client{ID: id}
+	a.OnSessionEstablished(onA, packets.Packet{})
+	poll.That(t, 5*time.Second, "b counts alice's connection on a", func() bool { return b.Elsewhere("user:alice") == 1 })
+	b.OnSessionEstablished(onB, packets.Packet{})
+	select {
+	case cl := <-takenA:
+		if cl != onA {
+			t.Fatalf("a took over %p, want its connection %p", cl, onA)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a did not disconnect its connection after b took the id")
+	}
+	if len(takenB) > 0 {
+		t.Fatal("b disconnected the connection that took over")
+	}
+	a.OnDisconnect(onA, nil, true)
+	if got := ownerNode(); got != "b" {
+		t.Fatalf("after the old connection ended the owner is %q, want b", got)
+	}
+	poll.That(t, 5*time.Second, "a counts alice's connection on b", func() bool {
+		return a.Elsewhere("user:alice") == 1 && b.Elsewhere("user:alice") == 0
+	})
+
+	// an entry older than refreshAfter is written again
+	b.mu.Lock()
+	l := b.local[key]
+	l.at = l.at.Add(-refreshAfter)
+	b.local[key] = l
+	b.mu.Unlock()
+	b.refresh(ctx, time.Now())
+	b.mu.Lock()
+	fresh := b.local[key]
+	b.mu.Unlock()
+	if fresh.rev <= l.rev || time.Since(fresh.at) > time.Minute {
+		t.Fatalf("refresh left the entry at revision %d (was %d), written %v", fresh.rev, l.rev, fresh.at)
+	}
+	if len(takenB) > 0 {
+		t.Fatal("b's refresh disconnected its own connection")
+	}
+
+	b.OnDisconnect(onB, nil, true)
+	if got := ownerNode(); got != "" {
+		t.Fatalf("after its connection ended the owner is %q, want none", got)
+	}
+	poll.That(t, 5*time.Second, "a stops counting it", func() bool { return a.Elsewhere("user:alice") == 0 })
+
+	// a restarted node deletes the keys of its earlier run
+	gone := &mqtt.Client{ID: "user:bob/hub"}
+	a.OnSessionEstablished(gone, packets.Packet{})
+	start(node("a"))
+	if _, err := a.kv.Get(ctx, ownerKey(gone.ID)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the key of a connection of a's earlier run: %v, want deleted", err)
 	}
 }

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,7 +17,8 @@ import (
 // as on one node, and limits.conns_per_sub counts every node's
 // connections. A connection with the id of a live connection on another
 // node takes it over: the old one gets DISCONNECT 0x8E (MQTT 5) or is
-// closed (MQTT 3.1.1) within 5 s, and the new one keeps working. The same
+// closed (MQTT 3.1.1) within 5 s, and the new one keeps working; of two
+// simultaneous connects exactly one survives. The same
 // requested id under another identity is another session and takes
 // nothing over. With conns_per_sub 2, two connections on A make a third on
 // C refused 0x97 with the reason one node gives, until one of them ends.
@@ -47,6 +50,34 @@ func TestClusterClientIDs(t *testing.T) {
 		for who, cl := range map[string]*v5client{"alice on C": aliceC, "bob on C": bobC} {
 			if len(cl.disconnect) > 0 {
 				t.Fatalf("%s was disconnected: %+v", who, <-cl.disconnect)
+			}
+		}
+	})
+
+	t.Run("simultaneous connects have one winner", func(t *testing.T) {
+		tok := a.mint("user:erin", "h1=viewer")
+		var conns [2]*v5client
+		var errs [2]error
+		var wg sync.WaitGroup
+		for i, n := range []*testBroker{a, c} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conns[i], _, errs[i] = n.v5(overPlain, "tablet", tok)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs[:]...); err != nil {
+			t.Fatal(err)
+		}
+		taken := func() int { return len(conns[0].disconnect) + len(conns[1].disconnect) }
+		eventually(t, 5*time.Second, "one of two simultaneous connections taken over", func() bool { return taken() > 0 })
+		never(t, time.Second, "both simultaneous connections taken over", func() bool { return taken() > 1 })
+		for _, cl := range conns {
+			if len(cl.disconnect) > 0 {
+				if d := <-cl.disconnect; d.ReasonCode != 0x8E {
+					t.Fatalf("DISCONNECT %#x, want 0x8E", d.ReasonCode)
+				}
 			}
 		}
 	})

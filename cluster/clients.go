@@ -315,7 +315,13 @@ func (c *Clients) apply(e jetstream.KeyValueEntry, seen time.Time) {
 	if put {
 		c.owners[key] = ownerEntry{owner: o, rev: e.Revision()}
 		c.count(o.Sub, o.Node, 1)
-		if l, ok := c.local[key]; ok && e.Revision() > l.rev && o.Gen != l.gen {
+		switch l, ok := c.local[key]; {
+		case !ok:
+		case o.Gen == l.gen && !l.written:
+			// a write that timed out did land: its key is to delete at the end
+			l.rev, l.written = e.Revision(), true
+			c.local[key] = l
+		case o.Gen != l.gen && e.Revision() > l.rev:
 			delete(c.local, key)
 			taken = l.cl
 		}

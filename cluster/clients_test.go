@@ -91,6 +91,17 @@ func TestClientsTakeover(t *testing.T) {
 	}
 }
 
+func TestClientsLateWrite(t *testing.T) {
+	c, taken := testClients(t)
+	key := ownerKey("user:alice/phone")
+	cl := &mqtt.Client{ID: "user:alice/phone"}
+	c.local[key] = localConn{cl: cl, gen: "g1", rev: 3} // the write timed out
+	c.apply(put(key, 4, owner{Node: "a", Gen: "g1", Sub: "user:alice"}), time.Now())
+	if l := c.local[key]; !l.written || l.rev != 4 || len(taken) > 0 {
+		t.Fatalf("after its own write arrived: %+v, taken %d; want written at revision 4", l, len(taken))
+	}
+}
+
 func TestClientsElsewhere(t *testing.T) {
 	c, _ := testClients(t)
 	now := time.Now()

@@ -1,0 +1,155 @@
+package cluster
+
+import (
+	"bytes"
+	"log/slog"
+	"testing"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestRetainedKey(t *testing.T) {
+	for _, tc := range []struct {
+		topic, key string
+		ok         bool
+	}{
+		{"homes/h1/agents/a1/devices/d1/state", "homes.h1.agents.a1.devices.d1.state", true},
+		{"homes/h-1/agents/a_1/status", "homes.h-1.agents.a_1.status", true},
+		{"a/b=c", "a.b=c", true},
+		{"$SYS/broker/uptime", "", false}, // never crosses nodes
+		{"homes/h1/a.b", "", false},       // "." is the level separator of a key
+		{"homes//x", "", false},           // an empty level
+		{"homes/h1/é", "", false},         // a subject token, not a key
+		{"homes/h1/a:b", "", false},
+		{"homes/+/x", "", false},
+	} {
+		key, ok := retainedKey(tc.topic)
+		if key != tc.key || ok != tc.ok {
+			t.Errorf("retainedKey(%q) = %q, %v; want %q, %v", tc.topic, key, ok, tc.key, tc.ok)
+		}
+		if ok && retainedTopic(key) != tc.topic {
+			t.Errorf("retainedTopic(%q) = %q, want %q", key, retainedTopic(key), tc.topic)
+		}
+	}
+}
+
+func TestRetainedEncoding(t *testing.T) {
+	pf := byte(1)
+	m := meta{Node: "a", Topic: "homes/h1/x", QoS: 1, Retain: true, Expiry: 42, ContentType: "text/plain\nx",
+		PayloadFormat: &pf, Correlation: []byte("c\n"), User: []packets.UserProperty{{Key: "k", Val: "v\n"}}}
+	for _, payload := range [][]byte{[]byte("on"), []byte("a\nb\n"), {0, '\n', 0xff}} {
+		got, p, err := decodeRetained(encodeRetained(m, payload))
+		if err != nil || !bytes.Equal(p, payload) || got.Topic != m.Topic || got.ContentType != m.ContentType ||
+			*got.PayloadFormat != pf || got.User[0] != m.User[0] || got.Expiry != 42 {
+			t.Errorf("round trip of %q: %+v %q %v", payload, got, p, err)
+		}
+	}
+	if _, _, err := decodeRetained([]byte("no attributes")); err == nil {
+		t.Error("a value without attributes decodes")
+	}
+}
+
+// entry is a bucket entry.
+type entry struct {
+	key   string
+	value []byte
+	rev   uint64
+	op    jetstream.KeyValueOp
+}
+
+func (e entry) Bucket() string                  { return RetainedBucket }
+func (e entry) Key() string                     { return e.key }
+func (e entry) Value() []byte                   { return e.value }
+func (e entry) Revision() uint64                { return e.rev }
+func (e entry) Created() time.Time              { return time.Now() }
+func (e entry) Delta() uint64                   { return 0 }
+func (e entry) Operation() jetstream.KeyValueOp { return e.op }
+
+func put(topic, payload string, rev uint64, expiry int64) entry {
+	key, _ := retainedKey(topic)
+	return entry{key: key, rev: rev, op: jetstream.KeyValuePut,
+		value: encodeRetained(meta{Node: "b", Topic: topic, Retain: true, Expiry: expiry}, []byte(payload))}
+}
+
+func del(topic string, rev uint64) entry {
+	key, _ := retainedKey(topic)
+	return entry{key: key, rev: rev, op: jetstream.KeyValueDelete}
+}
+
+// TestRetainedApply: the local store follows the bucket's entries in
+// revision order; an older entry arriving late, or one this node wrote,
+// changes nothing; an expired message is not retained; loading replaces
+// what the node's own store held.
+func TestRetainedApply(t *testing.T) {
+	const topic = "homes/h1/agents/a1/devices/d1/state"
+	for _, tc := range []struct {
+		name    string
+		local   string // retained before load ("" none)
+		entries []entry
+		want    string // retained after ("" none)
+	}{
+		{"a put", "", []entry{put(topic, "on", 1, 0)}, "on"},
+		{"newer wins", "", []entry{put(topic, "on", 1, 0), put(topic, "off", 2, 0)}, "off"},
+		{"older arriving late loses", "", []entry{put(topic, "off", 2, 0), put(topic, "on", 1, 0)}, "off"},
+		{"a delete", "", []entry{put(topic, "on", 1, 0), del(topic, 2)}, ""},
+		{"a late put after a delete", "", []entry{del(topic, 2), put(topic, "on", 1, 0)}, ""},
+		{"expired", "", []entry{put(topic, "on", 1, time.Now().Unix()-1)}, ""},
+		{"not yet expired", "", []entry{put(topic, "on", 1, time.Now().Unix()+60)}, "on"},
+		{"the bucket replaces the node's store", "stale", []entry{put(topic, "fresh", 3, 0)}, "fresh"},
+		{"cleared while away", "stale", nil, ""},
+		{"cleared while away, with a delete marker", "stale", []entry{put(topic, "x", 1, 0), del(topic, 2)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+			n := &Node{d: Deps{Server: s}, log: slog.New(slog.DiscardHandler)}
+			r := &retained{n: n, revs: map[string]revisions{}, initial: map[string]jetstream.KeyValueEntry{}, seen: make(chan struct{})}
+			if tc.local != "" {
+				s.Topics.RetainMessage(packets.Packet{TopicName: topic, Payload: []byte(tc.local), FixedHeader: packets.FixedHeader{Retain: true}})
+			}
+			s.Topics.RetainMessage(packets.Packet{TopicName: "$SYS/x", Payload: []byte("local")})
+			half := len(tc.entries) / 2
+			for _, e := range tc.entries[:half] { // before load: into initial
+				r.apply(e)
+			}
+			close(r.seen)
+			if err := r.load(); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range tc.entries[half:] { // after: into mochi
+				r.apply(e)
+			}
+			pk, ok := s.Topics.Retained.Get(topic)
+			if got := string(pk.Payload); got != tc.want || ok != (tc.want != "") {
+				t.Fatalf("retained %q (%v), want %q", got, ok, tc.want)
+			}
+			if ok && (!pk.FixedHeader.Retain || pk.ProtocolVersion != 5 || pk.Created == 0) {
+				t.Fatalf("retained packet %+v lacks its retain flag, version or creation time", pk)
+			}
+			if _, ok := s.Topics.Retained.Get("$SYS/x"); !ok {
+				t.Fatal("load removed a topic the bucket does not hold")
+			}
+		})
+	}
+}
+
+// TestRetainedOwnWrite: a write of this node, read back by its watch,
+// is not applied again.
+func TestRetainedOwnWrite(t *testing.T) {
+	const topic = "homes/h1/x"
+	s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+	r := &retained{n: &Node{d: Deps{Server: s}}, revs: map[string]revisions{"homes.h1.x": {applied: 5, own: 5}}, ready: true}
+	r.apply(put(topic, "echo", 5, 0))
+	if _, ok := s.Topics.Retained.Get(topic); ok {
+		t.Fatal("the node applied its own write again")
+	}
+	r.apply(put(topic, "newer", 6, 0))
+	if pk, _ := s.Topics.Retained.Get(topic); string(pk.Payload) != "newer" {
+		t.Fatalf("a newer write of another node was not applied: %q", pk.Payload)
+	}
+	if rv := r.revs["homes.h1.x"]; rv.applied != 6 || rv.own != 5 {
+		t.Fatalf("revisions %+v, want applied 6 own 5", rv)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -228,12 +229,21 @@ func (r *retained) store(ctx context.Context, m meta, payload []byte) error {
 	if !ok {
 		return nil
 	}
+	var rev uint64
 	if len(payload) == 0 {
-		return r.kv.Delete(ctx, key)
-	}
-	rev, err := r.kv.Put(ctx, key, encodeRetained(m, payload))
-	if err != nil {
-		return err
+		// kv.Delete does not tell the revision: the delete marker is
+		// published as the KV protocol describes it, to learn it.
+		msg := &nats.Msg{Subject: "$KV." + RetainedBucket + "." + key, Header: nats.Header{"KV-Operation": []string{"DEL"}}}
+		ack, err := r.n.js.PublishMsg(ctx, msg)
+		if err != nil {
+			return err
+		}
+		rev = ack.Sequence
+	} else {
+		var err error
+		if rev, err = r.kv.Put(ctx, key, encodeRetained(m, payload)); err != nil {
+			return err
+		}
 	}
 	r.mu.Lock()
 	rv := r.revs[key]
@@ -289,6 +299,9 @@ func (r *retained) expired(topic string) {
 	r.mu.Lock()
 	rev := r.revs[key].applied
 	r.mu.Unlock()
+	if rev == 0 {
+		return // not from the bucket: a delete on no revision would delete any
+	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()

@@ -153,3 +153,46 @@ func TestRetainedOwnWrite(t *testing.T) {
 		t.Fatalf("revisions %+v, want applied 6 own 5", rv)
 	}
 }
+
+// TestRetainedInject: a retained message from another node reaches the
+// local subscribers, but the local retained store stays the bucket's: a
+// message arriving late never replaces a newer one, nor revives a cleared
+// topic.
+func TestRetainedInject(t *testing.T) {
+	const topic = "homes/h1/agents/a1/devices/d1/state"
+	for _, tc := range []struct {
+		name   string
+		bucket []entry
+		want   string
+	}{
+		{"late, over a newer state", []entry{put(topic, "new", 2, 0)}, "new"},
+		{"late, over a cleared topic", []entry{put(topic, "x", 1, 0), del(topic, 3)}, ""},
+		{"before the watch", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mqtt.New(&mqtt.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
+			n := &Node{d: Deps{Server: s}, log: slog.New(slog.DiscardHandler)}
+			n.retained = &retained{n: n, revs: map[string]revisions{}, ready: true}
+			h := &Hook{n: n, injector: s.NewClient(nil, "local", injectorID, true)}
+			h.injector.Properties.ProtocolVersion = 5
+			var got []packets.Packet
+			if err := s.Subscribe("homes/#", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) { got = append(got, pk) }); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range tc.bucket {
+				n.retained.apply(e)
+			}
+			late := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: topic, Payload: []byte("old")}
+			if err := h.inject(late); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || string(got[0].Payload) != "old" || !got[0].FixedHeader.Retain {
+				t.Fatalf("subscribers got %+v, want the late message with its retain flag", got)
+			}
+			pk, ok := s.Topics.Retained.Get(topic)
+			if string(pk.Payload) != tc.want || ok != (tc.want != "") {
+				t.Fatalf("retained %q (%v) after a late message, want %q", pk.Payload, ok, tc.want)
+			}
+		})
+	}
+}

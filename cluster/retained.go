@@ -91,6 +91,7 @@ type retained struct {
 	initial map[string]jetstream.KeyValueEntry // the bucket's content, until loaded
 	ready   bool                               // loaded: the watch writes to mochi
 	seen    chan struct{}                      // closed when the watch has read the bucket's content
+	fresh   bool                               // the bucket had never held a message when this node started
 }
 
 // followRetained makes the bucket and starts watching it.
@@ -105,12 +106,16 @@ func (n *Node) followRetained(ctx context.Context, replicas int) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", RetainedBucket, err)
 	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", RetainedBucket, err)
+	}
 	w, err := kv.WatchAll(context.Background())
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", RetainedBucket, err)
 	}
 	r := &retained{n: n, kv: kv, w: w, revs: map[string]revisions{},
-		initial: map[string]jetstream.KeyValueEntry{}, seen: make(chan struct{})}
+		initial: map[string]jetstream.KeyValueEntry{}, seen: make(chan struct{}), fresh: st.Values() == 0}
 	n.retained = r
 	go r.follow()
 	return nil
@@ -201,6 +206,10 @@ func (r *retained) load() error {
 	case <-time.After(loadTimeout):
 		return fmt.Errorf("cluster: the retained messages of bucket %s did not arrive within %v; is JetStream up?", RetainedBucket, loadTimeout)
 	}
+	var seeded map[string]bool
+	if r.fresh {
+		seeded = r.seed()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ready {
@@ -208,7 +217,7 @@ func (r *retained) load() error {
 	}
 	s := r.n.d.Server
 	for topic := range s.Topics.Retained.GetAll() {
-		if key, ok := retainedKey(topic); ok {
+		if key, ok := retainedKey(topic); ok && !seeded[key] {
 			if _, in := r.initial[key]; !in {
 				s.Topics.RetainMessage(packets.Packet{TopicName: topic}) // cleared, or expired, while this node was away
 			}
@@ -374,4 +383,49 @@ func (h *Hook) storeRetained(cl *mqtt.Client, pk packets.Packet, m meta) error {
 		}
 	}
 	return nil
+}
+
+// seed copies the retained messages of this node's own store into a
+// bucket that has never held any: those of a broker that was a single node
+// before it joined the cluster. A key another node wrote first is left to
+// it (an update on revision 0 fails if the key has any entry, a delete
+// included). It returns the keys this node wrote.
+func (r *retained) seed() map[string]bool {
+	seeded := map[string]bool{}
+	now := time.Now().Unix()
+	for topic, pk := range r.n.d.Server.Topics.Retained.GetAll() {
+		key, ok := retainedKey(topic)
+		if !ok || len(pk.Payload) == 0 || pk.Expiry > 0 && pk.Expiry <= now {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		rev, err := r.kv.Update(ctx, key, encodeRetained(retainedMeta(r.n.name, pk), pk.Payload), 0)
+		cancel()
+		if err != nil {
+			r.n.log.Debug("cluster: a retained message of this node's store was not copied to the bucket", "topic", topic, "error", err)
+			continue
+		}
+		r.mu.Lock()
+		r.revs[key] = revisions{applied: rev, own: rev}
+		r.mu.Unlock()
+		seeded[key] = true
+	}
+	if len(seeded) > 0 {
+		r.n.log.Info("cluster: copied this node's retained messages to the cluster", "bucket", RetainedBucket, "count", len(seeded))
+	}
+	return seeded
+}
+
+// retainedMeta describes a retained message of mochi's store.
+func retainedMeta(node string, pk packets.Packet) meta {
+	m := meta{
+		Node: node, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: true, Expiry: pk.Expiry,
+		ContentType: pk.Properties.ContentType, ResponseTopic: pk.Properties.ResponseTopic,
+		Correlation: pk.Properties.CorrelationData, User: pk.Properties.User,
+	}
+	if pk.Properties.PayloadFormatFlag {
+		f := pk.Properties.PayloadFormat
+		m.PayloadFormat = &f
+	}
+	return m
 }

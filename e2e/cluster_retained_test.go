@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"homemq/broker"
 	"homemq/certs"
+	"homemq/cluster"
 )
 
 // viewers numbers the client ids of retainedOn's short-lived viewers.
@@ -37,8 +40,8 @@ func retainedOn(t *testing.T, n *testBroker, topic string) *paho.Publish {
 	return nil
 }
 
-// restartNode starts node n again from its configuration and data folder
-// after closing it.
+// restartNode starts a broker again from the configuration, and so the
+// data folder, of one that was closed.
 func restartNode(t *testing.T, cfg broker.Config) *testBroker {
 	t.Helper()
 	b, err := broker.New(cfg)
@@ -148,4 +151,35 @@ func TestClusterRetainedStore(t *testing.T) {
 			t.Fatalf("C after its restart serves %q for %s, which expired while it was down", p.Payload, d4)
 		}
 	})
+}
+
+// TestClusterKeepsRetainedOfASingleNode: a broker that ran alone keeps
+// its retained states when it restarts as the first node of a cluster:
+// they are copied into the new, empty bucket instead of being dropped as
+// "not in the bucket".
+func TestClusterKeepsRetainedOfASingleNode(t *testing.T) {
+	const state = "homes/h1/agents/a1/devices/d1/state"
+	data := t.TempDir()
+	single := startBrokerIn(t, data)
+	agent := single.mustV5(overPlain, "agent:a1", single.mint("agent:a1", "h1=agent"))
+	if pr := agent.publish(t, state, []byte("on"), 1, true); pr.ReasonCode != 0 {
+		t.Fatalf("retain on the single node: PUBACK %#x", pr.ReasonCode)
+	}
+	cfg := single.Config()
+	single.Close()
+
+	secret := filepath.Join(t.TempDir(), "cluster.secret")
+	if err := os.WriteFile(secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Cluster = &cluster.Config{Embedded: &cluster.Embedded{Name: "a"}, SecretFile: secret}
+	node := restartNode(t, cfg)
+	var p *paho.Publish
+	eventually(t, 5*time.Second, "the node, now in a cluster, serves the state it retained alone", func() bool {
+		p = retainedOn(t, node, state)
+		return p != nil
+	})
+	if string(p.Payload) != "on" || !p.Retain {
+		t.Fatalf("the node serves %q (retain %v), want \"on\" retained", p.Payload, p.Retain)
+	}
 }

@@ -52,35 +52,35 @@ func TestRetainedEncoding(t *testing.T) {
 	}
 }
 
-// entry is a bucket entry.
-type entry struct {
+// retainedEntry is an entry of the retained bucket.
+type retainedEntry struct {
 	key   string
 	value []byte
 	rev   uint64
 	op    jetstream.KeyValueOp
 }
 
-func (e entry) Bucket() string                  { return RetainedBucket }
-func (e entry) Key() string                     { return e.key }
-func (e entry) Value() []byte                   { return e.value }
-func (e entry) Revision() uint64                { return e.rev }
-func (e entry) Created() time.Time              { return time.Now() }
-func (e entry) Delta() uint64                   { return 0 }
-func (e entry) Operation() jetstream.KeyValueOp { return e.op }
+func (e retainedEntry) Bucket() string                  { return RetainedBucket }
+func (e retainedEntry) Key() string                     { return e.key }
+func (e retainedEntry) Value() []byte                   { return e.value }
+func (e retainedEntry) Revision() uint64                { return e.rev }
+func (e retainedEntry) Created() time.Time              { return time.Now() }
+func (e retainedEntry) Delta() uint64                   { return 0 }
+func (e retainedEntry) Operation() jetstream.KeyValueOp { return e.op }
 
-func put(topic, payload string, rev uint64, expiry int64) entry {
+func retainedPut(topic, payload string, rev uint64, expiry int64) retainedEntry {
 	key, _ := retainedKey(topic)
-	return entry{key: key, rev: rev, op: jetstream.KeyValuePut,
+	return retainedEntry{key: key, rev: rev, op: jetstream.KeyValuePut,
 		value: encodeRetained(meta{Node: "b", Topic: topic, Retain: true, Expiry: expiry}, []byte(payload))}
 }
 
-func del(topic string, rev uint64) entry {
+func retainedDel(topic string, rev uint64) retainedEntry {
 	key, _ := retainedKey(topic)
-	return entry{key: key, rev: rev, op: jetstream.KeyValueDelete}
+	return retainedEntry{key: key, rev: rev, op: jetstream.KeyValueDelete}
 }
 
 // TestRetainedApply: the local store follows the bucket's entries in
-// revision order; an older entry arriving late, or one this node wrote,
+// revision order; an older retainedEntry arriving late, or one this node wrote,
 // changes nothing; an expired message is not retained; loading replaces
 // what the node's own store held.
 func TestRetainedApply(t *testing.T) {
@@ -88,19 +88,19 @@ func TestRetainedApply(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		local   string // retained before load ("" none)
-		entries []entry
+		entries []retainedEntry
 		want    string // retained after ("" none)
 	}{
-		{"a put", "", []entry{put(topic, "on", 1, 0)}, "on"},
-		{"newer wins", "", []entry{put(topic, "on", 1, 0), put(topic, "off", 2, 0)}, "off"},
-		{"older arriving late loses", "", []entry{put(topic, "off", 2, 0), put(topic, "on", 1, 0)}, "off"},
-		{"a delete", "", []entry{put(topic, "on", 1, 0), del(topic, 2)}, ""},
-		{"a late put after a delete", "", []entry{del(topic, 2), put(topic, "on", 1, 0)}, ""},
-		{"expired", "", []entry{put(topic, "on", 1, time.Now().Unix()-1)}, ""},
-		{"not yet expired", "", []entry{put(topic, "on", 1, time.Now().Unix()+60)}, "on"},
-		{"the bucket replaces the node's store", "stale", []entry{put(topic, "fresh", 3, 0)}, "fresh"},
+		{"a put", "", []retainedEntry{retainedPut(topic, "on", 1, 0)}, "on"},
+		{"newer wins", "", []retainedEntry{retainedPut(topic, "on", 1, 0), retainedPut(topic, "off", 2, 0)}, "off"},
+		{"older arriving late loses", "", []retainedEntry{retainedPut(topic, "off", 2, 0), retainedPut(topic, "on", 1, 0)}, "off"},
+		{"a delete", "", []retainedEntry{retainedPut(topic, "on", 1, 0), retainedDel(topic, 2)}, ""},
+		{"a late put after a delete", "", []retainedEntry{retainedDel(topic, 2), retainedPut(topic, "on", 1, 0)}, ""},
+		{"expired", "", []retainedEntry{retainedPut(topic, "on", 1, time.Now().Unix()-1)}, ""},
+		{"not yet expired", "", []retainedEntry{retainedPut(topic, "on", 1, time.Now().Unix()+60)}, "on"},
+		{"the bucket replaces the node's store", "stale", []retainedEntry{retainedPut(topic, "fresh", 3, 0)}, "fresh"},
 		{"cleared while away", "stale", nil, ""},
-		{"cleared while away, with a delete marker", "stale", []entry{put(topic, "x", 1, 0), del(topic, 2)}, ""},
+		{"cleared while away, with a delete marker", "stale", []retainedEntry{retainedPut(topic, "x", 1, 0), retainedDel(topic, 2)}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
@@ -141,11 +141,11 @@ func TestRetainedOwnWrite(t *testing.T) {
 	const topic = "homes/h1/x"
 	s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
 	r := &retained{n: &Node{d: Deps{Server: s}}, revs: map[string]revisions{"homes.h1.x": {applied: 5, own: 5}}, ready: true}
-	r.apply(put(topic, "echo", 5, 0))
+	r.apply(retainedPut(topic, "echo", 5, 0))
 	if _, ok := s.Topics.Retained.Get(topic); ok {
 		t.Fatal("the node applied its own write again")
 	}
-	r.apply(put(topic, "newer", 6, 0))
+	r.apply(retainedPut(topic, "newer", 6, 0))
 	if pk, _ := s.Topics.Retained.Get(topic); string(pk.Payload) != "newer" {
 		t.Fatalf("a newer write of another node was not applied: %q", pk.Payload)
 	}
@@ -162,11 +162,11 @@ func TestRetainedInject(t *testing.T) {
 	const topic = "homes/h1/agents/a1/devices/d1/state"
 	for _, tc := range []struct {
 		name   string
-		bucket []entry
+		bucket []retainedEntry
 		want   string
 	}{
-		{"late, over a newer state", []entry{put(topic, "new", 2, 0)}, "new"},
-		{"late, over a cleared topic", []entry{put(topic, "x", 1, 0), del(topic, 3)}, ""},
+		{"late, over a newer state", []retainedEntry{retainedPut(topic, "new", 2, 0)}, "new"},
+		{"late, over a cleared topic", []retainedEntry{retainedPut(topic, "x", 1, 0), retainedDel(topic, 3)}, ""},
 		{"before the watch", nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -139,16 +139,22 @@ func (r *Registry) Agents(home string) ([]Agent, error) {
 // secrets give the same error, wrapping ErrDenied and auth.ErrNotRegistered.
 func (r *Registry) CheckAgentCredential(c auth.AgentCredential) (auth.AgentGrant, error) {
 	var rec agentRecord
-	err := r.db.View(func(tx *bolt.Tx) error {
-		var err error
-		rec, err = getAgent(tx, c.Home, c.Agent)
-		return err
-	})
-	if err != nil || !c.Matches(rec.Hash) {
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return auth.AgentGrant{}, err
+	err := r.recheck(func() error {
+		err := r.db.View(func(tx *bolt.Tx) error {
+			var err error
+			rec, err = getAgent(tx, c.Home, c.Agent)
+			return err
+		})
+		if err != nil || !c.Matches(rec.Hash) {
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			return errorf(ErrDenied, "agent credential for %s/%s is not accepted (wrong, rotated or removed)", c.Home, c.Agent)
 		}
-		return auth.AgentGrant{}, errorf(ErrDenied, "agent credential for %s/%s is not accepted (wrong, rotated or removed)", c.Home, c.Agent)
+		return nil
+	})
+	if err != nil {
+		return auth.AgentGrant{}, err
 	}
 	return grantOf(rec.Agent), nil
 }

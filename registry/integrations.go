@@ -213,19 +213,24 @@ func (r *Registry) CheckIntegration(id, credential string) (Integration, error) 
 		return Integration{}, denied
 	}
 	var rec integrationRecord
-	err = r.db.View(func(tx *bolt.Tx) error {
-		var err error
-		rec, err = getIntegration(tx, "", id)
-		return err
+	err = r.recheck(func() error {
+		err := r.db.View(func(tx *bolt.Tx) error {
+			var err error
+			rec, err = getIntegration(tx, "", id)
+			return err
+		})
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return denied
+		case err != nil:
+			return err
+		case subtle.ConstantTimeCompare(integrationHash(id, secret), rec.Hash) != 1:
+			return denied
+		}
+		return nil
 	})
 	if err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			return Integration{}, err
-		}
-		return Integration{}, denied
-	}
-	if subtle.ConstantTimeCompare(integrationHash(id, secret), rec.Hash) != 1 {
-		return Integration{}, denied
+		return Integration{}, err
 	}
 	return rec.Integration, nil
 }

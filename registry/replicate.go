@@ -62,6 +62,9 @@ const (
 	WriteTimeout = 10 * time.Second
 	// writeAttempts is how often a write runs again after a conflict.
 	writeAttempts = 8
+	// recheckTimeout bounds the wait of a refused credential for the
+	// log's last entry (recheck).
+	recheckTimeout = 2 * time.Second
 )
 
 // replicated are the buckets every node shares; bucketMeta is local.
@@ -166,6 +169,30 @@ func (r *Registry) update(fn func(t *wtx) error) error {
 			return fmt.Errorf("registry: the change was not made: this node could not catch up with the cluster's registry (%w); try again", err)
 		}
 	}
+}
+
+// recheck runs check, and on a node of a cluster runs it again when it
+// refused (ErrDenied) on a copy that had not applied the log's last entry
+// yet, once it has: a credential issued on another node is accepted here
+// as soon as that node's write returned. A single node runs check once.
+func (r *Registry) recheck(check func() error) error {
+	err := check()
+	if err == nil || !errors.Is(err, ErrDenied) {
+		return err
+	}
+	r.log.mu.Lock()
+	rep := r.log.rep
+	r.log.mu.Unlock()
+	if rep == nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recheckTimeout)
+	defer cancel()
+	last, lerr := rep.Last(ctx)
+	if lerr != nil || last <= r.Applied() || r.WaitApplied(ctx, last) != nil {
+		return err
+	}
+	return check()
 }
 
 // Replicate sends every later write through rep, on top of the entries

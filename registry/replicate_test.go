@@ -13,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"homemq/auth"
 	"homemq/internal/eventually"
 )
 
@@ -264,6 +265,45 @@ func TestRefusalCheckedAgainstTheLog(t *testing.T) {
 	}
 	if _, err := b.AddMember("nope", "erin", "member"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("member of a home nobody added: %v, want ErrNotFound", err)
+	}
+}
+
+// TestCredentialCheckedAgainstTheLog: a credential issued on another node
+// a moment ago is accepted on a copy that lags, once it has caught up; a
+// wrong one is still refused.
+func TestCredentialCheckedAgainstTheLog(t *testing.T) {
+	l := newFakeLog()
+	a := l.node(t)
+	b, _ := openTest(t)
+	if err := b.Seed(context.Background(), l, "test-log"); err != nil {
+		t.Fatal(err)
+	}
+	b.Replicate(l)
+	if _, err := a.AddHome("h1"); err != nil {
+		t.Fatal(err)
+	}
+	_, cred, err := a.AddAgent("h1", "pi", []string{"lamp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pw, err := a.AddIntegration("h1", "ha", "viewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // b's consumer comes a moment later
+		time.Sleep(50 * time.Millisecond)
+		l.follow(t, b)
+	}()
+	if g, err := b.CheckAgentCredential(cred); err != nil || g.Agent != "pi" {
+		t.Fatalf("agent credential issued on a, checked on b: %v %v", g, err)
+	}
+	if in, err := b.CheckIntegration("ha", pw); err != nil || in.Role != "viewer" {
+		t.Fatalf("integration credential issued on a, checked on b: %v %v", in, err)
+	}
+	wrong, _ := auth.ParseAgentCredential(cred.Encode())
+	wrong.Agent = "other"
+	if _, err := b.CheckAgentCredential(wrong); !errors.Is(err, ErrDenied) {
+		t.Fatalf("a wrong credential: %v, want ErrDenied", err)
 	}
 }
 

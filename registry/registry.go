@@ -1,7 +1,9 @@
 // Package registry owns homemq's registry: the homes, the agents with the
 // devices they own and the hashes of their credentials, and users'
 // memberships (user → home → role), kept in registry.db (go.etcd.io/bbolt)
-// in the data folder and served to operators through an admin API.
+// in the data folder and served to operators through an admin API. On a
+// node of a cluster every write also goes through a Replicator, a log all
+// nodes apply (replicate.go).
 package registry
 
 import (

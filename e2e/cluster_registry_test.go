@@ -109,5 +109,13 @@ func TestClusterSharesTheRegistry(t *testing.T) {
 			}
 			return true
 		})
+		// one log: each node knows it by the same identity, so a restart
+		// resumes it rather than resetting the copy
+		first, _, _ := a.Registry.LogPosition()
+		for _, n := range nodes {
+			if stream, _, err := n.Registry.LogPosition(); err != nil || stream == "" || stream != first {
+				t.Fatalf("a node follows log %q (%v), another %q", stream, err, first)
+			}
+		}
 	})
 }

@@ -143,7 +143,7 @@ func (l *registryLog) apply(msg jetstream.Msg) {
 		cs.Changes = nil
 	}
 	if err := l.reg.Apply(seq, cs.Changes); err != nil {
-		l.n.log.Error("cluster: could not apply a registry entry of another node; restart this node to catch up", "seq", seq, "error", err)
+		l.n.log.Error("cluster: could not apply a registry entry; this node's registry writes fail until it is restarted and catches up", "seq", seq, "error", err)
 	}
 }
 

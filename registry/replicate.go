@@ -224,12 +224,18 @@ func (r *Registry) Applied() uint64 {
 }
 
 // Apply applies the change-set of entry seq of the shared log, made by
-// any node. An entry this copy has (its own writes) is skipped.
+// any node. An entry this copy has (its own writes) is skipped; an entry
+// after one this copy lacks is refused, so a copy never skips a write: it
+// stops following instead, and its writes fail.
 func (r *Registry) Apply(seq uint64, changes []Change) error {
 	done := false
 	err := r.db.Update(func(tx *bolt.Tx) error {
-		if seq <= appliedSeq(tx) {
+		applied := appliedSeq(tx)
+		switch {
+		case seq <= applied:
 			return nil
+		case seq > applied+1:
+			return fmt.Errorf("registry: entry %d of the shared log comes after entry %d, which this copy has not applied", seq, applied+1)
 		}
 		for _, c := range changes {
 			if !isReplicated(c.Bucket) {

@@ -307,6 +307,28 @@ func TestCredentialCheckedAgainstTheLog(t *testing.T) {
 	}
 }
 
+// TestApplyNeverSkipsAnEntry: an entry after one the copy lacks is
+// refused, and the copy stays where it was.
+func TestApplyNeverSkipsAnEntry(t *testing.T) {
+	r, _ := openTest(t)
+	home := []Change{{Bucket: "homes", Key: []byte("h1"), Value: []byte(`{"id":"h1"}`)}}
+	if err := r.Apply(2, home); err == nil || !strings.Contains(err.Error(), "entry 1") {
+		t.Fatalf("entry 2 on a copy without entry 1: %v, want a refusal naming entry 1", err)
+	}
+	if err := r.Apply(1, home); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(1, nil); err != nil || r.Applied() != 1 {
+		t.Fatalf("entry 1 again: %v, applied %d", err, r.Applied())
+	}
+	if hs, _ := r.Homes(); len(hs) != 1 {
+		t.Fatalf("homes %v, want h1", hs)
+	}
+	if err := r.Apply(2, []Change{{Bucket: "meta", Key: []byte("log.applied"), Value: []byte("x")}}); err == nil {
+		t.Fatal("an entry that changes the local meta bucket was applied")
+	}
+}
+
 // TestWriteFailsClosed: when the log cannot be written, nothing changes
 // and the error says why and what to do.
 func TestWriteFailsClosed(t *testing.T) {

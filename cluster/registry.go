@@ -192,13 +192,19 @@ func (l *registryLog) Commit(ctx context.Context, after uint64, changes []regist
 	return ack.Sequence, nil
 }
 
-// Last is the log's last sequence.
+// Last is the log's last sequence, as the stream's leader knows it: a
+// message get is answered by the leader only, where stream info may be
+// answered by a lagging replica while the stream is young or has no
+// leader.
 func (l *registryLog) Last(ctx context.Context) (uint64, error) {
-	info, err := l.stream.Info(ctx)
-	if err != nil {
+	m, err := l.stream.GetLastMsgForSubject(ctx, registrySubject)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	case err != nil:
 		return 0, fmt.Errorf("read %s: %w", RegistryStream, err)
 	}
-	return info.State.LastSeq, nil
+	return m.Sequence, nil
 }
 
 // wrongLastSequence reports whether err is JetStream's refusal of an

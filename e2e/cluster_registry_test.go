@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"net/http"
+	"net/http/cookiejar"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 
 	"homemq/auth"
 	"homemq/registry"
+	"homemq/signin"
 )
 
 // TestClusterSharesTheRegistry: three nodes hold one registry. What the
@@ -18,7 +22,9 @@ import (
 // C, and that token connects on B; an integration added on B connects on
 // C at once, and once removed on B its live connection on A is cut and C
 // refuses it; a member added on C gets her rights from A's token exchange;
-// a home added on two nodes one after the other exists once.
+// an invite made on A and redeemed on B and C at once is redeemed once,
+// and the sign-in works on A; a home added on two nodes one after the
+// other exists once.
 func TestClusterSharesTheRegistry(t *testing.T) {
 	nodes := startCluster(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
@@ -90,6 +96,48 @@ func TestClusterSharesTheRegistry(t *testing.T) {
 		mia := a.mustV5(overTLS, "user:mia", ans.token())
 		if code := mia.subscribe(t, "homes/h1/agents/+/devices/+/state", 1); code != 1 {
 			t.Fatalf("mia's SUBACK on A: %#x, want 1", code)
+		}
+	})
+
+	t.Run("an invite made on A is redeemed once across B and C", func(t *testing.T) {
+		jar, _ := cookiejar.New(nil) // one browser: the nodes share the host 127.0.0.1
+		clients := map[*testBroker]*http.Client{}
+		for _, n := range nodes {
+			clients[n] = &http.Client{Transport: &http.Transport{TLSClientConfig: n.tlsConfig()}, Jar: jar, Timeout: 15 * time.Second}
+		}
+		post := func(n *testBroker, what, body string) int {
+			res, err := clients[n].Post("https://"+n.Addrs()["https"]+signin.Path+what, "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return 0
+			}
+			res.Body.Close()
+			return res.StatusCode
+		}
+		post(b, "refresh", `{}`) // connections ready, so both redemptions go at once
+		post(c, "refresh", `{}`)
+		for range 5 {
+			resp, err := a.registryAdmin().Do(context.Background(), registry.Request{Op: registry.OpInviteAdd, Home: "h1", Role: "viewer", User: "vic"})
+			if err != nil {
+				t.Fatalf("invite add on A: %v", err)
+			}
+			eventually(t, 5*time.Second, "B and C have the invite", func() bool {
+				return b.Registry.Applied() == a.Registry.Applied() && c.Registry.Applied() == a.Registry.Applied()
+			})
+			redeem := `{"invite":"` + resp.Credential + `","device":"phone"}`
+			codes := make(chan int, 2)
+			for _, n := range []*testBroker{b, c} {
+				go func() { codes <- post(n, "invite", redeem) }()
+			}
+			got := []int{<-codes, <-codes}
+			slices.Sort(got)
+			if got[0] != http.StatusOK || got[1] != http.StatusUnauthorized {
+				t.Fatalf("an invite redeemed on B and C at once answered %v, want one 200 and one 401", got)
+			}
+		}
+		// the device's sign-in, made on B or C, works on A
+		if code := post(a, "refresh", `{}`); code != http.StatusOK {
+			t.Fatalf("refresh on A with the sign-in made on another node: %d", code)
 		}
 	})
 

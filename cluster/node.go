@@ -125,7 +125,7 @@ func Start(cfg Config, d Deps) (*Node, error) {
 func (n *Node) connect() error {
 	opts := []nats.Option{nats.Name("homemq " + n.name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
 	if e := n.cfg.Embedded; e != nil {
-		so, err := serverOptions(*e, filepath.Join(n.d.Data, "nats"))
+		so, err := serverOptions(*e, filepath.Join(n.d.Data, "nats"), n.secret)
 		if err != nil {
 			return err
 		}
@@ -136,7 +136,7 @@ func (n *Node) connect() error {
 		if !n.ns.ReadyForConnections(30 * time.Second) {
 			return errors.New("cluster: embedded NATS did not start within 30s; check cluster.embedded.listen and cluster_listen are free")
 		}
-		opts = append(opts, nats.InProcessServer(n.ns))
+		opts = append(opts, nats.InProcessServer(n.ns), nats.UserInfo(ClientUser, n.secret.ClientPassword()))
 	}
 	url := ""
 	if n.cfg.NATS != nil {
@@ -152,8 +152,10 @@ func (n *Node) connect() error {
 	return nil
 }
 
-// serverOptions are the embedded NATS server's options.
-func serverOptions(e Embedded, store string) (*server.Options, error) {
+// serverOptions are the embedded NATS server's options: routes and the
+// client port require TLS and credentials derived from the secret
+// (links.go).
+func serverOptions(e Embedded, store string, s Secret) (*server.Options, error) {
 	so := &server.Options{
 		ServerName: e.Name,
 		JetStream:  true,
@@ -178,6 +180,11 @@ func serverOptions(e Embedded, store string) (*server.Options, error) {
 		so.Cluster = server.ClusterOpts{Name: "homemq", Host: host, Port: port}
 		so.Routes = server.RoutesFromStr(strings.Join(e.Routes, ","))
 	}
+	l, err := newLinks(s, e.Name, clientNames(e.Listen))
+	if err != nil {
+		return nil, err
+	}
+	l.secure(so)
 	return so, nil
 }
 

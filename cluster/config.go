@@ -45,6 +45,26 @@ type External struct {
 	Name string `yaml:"name"`
 	// URL is one or more NATS URLs, comma separated.
 	URL string `yaml:"url"`
+	// User and PasswordFile authenticate with a NATS user and the password
+	// the file holds (one line).
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+	// CredsFile is a NATS credentials file (a user JWT and its seed), for
+	// a NATS run with accounts in operator mode; instead of User.
+	CredsFile string `yaml:"creds_file"`
+	// TLS verifies the NATS servers with CAFile and, when they require
+	// it, shows CertFile and KeyFile.
+	TLS ExternalTLS `yaml:"tls"`
+}
+
+// ExternalTLS is the TLS of the connection to an external NATS.
+type ExternalTLS struct {
+	// CAFile is the PEM bundle the servers' certificates must chain to
+	// ("" = the system's roots).
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are this node's client certificate and key.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // DefaultClusterListen is the route address of an embedded node that sets
@@ -92,7 +112,7 @@ func (c Config) validateEngine() error {
 		if n.URL == "" {
 			return errors.New("nats.url: a NATS URL is required (nats://host:4222)")
 		}
-		return nil
+		return n.validateAuth()
 	}
 	e := c.Embedded
 	if !nodeName.MatchString(e.Name) {
@@ -113,6 +133,23 @@ func (c Config) validateEngine() error {
 		if err != nil || u.Scheme != "nats-route" || u.Host == "" {
 			return fmt.Errorf("embedded.routes: %q is not a route URL (nats-route://host:port)", r)
 		}
+	}
+	return nil
+}
+
+// validateAuth checks the external NATS's credentials and TLS keys.
+func (n External) validateAuth() error {
+	switch {
+	case n.User != "" && n.CredsFile != "":
+		return errors.New("nats.creds_file: set either nats.user with nats.password_file or nats.creds_file, not both")
+	case n.User != "" && n.PasswordFile == "":
+		return errors.New("nats.password_file: required with nats.user (a file holding the user's password)")
+	case n.User == "" && n.PasswordFile != "":
+		return errors.New("nats.user: required with nats.password_file")
+	case n.TLS.CertFile != "" && n.TLS.KeyFile == "":
+		return errors.New("nats.tls.key_file: required with nats.tls.cert_file")
+	case n.TLS.CertFile == "" && n.TLS.KeyFile != "":
+		return errors.New("nats.tls.cert_file: required with nats.tls.key_file")
 	}
 	return nil
 }

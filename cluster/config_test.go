@@ -7,6 +7,10 @@ import (
 
 func TestConfigValidate(t *testing.T) {
 	emb := func(e Embedded) Config { return Config{Embedded: &e, SecretFile: "s"}.WithDefaults() }
+	ext := func(x External) Config {
+		x.Name, x.URL = "a", "tls://n:4222"
+		return Config{NATS: &x, SecretFile: "s"}
+	}
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -25,6 +29,13 @@ func TestConfigValidate(t *testing.T) {
 		{"bad listen", emb(Embedded{Name: "a", Listen: "nope"}), "embedded.listen"},
 		{"bad route", emb(Embedded{Name: "a", Routes: []string{"http://x:1"}}), "embedded.routes"},
 		{"replicas", Config{NATS: &External{Name: "a", URL: "nats://n"}, Replicas: 7}, "replicas"},
+		{"external user", ext(External{User: "u", PasswordFile: "p"}), ""},
+		{"external creds and tls", ext(External{CredsFile: "c", TLS: ExternalTLS{CAFile: "ca", CertFile: "c", KeyFile: "k"}}), ""},
+		{"user without password", ext(External{User: "u"}), "nats.password_file"},
+		{"password without user", ext(External{PasswordFile: "p"}), "nats.user"},
+		{"user and creds", ext(External{User: "u", PasswordFile: "p", CredsFile: "c"}), "nats.creds_file"},
+		{"cert without key", ext(External{TLS: ExternalTLS{CertFile: "c"}}), "nats.tls.key_file"},
+		{"key without cert", ext(External{TLS: ExternalTLS{KeyFile: "k"}}), "nats.tls.cert_file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

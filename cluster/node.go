@@ -139,8 +139,13 @@ func (n *Node) connect() error {
 		opts = append(opts, nats.InProcessServer(n.ns), nats.UserInfo(ClientUser, n.secret.ClientPassword()))
 	}
 	url := ""
-	if n.cfg.NATS != nil {
-		url = n.cfg.NATS.URL
+	if x := n.cfg.NATS; x != nil {
+		url = x.URL
+		xo, err := x.options()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, xo...)
 	}
 	var err error
 	if n.nc, err = nats.Connect(url, opts...); err != nil {

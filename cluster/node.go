@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -57,6 +58,9 @@ type Deps struct {
 	// an MQTT 5 client why (the Guard's Disconnect; nil: mochi's
 	// DisconnectClient).
 	Disconnect func(cl *mqtt.Client, code packets.Code)
+	// StartTimeout bounds how long Start waits for JetStream (0:
+	// StartTimeout).
+	StartTimeout time.Duration
 }
 
 // Node is this homemq process as a member of the cluster: its NATS
@@ -112,7 +116,7 @@ func Start(cfg Config, d Deps) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(d.StartTimeout, StartTimeout))
 	defer cancel()
 	if err := n.setup(ctx); err != nil {
 		n.Close()
@@ -132,6 +136,7 @@ func (n *Node) connect() error {
 		if n.ns, err = server.NewServer(so); err != nil {
 			return fmt.Errorf("cluster: embedded NATS: %w", err)
 		}
+		n.ns.SetLoggerV2(natsLog{n.log}, false, false, false)
 		go n.ns.Start()
 		if !n.ns.ReadyForConnections(30 * time.Second) {
 			return errors.New("cluster: embedded NATS did not start within 30s; check cluster.embedded.listen and cluster_listen are free")
@@ -236,7 +241,7 @@ func (n *Node) setup(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cluster: JetStream not ready within %v (are enough nodes up for %d replicas?): %w", StartTimeout, r, last)
+			return fmt.Errorf("cluster: JetStream not ready within %v (are enough nodes up for %d replicas, all with the same cluster.secret_file?): %w", cmp.Or(n.d.StartTimeout, StartTimeout), r, last)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -51,7 +51,7 @@ func startCluster(t *testing.T, n int, edit ...func(*broker.Config)) []*testBrok
 		cfg.Log.Level = "warn"
 		cfg.Limits.ConnectRate = 0
 		cfg.Cluster = &cluster.Config{Embedded: &cluster.Embedded{
-			Name: string(rune('a' + i)), ClusterListen: routes[i], Routes: peers,
+			Name: string(rune('a' + i)), Listen: freeAddr(t), ClusterListen: routes[i], Routes: peers,
 		}, SecretFile: secret}
 		for _, f := range edit {
 			f(&cfg)

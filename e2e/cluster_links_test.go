@@ -28,6 +28,8 @@ import (
 // the cluster. On a three-node cluster, the NATS client port refuses a
 // client without TLS or without the derived password and lets in one
 // with both (an operator's tool, which sees the replicated streams); a
+// message published on NATS without the secret's signature reaches no
+// subscriber, while one published over MQTT does; a
 // route without TLS is refused and a NATS server dialling the route port
 // in plain TCP never joins; a homemq node with another secret never joins
 // either: its start fails and its log says the peer's certificate is not
@@ -83,7 +85,7 @@ func TestClusterLinksNeedTheSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := js.Stream(ctx, cluster.MessagesStream)
 	if err != nil {
@@ -115,6 +117,37 @@ func TestClusterLinksNeedTheSecret(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "the client sees b and c as the other members", func() bool {
 		return len(members()) == 2 && strings.Contains(strings.Join(members(), " "), conf(1).Listen)
+	})
+
+	// Whoever can publish on the NATS account but does not hold the secret
+	// (as with an external NATS) cannot put a message in front of
+	// subscribers: a node delivers only messages signed with the secret.
+	t.Run("message without the secret's signature", func(t *testing.T) {
+		const state = "homes/h1/agents/a1/devices/d1/state"
+		viewer := nodes[1].mustV5(overTLS, "user:viewer", nodes[1].mint("user:viewer", "h1=viewer"))
+		if code := viewer.subscribe(t, state, 1); code != 1 {
+			t.Fatalf("viewer SUBACK %#x, want 1", code)
+		}
+		for _, sig := range []string{"", "bm90IGEgc2lnbmF0dXJl"} {
+			msg := &nats.Msg{Subject: "homemq.msg." + strings.ReplaceAll(state, "/", "."), Data: []byte("forged"), Header: nats.Header{
+				"Homemq-Meta": []string{`{"node":"x","topic":"` + state + `","qos":1}`},
+			}}
+			if sig != "" {
+				msg.Header.Set("Homemq-Sig", sig)
+			}
+			if _, err := js.PublishMsg(ctx, msg); err != nil {
+				t.Fatalf("publish a forged message: %v", err)
+			}
+		}
+		never(t, 2*time.Second, "the viewer on b gets a message not signed with the secret", func() bool { return len(publishes(viewer, state)) > 0 })
+		agent := nodes[0].mustV5(overPlain, "agent:a1", nodes[0].mint("agent:a1", "h1=agent"))
+		if pr := agent.publish(t, state, []byte("real"), 1, false); pr.ReasonCode != 0 {
+			t.Fatalf("state on a: PUBACK %#x", pr.ReasonCode)
+		}
+		eventually(t, 10*time.Second, "the viewer on b gets the state published on a", func() bool { return len(publishes(viewer, state)) > 0 })
+		if got := string(publishes(viewer, state)[0].Payload); got != "real" {
+			t.Fatalf("the viewer on b got %q, want the state published on a", got)
+		}
 	})
 
 	t.Run("route in plain TCP", func(t *testing.T) {

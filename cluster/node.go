@@ -154,6 +154,9 @@ func (n *Node) connect() error {
 	}
 	var err error
 	if n.nc, err = nats.Connect(url, opts...); err != nil {
+		if n.cfg.NATS != nil {
+			return fmt.Errorf("cluster: connect to NATS at cluster.nats.url: %w (check cluster.nats.user with password_file or creds_file, and cluster.nats.tls)", err)
+		}
 		return fmt.Errorf("cluster: connect to NATS: %w", err)
 	}
 	if n.js, err = jetstream.New(n.nc); err != nil {

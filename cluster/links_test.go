@@ -5,9 +5,12 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"homemq/certs"
 )
 
 func TestClusterCA(t *testing.T) {
@@ -157,5 +160,23 @@ func TestServerOptionsSecureTheLinks(t *testing.T) {
 	}
 	if single.Username == "" || single.TLSConfig == nil {
 		t.Error("a node without routes leaves its client port open")
+	}
+}
+
+func TestClientNames(t *testing.T) {
+	for _, tc := range []struct {
+		listen string
+		want   []string // besides localhost and the loopback addresses
+	}{
+		{"", nil},
+		{"10.0.0.1:4222", []string{"10.0.0.1"}},
+		{"nats.home.example:4222", []string{"nats.home.example"}},
+		{"0.0.0.0:4222", certs.LocalNames()},
+		{"[::]:4222", certs.LocalNames()},
+	} {
+		got := clientNames(tc.listen)
+		if want := append([]string{"localhost", "127.0.0.1", "::1"}, tc.want...); !slices.Equal(got, want) {
+			t.Errorf("clientNames(%q) = %v, want %v", tc.listen, got, want)
+		}
 	}
 }

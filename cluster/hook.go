@@ -55,7 +55,6 @@ type Hook struct {
 	mqtt.HookBase
 	n        *Node
 	injector *mqtt.Client
-	sig      *msgSigner // msgsig.go
 
 	mu       sync.Mutex // serialises consumer updates
 	filters  []string   // the consumer's filter subjects now
@@ -64,7 +63,7 @@ type Hook struct {
 }
 
 func newHook(n *Node) (*Hook, error) {
-	h := &Hook{n: n, changed: make(chan struct{}, 1), sig: newMsgSigner(n.secret, n.log)}
+	h := &Hook{n: n, changed: make(chan struct{}, 1)}
 	h.injector = n.d.Server.NewClient(nil, "local", injectorID, true)
 	h.injector.Properties.ProtocolVersion = 5 // mochi honours message expiry on MQTT 5 packets only
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -124,7 +123,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	hdr, _ := json.Marshal(m)
 	msg := &nats.Msg{Subject: subject, Data: pk.Payload, Header: nats.Header{metaHeader: []string{string(hdr)}}}
-	h.sig.sign(msg)
+	h.n.sig.sign(msg)
 	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
 		if err := h.n.nc.PublishMsg(msg); err != nil {
 			h.n.log.Warn("cluster: a QoS 0 message did not leave this node", "topic", pk.TopicName, "error", err)
@@ -232,7 +231,7 @@ func (h *Hook) refresh(ctx context.Context) error {
 
 // receive delivers one message from another node to the local subscribers.
 func (h *Hook) receive(msg jetstream.Msg) {
-	if !h.sig.check(msg.Subject(), msg.Headers(), msg.Data()) {
+	if !h.n.sig.check(msg.Subject(), msg.Headers(), msg.Data()) {
 		_ = msg.Term()
 		return
 	}

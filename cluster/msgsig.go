@@ -12,11 +12,12 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// sigHeader carries a cross-node message's HMAC-SHA256, under the key the
-// cluster secret derives for "msg", over its subject, MQTT attributes
-// (metaHeader) and payload. A node delivers only messages whose signature
-// checks, so whoever can publish on the NATS account without holding the
-// secret cannot put a message in front of subscribers.
+// sigHeader carries the HMAC-SHA256 of what crosses nodes (a message, a
+// revocation), under the key the cluster secret derives for "msg", over
+// its subject, MQTT attributes (metaHeader; none for a revocation) and
+// payload. A node delivers or applies only what checks, so whoever can
+// publish on the NATS account without holding the secret cannot put a
+// message in front of subscribers or revoke anyone.
 const sigHeader = "Homemq-Sig"
 
 // msgSigner signs outgoing messages and checks incoming ones.
@@ -59,12 +60,12 @@ func (s *msgSigner) check(subject string, h nats.Header, payload []byte) bool {
 	n := s.dropped.Add(1)
 	now := time.Now().Unix()
 	if last := s.logged.Load(); now-last >= 10 && s.logged.CompareAndSwap(last, now) {
-		s.log.Warn("cluster: dropped a message not signed with the cluster secret: someone without it publishes on the cluster's NATS account",
+		s.log.Warn("cluster: dropped a message or revocation not signed with the cluster secret: someone without it publishes on the cluster's NATS account",
 			"subject", subject, "dropped", n)
 	}
 	return false
 }
 
-// Forged is the number of messages this node dropped because they were
-// not signed with the cluster secret.
-func (h *Hook) Forged() uint64 { return h.sig.dropped.Load() }
+// Forged is the number of messages and revocations this node dropped
+// because they were not signed with the cluster secret.
+func (h *Hook) Forged() uint64 { return h.n.sig.dropped.Load() }

@@ -80,6 +80,7 @@ type Node struct {
 	hook   *Hook
 	ledger *Ledger
 	keys   *Keys                    // the shared signing keys (keys.go); nil until ShareKeys
+	sig    *msgSigner               // signs what crosses nodes (msgsig.go)
 	feed   jetstream.ConsumeContext // revocations
 	msgs   jetstream.ConsumeContext // messages for local subscribers
 
@@ -112,6 +113,7 @@ func Start(cfg Config, d Deps) (*Node, error) {
 		n.log = slog.Default()
 	}
 	n.log = n.log.With("node", n.name)
+	n.sig = newMsgSigner(secret, n.log)
 	if err := n.connect(); err != nil {
 		n.Close()
 		return nil, err

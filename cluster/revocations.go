@@ -50,6 +50,7 @@ func (n *Node) publishRevocation(e auth.Revocation) {
 	body, _ := json.Marshal(e)
 	msg := &nats.Msg{Subject: revokeSubject, Data: body, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, revocationKey(e))
+	n.sig.sign(msg)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if _, err := n.js.PublishMsg(ctx, msg); err != nil {
@@ -58,8 +59,12 @@ func (n *Node) publishRevocation(e auth.Revocation) {
 	}
 }
 
-// applyRevocation adds an entry another node made.
+// applyRevocation adds an entry another node made, signed with the
+// cluster secret (msgsig.go).
 func (n *Node) applyRevocation(msg jetstream.Msg) {
+	if !n.sig.check(msg.Subject(), msg.Headers(), msg.Data()) {
+		return
+	}
 	var e auth.Revocation
 	if err := json.Unmarshal(msg.Data(), &e); err != nil {
 		n.log.Warn("cluster: dropped a malformed revocation", "error", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -29,7 +30,8 @@ import (
 // client without TLS or without the derived password and lets in one
 // with both (an operator's tool, which sees the replicated streams); a
 // message published on NATS without the secret's signature reaches no
-// subscriber, while one published over MQTT does; a
+// subscriber, while one published over MQTT does, and an unsigned
+// revocation cuts no one; a
 // route without TLS is refused and a NATS server dialling the route port
 // in plain TCP never joins; a homemq node with another secret never joins
 // either: its start fails and its log says the peer's certificate is not
@@ -148,6 +150,24 @@ func TestClusterLinksNeedTheSecret(t *testing.T) {
 		if got := string(publishes(viewer, state)[0].Payload); got != "real" {
 			t.Fatalf("the viewer on b got %q, want the state published on a", got)
 		}
+	})
+
+	// Nor can such a publisher revoke anyone: an unsigned revocation is
+	// not applied, so a connection of the identity it names stays up.
+	t.Run("revocation without the secret's signature", func(t *testing.T) {
+		member := nodes[2].mustV5(overTLS, "user:member", nodes[2].mint("user:member", "h1=member"))
+		body := fmt.Sprintf(`{"sub":"user:member","at":%d,"until":%d}`, time.Now().Unix(), time.Now().Add(time.Hour).Unix())
+		if _, err := js.Publish(ctx, "homemq.revoke", []byte(body)); err != nil {
+			t.Fatalf("publish a forged revocation: %v", err)
+		}
+		never(t, 2*time.Second, "an unsigned revocation cuts the member on c", func() bool {
+			select {
+			case <-member.disconnect:
+				return true
+			default:
+				return false
+			}
+		})
 	})
 
 	t.Run("route in plain TCP", func(t *testing.T) {

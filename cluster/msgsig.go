@@ -69,3 +69,28 @@ func (s *msgSigner) check(subject string, h nats.Header, payload []byte) bool {
 // Forged is the number of messages and revocations this node dropped
 // because they were not signed with the cluster secret.
 func (h *Hook) Forged() uint64 { return h.n.sig.dropped.Load() }
+
+// sealedSigLen is the length of the signature that starts a sealed value.
+const sealedSigLen = 43 // base64url of 32 bytes, unpadded
+
+// seal prefixes a KV value with its signature under the bucket key, so a
+// value written without the secret is told apart (open).
+func (s *msgSigner) seal(key string, value []byte) []byte {
+	sig := base64.RawURLEncoding.EncodeToString(s.sum(key, "", value))
+	return append(append([]byte(sig), ' '), value...)
+}
+
+// open returns a sealed value without its signature, or false (counted
+// and logged as check does) when it was not sealed with the secret.
+func (s *msgSigner) open(key string, sealed []byte) ([]byte, bool) {
+	h := nats.Header{}
+	var value []byte
+	if len(sealed) > sealedSigLen && sealed[sealedSigLen] == ' ' {
+		h.Set(sigHeader, string(sealed[:sealedSigLen]))
+		value = sealed[sealedSigLen+1:]
+	}
+	if !s.check(key, h, value) {
+		return nil, false
+	}
+	return value, true
+}

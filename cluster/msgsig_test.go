@@ -47,3 +47,29 @@ func TestMessageSignature(t *testing.T) {
 		})
 	}
 }
+
+func TestSealedValue(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := newMsgSigner(NewSecret(), quiet)
+	value := []byte("{\"topic\":\"homes/h1/x\"}\non")
+	sealed := s.seal("homes.h1.x", value)
+	for _, tc := range []struct {
+		name, key string
+		v         []byte
+		ok        bool
+	}{
+		{"sealed", "homes.h1.x", sealed, true},
+		{"unsealed", "homes.h1.x", value, false},
+		{"under another key", "homes.h2.x", sealed, false},
+		{"sealed by another secret", "homes.h1.x", newMsgSigner(NewSecret(), quiet).seal("homes.h1.x", value), false},
+		{"too short", "homes.h1.x", sealed[:10], false},
+		{"empty", "homes.h1.x", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := s.open(tc.key, tc.v)
+			if ok != tc.ok || ok && string(got) != string(value) {
+				t.Fatalf("open = %q, %v; want %v", got, ok, tc.ok)
+			}
+		})
+	}
+}

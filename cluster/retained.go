@@ -159,7 +159,11 @@ func (r *retained) set(e jetstream.KeyValueEntry) {
 	topic := retainedTopic(e.Key())
 	pk := packets.Packet{TopicName: topic}
 	if e.Operation() == jetstream.KeyValuePut {
-		m, payload, err := decodeRetained(e.Value())
+		value, signed := r.n.sig.open(e.Key(), e.Value())
+		if !signed {
+			return // not written by a holder of the secret (msgsig.go)
+		}
+		m, payload, err := decodeRetained(value)
 		if err != nil || m.Topic != topic {
 			r.n.log.Warn("cluster: ignored a malformed retained message", "key", e.Key(), "error", err)
 			return
@@ -250,7 +254,7 @@ func (r *retained) store(ctx context.Context, m meta, payload []byte) error {
 		rev = ack.Sequence
 	} else {
 		var err error
-		if rev, err = r.kv.Put(ctx, key, encodeRetained(m, payload)); err != nil {
+		if rev, err = r.kv.Put(ctx, key, r.n.sig.seal(key, encodeRetained(m, payload))); err != nil {
 			return err
 		}
 	}
@@ -399,7 +403,7 @@ func (r *retained) seed() map[string]bool {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		rev, err := r.kv.Update(ctx, key, encodeRetained(retainedMeta(r.n.name, pk), pk.Payload), 0)
+		rev, err := r.kv.Update(ctx, key, r.n.sig.seal(key, encodeRetained(retainedMeta(r.n.name, pk), pk.Payload)), 0)
 		cancel()
 		if err != nil {
 			r.n.log.Debug("cluster: a retained message of this node's store was not copied to the bucket", "topic", topic, "error", err)

@@ -52,6 +52,9 @@ func TestRetainedEncoding(t *testing.T) {
 	}
 }
 
+// testSigner seals the retained entries of these tests.
+var testSigner = newMsgSigner(NewSecret(), slog.New(slog.DiscardHandler))
+
 // retainedEntry is an entry of the retained bucket.
 type retainedEntry struct {
 	key   string
@@ -71,7 +74,7 @@ func (e retainedEntry) Operation() jetstream.KeyValueOp { return e.op }
 func retainedPut(topic, payload string, rev uint64, expiry int64) retainedEntry {
 	key, _ := retainedKey(topic)
 	return retainedEntry{key: key, rev: rev, op: jetstream.KeyValuePut,
-		value: encodeRetained(meta{Node: "b", Topic: topic, Retain: true, Expiry: expiry}, []byte(payload))}
+		value: testSigner.seal(key, encodeRetained(meta{Node: "b", Topic: topic, Retain: true, Expiry: expiry}, []byte(payload)))}
 }
 
 func retainedDel(topic string, rev uint64) retainedEntry {
@@ -104,7 +107,7 @@ func TestRetainedApply(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
-			n := &Node{d: Deps{Server: s}, log: slog.New(slog.DiscardHandler)}
+			n := &Node{d: Deps{Server: s}, log: slog.New(slog.DiscardHandler), sig: testSigner}
 			r := &retained{n: n, revs: map[string]revisions{}, initial: map[string]jetstream.KeyValueEntry{}, seen: make(chan struct{})}
 			if tc.local != "" {
 				s.Topics.RetainMessage(packets.Packet{TopicName: topic, Payload: []byte(tc.local), FixedHeader: packets.FixedHeader{Retain: true}})
@@ -140,7 +143,7 @@ func TestRetainedApply(t *testing.T) {
 func TestRetainedOwnWrite(t *testing.T) {
 	const topic = "homes/h1/x"
 	s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
-	r := &retained{n: &Node{d: Deps{Server: s}}, revs: map[string]revisions{"homes.h1.x": {applied: 5, own: 5}}, ready: true}
+	r := &retained{n: &Node{d: Deps{Server: s}, sig: testSigner}, revs: map[string]revisions{"homes.h1.x": {applied: 5, own: 5}}, ready: true}
 	r.apply(retainedPut(topic, "echo", 5, 0))
 	if _, ok := s.Topics.Retained.Get(topic); ok {
 		t.Fatal("the node applied its own write again")
@@ -171,7 +174,7 @@ func TestRetainedInject(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mqtt.New(&mqtt.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
-			n := &Node{d: Deps{Server: s}, log: slog.New(slog.DiscardHandler)}
+			n := &Node{d: Deps{Server: s}, log: slog.New(slog.DiscardHandler), sig: testSigner}
 			n.retained = &retained{n: n, revs: map[string]revisions{}, ready: true}
 			h := &Hook{n: n, injector: s.NewClient(nil, "local", injectorID, true)}
 			h.injector.Properties.ProtocolVersion = 5

@@ -30,8 +30,8 @@ import (
 // client without TLS or without the derived password and lets in one
 // with both (an operator's tool, which sees the replicated streams); a
 // message published on NATS without the secret's signature reaches no
-// subscriber, while one published over MQTT does, and an unsigned
-// revocation cuts no one; a
+// subscriber, while one published over MQTT does, an unsigned retained
+// message is not served and an unsigned revocation cuts no one; a
 // route without TLS is refused and a NATS server dialling the route port
 // in plain TCP never joins; a homemq node with another secret never joins
 // either: its start fails and its log says the peer's certificate is not
@@ -150,6 +150,24 @@ func TestClusterLinksNeedTheSecret(t *testing.T) {
 		if got := string(publishes(viewer, state)[0].Payload); got != "real" {
 			t.Fatalf("the viewer on b got %q, want the state published on a", got)
 		}
+	})
+
+	// Nor can it make the nodes serve a retained message: the retained
+	// bucket's values are sealed with the secret too.
+	t.Run("retained message without the secret's signature", func(t *testing.T) {
+		const topic = "homes/h1/agents/a1/devices/d9/state"
+		kv, err := js.KeyValue(ctx, cluster.RetainedBucket)
+		if err != nil {
+			t.Fatalf("bucket %s: %v", cluster.RetainedBucket, err)
+		}
+		if _, err := kv.Put(ctx, strings.ReplaceAll(topic, "/", "."), []byte(`{"node":"x","topic":"`+topic+`","retain":true}`+"\nforged")); err != nil {
+			t.Fatalf("put a forged retained message: %v", err)
+		}
+		late := nodes[1].mustV5(overTLS, "user:viewer/late", nodes[1].mint("user:viewer", "h1=viewer"))
+		never(t, time.Second, "the forged retained message is retained on b", func() bool {
+			late.subscribe(t, topic, 1)
+			return len(publishes(late, topic)) > 0
+		})
 	})
 
 	// Nor can such a publisher revoke anyone: an unsigned revocation is

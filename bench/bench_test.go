@@ -389,3 +389,83 @@ func liveBytes() int64 {
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc + m.StackInuse)
 }
+
+// BenchmarkFanOut: one agent publishes 64-byte QoS 1 state messages,
+// sixteen viewers receive every one; ns/op is per message published
+// (sixteen deliveries, each judged by the receiver's rights).
+func BenchmarkFanOut(b *testing.B) {
+	const subs, window = 16, 256
+	for _, v := range variants {
+		b.Run(v, func(b *testing.B) {
+			s := startServer(b, v)
+			got := make([]chan struct{}, subs)
+			errc := make(chan error, subs)
+			n := b.N
+			for i := range got {
+				got[i] = make(chan struct{}, window)
+				sub := s.dial(b, "user:viewer", "viewer", "s"+strconv.Itoa(i))
+				if err := sub.Subscribe("homes/h/agents/+/devices/+/state", 1, 5*time.Second); err != nil {
+					b.Fatal(err)
+				}
+				go func(sub *mqttc.Conn, got chan<- struct{}) {
+					for i := 0; i < n; {
+						pk, err := sub.ReadPacket()
+						if err != nil {
+							errc <- err
+							return
+						}
+						if pk.Type != mqttc.TypePublish {
+							continue
+						}
+						p, err := mqttc.ParsePublish(pk)
+						if err != nil {
+							errc <- err
+							return
+						}
+						_ = sub.Puback(p.ID)
+						if sub.Buffered() == 0 {
+							_ = sub.Flush()
+						}
+						got <- struct{}{}
+						i++
+					}
+					_ = sub.Flush()
+					errc <- nil
+				}(sub, got[i])
+			}
+			pub := s.dial(b, "agent:a", "agent", "p")
+			go func() { // PUBACKs
+				for {
+					if _, err := pub.ReadPacket(); err != nil {
+						return
+					}
+				}
+			}()
+			payload := make([]byte, 64)
+			var buf []byte
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < n; i++ {
+				if i >= window {
+					_ = pub.Flush()
+					for _, g := range got {
+						<-g
+					}
+				}
+				binary.BigEndian.PutUint64(payload, uint64(i))
+				buf = mqttc.AppendPublish(buf[:0], "homes/h/agents/a/devices/d/state", pub.NextID(), 1, payload)
+				if err := pub.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := pub.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			for range subs {
+				if err := <-errc; err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -59,7 +59,7 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject,
 		will: takeWill(cl, pk)}
 	gr := g.newGrant(c)
-	s.grant.Store(gr)
+	s.setGrant(gr)
 	g.sessions.Store(cl, s)
 	s.mu.Lock()
 	s.timer = time.AfterFunc(time.Until(time.Unix(0, gr.deadline)), func() { g.onDeadline(cl, s) })

@@ -50,6 +50,7 @@ func (g *Guard) cutOff(cl *mqtt.Client, s *session) {
 // whether this call started the cut-off (it runs once per session).
 func (g *Guard) startCutOff(s *session) bool {
 	s.closed.Store(true)
+	s.bumpRights()
 	if !s.cut.CompareAndSwap(false, true) {
 		return false
 	}
@@ -151,6 +152,7 @@ func (g *Guard) Revoked(r auth.Revocation) {
 	g.revokeOffline(r)
 	g.sessions.Range(func(k, v any) bool {
 		s := v.(*session)
+		s.bumpRights() // any revocation: forget every remembered delivery decision
 		if gr := s.grant.Load(); gr != nil && r.Matches(gr.claims) {
 			s.revoked.Store(true)
 			if g.startCutOff(s) {

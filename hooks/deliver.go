@@ -151,15 +151,17 @@ func (s *session) noteAlias(pk *packets.Packet, write bool) {
 func (g *Guard) checkDelivery(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	s := g.session(cl)
 	var gr *grant
+	var gen uint64
 	ok := false
 	if s != nil {
+		gen = s.rights.Load() // before the grant (aclcache.go)
 		gr, ok = s.alive(g.now().UnixNano())
 	}
 	topic, known := "", false
 	if s != nil {
 		topic, known = s.topicOf(pk)
 	}
-	if ok && known && readable(gr, topic) {
+	if ok && known && s.readableCached(gen, gr, topic) {
 		s.noteAlias(&pk, true)
 		return pk
 	}

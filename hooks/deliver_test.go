@@ -130,7 +130,7 @@ func TestWithheldAliasIsTaughtLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.session(cl).grant.Store(g.newGrant(c))
+	g.session(cl).setGrant(g.newGrant(c)) // as OnAuthPacket does
 	later := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, Properties: packets.Properties{TopicAlias: 1}}
 	if out := g.OnPacketEncode(cl, later); out.FixedHeader.Type != packets.Publish || out.TopicName != h1 {
 		t.Fatalf("first written PUBLISH with the alias: type %d topic %q, want the topic name %s", out.FixedHeader.Type, out.TopicName, h1)

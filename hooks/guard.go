@@ -118,7 +118,9 @@ type grant struct {
 // session is the Guard's state for one live connection.
 type session struct {
 	grant    atomic.Pointer[grant]
-	closed   atomic.Bool // revoked or expired: refuse everything
+	rights   atomic.Uint64               // rights generation: bumped by every change of rights (aclcache.go)
+	acl      atomic.Pointer[aclSnapshot] // delivery decisions of the current generation (aclcache.go)
+	closed   atomic.Bool                 // revoked or expired: refuse everything
 	revoked  atomic.Bool
 	cut      atomic.Bool // cutOff has run
 	released atomic.Bool // the connection slot of sub is given back

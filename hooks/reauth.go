@@ -42,7 +42,7 @@ func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, g.refuseReauth(cl, old, packets.ErrNotAuthorized.Code, decision.Event{Reason: "sub", Detail: "re-authentication refused: the new token is for " + c.Subject + ", this connection is " + old.claims.Subject})
 	}
 	gr := g.newGrant(c)
-	s.grant.Store(gr)
+	s.setGrant(gr)
 	g.dropUnreadable(cl, s, gr)
 	s.mu.Lock()
 	if s.timer != nil {

@@ -20,6 +20,7 @@ func (g *Guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		id, ok := g.offlineIdentity(cl)
 		return ok && topics.Authorize(id, topics.Subscribe, topic, false).Allow
 	}
+	gen := s.rights.Load() // before the grant (aclcache.go)
 	gr, ok := s.alive(g.now().UnixNano())
 	if !ok {
 		return false
@@ -27,7 +28,7 @@ func (g *Guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if over := s.overSubs.Load(); over != nil && (*over)[topic] {
 		return false
 	}
-	return topics.Authorize(gr.identity, topics.Subscribe, topic, false).Allow || mountedNothing(gr, topic)
+	return s.readableCached(gen, gr, topic) || mountedNothing(gr, topic)
 }
 
 // OnSubscribe records refused filters (mochi answers them with 0x87, or 0x80

@@ -74,18 +74,39 @@ func (c *Claims) Identity() *topics.Identity {
 // UnmarshalJSON reads claims, refusing exp, iat and nbf that are not JSON
 // numbers: golang-jwt's NumericDate also accepts a string such as "123",
 // which RFC 7519 does not allow.
+//
+// The claims are decoded in one pass: the three dates are read as raw JSON
+// by fields that hide RegisteredClaims' own (a shallower field wins in
+// encoding/json), checked, then decoded by NumericDate. This runs at every
+// CONNECT with a token not verified before.
 func (c *Claims) UnmarshalJSON(b []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
+	type plain Claims // the same fields without this method
+	w := struct {
+		*plain
+		Exp json.RawMessage `json:"exp"`
+		Iat json.RawMessage `json:"iat"`
+		Nbf json.RawMessage `json:"nbf"`
+	}{plain: (*plain)(c)}
+	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	for _, k := range []string{"exp", "iat", "nbf"} {
-		if v, ok := raw[k]; ok && !isJSONNumber(v) {
-			return &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("token claim %s must be a number of seconds, not %s", k, Clip(string(v)))}
+	for _, d := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  **jwt.NumericDate
+	}{{"exp", w.Exp, &c.ExpiresAt}, {"iat", w.Iat, &c.IssuedAt}, {"nbf", w.Nbf, &c.NotBefore}} {
+		if d.raw == nil {
+			continue
+		}
+		if !isJSONNumber(d.raw) {
+			return &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("token claim %s must be a number of seconds, not %s", d.name, Clip(string(d.raw)))}
+		}
+		*d.dst = new(jwt.NumericDate)
+		if err := (*d.dst).UnmarshalJSON(d.raw); err != nil {
+			return err
 		}
 	}
-	type plain Claims // the same fields without this method
-	return json.Unmarshal(b, (*plain)(c))
+	return nil
 }
 
 // isJSONNumber reports whether v is a JSON number (not a string, not null).

@@ -6,7 +6,6 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/xid"
-	"golang.org/x/time/rate"
 
 	"homemq/addrlimit"
 	"homemq/auth"
@@ -56,8 +55,7 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	g.offline.Delete(cl.ID) // a live connection takes over any offline session of this ID
 	g.cancelWill(cl.ID)
-	s := &session{commands: rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst), sub: c.Subject,
-		will: takeWill(cl, pk)}
+	s := &session{sub: c.Subject, will: takeWill(cl, pk)}
 	gr := g.newGrant(c)
 	s.setGrant(gr)
 	g.sessions.Store(cl, s)

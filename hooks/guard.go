@@ -110,9 +110,9 @@ type Guard struct {
 type grant struct {
 	claims   *auth.Claims
 	identity *topics.Identity
-	deadline int64 // unix nanoseconds: exp + leeway
-	key      []byte
-	home     string // an integration's home ("" for a token's grant): its plain commands and topic mount
+	deadline int64                  // unix nanoseconds: exp + leeway
+	key      atomic.Pointer[[]byte] // the token's message key, derived at its first command (messageKey)
+	home     string                 // an integration's home ("" for a token's grant): its plain commands and topic mount
 }
 
 // session is the Guard's state for one live connection.
@@ -126,8 +126,8 @@ type session struct {
 	released atomic.Bool // the connection slot of sub is given back
 	timer    *time.Timer
 	mu       sync.Mutex
-	refusals []int64 // times of recent refusals (unix nanos), at most RefusalLimit
-	commands *rate.Limiter
+	refusals []int64                         // times of recent refusals (unix nanos), at most RefusalLimit
+	commands atomic.Pointer[rate.Limiter]    // made at the first command (commandLimiter)
 	sub      string                          // the sub the connection was counted under
 	overSubs atomic.Pointer[map[string]bool] // filters of the SUBSCRIBE being processed that break the quota
 	aliases  map[uint16]*outAlias            // outbound topic aliases mochi assigned (under mu)
@@ -196,9 +196,31 @@ func (g *Guard) newGrant(c *auth.Claims) *grant {
 		claims:   c,
 		identity: c.Identity(),
 		deadline: c.ExpiresAtTime().Add(g.verifier.Config().Leeway).UnixNano(),
-		key:      envelope.DeriveKey(g.master, c.ID),
 		home:     integrationHome(c),
 	}
+}
+
+// messageKey returns the key of gr's token that command envelopes are
+// sealed with, derived at the first command: most connections (agents,
+// viewers) never send one, so neither the HMAC at CONNECT nor the key's
+// bytes are spent on them.
+func (g *Guard) messageKey(gr *grant) []byte {
+	if k := gr.key.Load(); k != nil {
+		return *k
+	}
+	k := envelope.DeriveKey(g.master, gr.claims.ID)
+	gr.key.Store(&k)
+	return k
+}
+
+// commandLimiter returns the session's command rate limiter, made at its
+// first command for the same reason.
+func (g *Guard) commandLimiter(s *session) *rate.Limiter {
+	if l := s.commands.Load(); l != nil {
+		return l
+	}
+	s.commands.CompareAndSwap(nil, rate.NewLimiter(rate.Limit(g.cfg.CommandRate), g.cfg.CommandBurst))
+	return s.commands.Load()
 }
 
 // alive reports whether the session's token still holds: a few atomic loads,

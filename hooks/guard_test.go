@@ -154,8 +154,6 @@ func BenchmarkOnPublishCommand(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g.session(cl).commands.SetLimit(1e9)
-	g.session(cl).commands.SetBurst(1e9)
 	topic := "homes/h1/agents/pi/devices/lock/cmd"
 	key := envelope.DeriveKey(make([]byte, 32), c.ID)
 	payloads := make([][]byte, 4096)

@@ -42,7 +42,7 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	if !topics.IsCommand(pk.TopicName) {
 		return pk, nil
 	}
-	if !s.commands.AllowN(now, 1) {
+	if !g.commandLimiter(s).AllowN(now, 1) {
 		return g.refusePublish(cl, s, gr, pk, packets.ErrMessageRateTooHigh.Code, decision.Event{Kind: decision.EventCommand, Reason: "rate", Detail: "too many commands; slow down"})
 	}
 	if gr.home != "" {
@@ -50,7 +50,7 @@ func (g *Guard) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	}
 	env, err := envelope.Parse(pk.Payload, g.cfg.Envelope)
 	if err == nil {
-		err = env.Verify(gr.key, pk.TopicName, gr.claims.ID, now, g.cfg.Envelope)
+		err = env.Verify(g.messageKey(gr), pk.TopicName, gr.claims.ID, now, g.cfg.Envelope)
 	}
 	if err == nil && (env.Iat < g.started || g.issuedEarlier(env.Iat)) {
 		// The replay cache does not survive a restart, so a command issued

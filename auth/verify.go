@@ -143,45 +143,65 @@ func (v *Verifier) Config() Config { return v.cfg }
 // the clock with the leeway, the revocation list, and whether the signing
 // key is still known. A refusal is never cached.
 func (v *Verifier) Verify(token string) (*Claims, error) {
+	c, shared, err := v.verify(token)
+	if shared {
+		c = c.clone()
+	}
+	return c, err
+}
+
+// VerifyShared is Verify for a caller that never changes the claims it
+// gets: they may be the verified-token cache's own, shared with every
+// other caller of the same token, so a hit copies nothing and a miss
+// keeps one copy of the claims, not two. The Guard holds such claims for
+// the whole life of a connection.
+func (v *Verifier) VerifyShared(token string) (*Claims, error) {
+	c, _, err := v.verify(token)
+	return c, err
+}
+
+// verify checks token and reports whether the claims it returns are the
+// cache's (shared) rather than the caller's own.
+func (v *Verifier) verify(token string) (c *Claims, shared bool, err error) {
 	switch {
 	case token == "":
-		return nil, &Error{Reason: ReasonEmpty, Detail: "no token given (put the JWT in the password)"}
+		return nil, false, &Error{Reason: ReasonEmpty, Detail: "no token given (put the JWT in the password)"}
 	case len(token) > v.cfg.MaxTokenSize:
-		return nil, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("token is %d bytes, the limit is %d", len(token), v.cfg.MaxTokenSize)}
+		return nil, false, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("token is %d bytes, the limit is %d", len(token), v.cfg.MaxTokenSize)}
 	}
 	if i := strings.IndexFunc(token, notCompact); i >= 0 {
-		return nil, &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("token holds %q at byte %d; a JWT is only base64url and dots (a trailing newline or space?)", token[i:i+1], i)}
+		return nil, false, &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("token holds %q at byte %d; a JWT is only base64url and dots (a trailing newline or space?)", token[i:i+1], i)}
 	}
 	h := sha256.Sum256([]byte(token))
 	if e := v.cache.get(h); e != nil {
 		if c, checked, err := v.verifyKnown(h, e); checked {
-			return c, err
+			return c, err == nil, err
 		}
 	}
 	v.fullChecks.Add(1)
-	c := new(Claims)
+	c = new(Claims)
 	t, err := v.parser.ParseWithClaims(token, c, v.key)
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenSignatureInvalid) {
 			if alg := v.headerAlg(token); alg != "" && !slices.Contains(v.cfg.Algorithms, alg) {
-				return nil, &Error{Reason: ReasonAlgorithm, Detail: fmt.Sprintf("token algorithm %q is not allowed (allowed: %s)", alg, strings.Join(v.cfg.Algorithms, ", "))}
+				return nil, false, &Error{Reason: ReasonAlgorithm, Detail: fmt.Sprintf("token algorithm %q is not allowed (allowed: %s)", alg, strings.Join(v.cfg.Algorithms, ", "))}
 			}
 		}
-		return nil, Classify(err)
+		return nil, false, Classify(err)
 	}
 	if err := c.validate(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := v.revoked.Check(c); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	kid, _ := t.Header["kid"].(string)
-	v.cache.put(h, &verifiedEntry{claims: c.clone(), kid: kid, alg: t.Method.Alg()})
-	return c, nil
+	v.cache.put(h, &verifiedEntry{claims: c, kid: kid, alg: t.Method.Alg()})
+	return c, true, nil
 }
 
 // verifyKnown makes again, for a cached token, the checks whose answer can
-// change after verification, and returns a copy of its claims or the
+// change after verification, and returns its (shared) claims or the
 // refusal. checked is false when the token must be checked in full instead: its
 // key is gone (rotated out), so the full check gives the precise reason.
 // An expired or revoked token is dropped from the cache.
@@ -201,7 +221,7 @@ func (v *Verifier) verifyKnown(h [sha256.Size]byte, e *verifiedEntry) (c *Claims
 		v.cache.drop(h, e)
 		return nil, true, err
 	}
-	return e.claims.clone(), true, nil
+	return e.claims, true, nil
 }
 
 // keyKnown reports whether the key a cached token was verified with is

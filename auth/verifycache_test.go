@@ -119,31 +119,66 @@ func TestVerifyCacheRechecksOnHit(t *testing.T) {
 		}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newCacheFixture(t)
-			tok, c := f.mint(t, tc.spec)
-			if _, err := f.v.Verify(tok); err != nil {
-				t.Fatalf("first verification: %v", err)
-			}
-			tc.change(t, f, c)
-			before := f.v.fullChecks.Load()
-			got, err := f.v.Verify(tok)
-			if r := ReasonOf(err); r != tc.want {
-				t.Fatalf("reason %q (%v), want %q", r, err, tc.want)
-			}
-			if tc.want == "" && (got == nil || got.ID != c.ID) {
-				t.Fatalf("claims %+v, want jti %q", got, c.ID)
-			}
-			if full := f.v.fullChecks.Load() != before; full != tc.full {
-				t.Fatalf("full check %v, want %v", full, tc.full)
-			}
-			if tc.want != "" {
-				// Refused once, refused again, from the cache or not.
-				if _, err := f.v.Verify(tok); ReasonOf(err) != tc.want {
-					t.Fatalf("second refusal: %v, want %q", err, tc.want)
+		for _, shared := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/shared=%v", tc.name, shared), func(t *testing.T) {
+				f := newCacheFixture(t)
+				verify := f.v.Verify
+				if shared {
+					verify = f.v.VerifyShared
 				}
-			}
-		})
+				tok, c := f.mint(t, tc.spec)
+				if _, err := verify(tok); err != nil {
+					t.Fatalf("first verification: %v", err)
+				}
+				tc.change(t, f, c)
+				before := f.v.fullChecks.Load()
+				got, err := verify(tok)
+				if r := ReasonOf(err); r != tc.want {
+					t.Fatalf("reason %q (%v), want %q", r, err, tc.want)
+				}
+				if tc.want == "" && (got == nil || got.ID != c.ID) {
+					t.Fatalf("claims %+v, want jti %q", got, c.ID)
+				}
+				if full := f.v.fullChecks.Load() != before; full != tc.full {
+					t.Fatalf("full check %v, want %v", full, tc.full)
+				}
+				if tc.want != "" {
+					// Refused once, refused again, from the cache or not.
+					if _, err := verify(tok); ReasonOf(err) != tc.want {
+						t.Fatalf("second refusal: %v, want %q", err, tc.want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestVerifySharedCopiesNothing: VerifyShared hands every caller of one
+// token the cached claims themselves (nothing copied on a hit, one copy
+// kept on a miss), while Verify still hands out copies of its own.
+func TestVerifySharedCopiesNothing(t *testing.T) {
+	f := newCacheFixture(t)
+	tok, _ := f.mint(t, Spec{TTL: time.Hour})
+	first, err := f.v.VerifyShared(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := f.v.VerifyShared(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != again {
+		t.Error("a cache hit of VerifyShared copied the claims")
+	}
+	own, err := f.v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own == first {
+		t.Error("Verify handed out the shared claims")
+	}
+	if n := f.v.fullChecks.Load(); n != 1 {
+		t.Fatalf("%d full checks, want 1", n)
 	}
 }
 

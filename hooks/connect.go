@@ -98,7 +98,7 @@ func (g *Guard) verifyToken(pk packets.Packet) (*auth.Claims, byte, string, stri
 			token = string(pk.Properties.AuthenticationData)
 		}
 	}
-	c, err := g.verifier.Verify(token)
+	c, err := g.verifier.VerifyShared(token) // the Guard never changes claims
 	if err != nil {
 		code := packets.ErrBadUsernameOrPassword.Code
 		if auth.ReasonOf(err) == auth.ReasonRevoked {

@@ -34,7 +34,7 @@ func (g *Guard) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	if pk.Properties.AuthenticationMethod != auth.MQTTMethod {
 		return pk, g.refuseReauth(cl, old, packets.ErrBadAuthenticationMethod.Code, decision.Event{Reason: "auth_method", Detail: "authentication method must be " + auth.MQTTMethod})
 	}
-	c, err := g.verifier.Verify(string(pk.Properties.AuthenticationData))
+	c, err := g.verifier.VerifyShared(string(pk.Properties.AuthenticationData)) // the Guard never changes claims
 	if err != nil {
 		return pk, g.refuseReauth(cl, old, packets.ErrNotAuthorized.Code, decision.Event{Reason: "token", Detail: "re-authentication refused: " + err.Error()})
 	}

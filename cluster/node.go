@@ -72,6 +72,8 @@ type Node struct {
 	revoked sync.Map      // entry keys this node has seen (revocations.go)
 	done    chan struct{} // closed by Close
 	closing sync.Once
+
+	status // counters and the last Health (status.go)
 }
 
 // Start joins the cluster cfg describes: it starts the embedded NATS
@@ -233,7 +235,7 @@ func (n *Node) trySetup(ctx context.Context, streams []jetstream.StreamConfig, r
 		if err != nil {
 			return fmt.Errorf("bucket %s: %w", ReplayBucket, err)
 		}
-		n.ledger = &Ledger{kv: kv}
+		n.ledger = &Ledger{kv: kv, counts: &n.counters}
 	}
 	if n.hook == nil {
 		h, err := newHook(n)

@@ -26,6 +26,7 @@ func (b *Broker) joinCluster() error {
 	}
 	b.cluster = n
 	b.Guard.ShareReplay(n.Ledger())
+	b.watchCluster(n)
 	return b.Server.AddHook(n.Hook(), nil)
 }
 

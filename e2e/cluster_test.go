@@ -23,8 +23,9 @@ import (
 // to each other. The nodes share their signing keys and message master key
 // (copied from the first data folder), which a cluster needs until keys are
 // replicated (docs/cluster.md). The nodes start at once: each waits for
-// enough peers to hold JetStream's replicas.
-func startCluster(t *testing.T, n int) []*testBroker {
+// enough peers to hold JetStream's replicas. Options change each node's
+// cluster section (e.g. onExternalNATS).
+func startCluster(t *testing.T, n int, opts ...clusterOption) []*testBroker {
 	t.Helper()
 	dirs, routes := make([]string, n), make([]string, n)
 	for i := range dirs {
@@ -70,6 +71,9 @@ func startCluster(t *testing.T, n int) []*testBroker {
 		cfg.Cluster = &cluster.Config{Embedded: &cluster.Embedded{
 			Name: string(rune('a' + i)), ClusterListen: routes[i], Routes: peers,
 		}, SecretFile: secret}
+		for _, o := range opts {
+			o(i, cfg.Cluster)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -98,6 +102,9 @@ func startCluster(t *testing.T, n int) []*testBroker {
 	}
 	return nodes
 }
+
+// clusterOption changes the cluster section of node i.
+type clusterOption func(i int, c *cluster.Config)
 
 // publishes returns the received publishes on topic.
 func publishes(c *v5client, topic string) []*paho.Publish {

@@ -89,6 +89,7 @@ func operatorStatus(t *testing.T, b *testBroker) cluster.Status {
 	req, _ := http.NewRequest("GET", "https://"+b.Addrs()["https"]+broker.ClusterStatusPath, nil)
 	req.Header.Set("Authorization", "Bearer "+op)
 	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: b.tlsConfig()}}
+	defer cl.CloseIdleConnections() // polled: each call's connection must not outlive it (limits.https_conns_per_addr)
 	res, err := cl.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", broker.ClusterStatusPath, err)

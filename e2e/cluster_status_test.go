@@ -21,6 +21,7 @@ func healthz(t *testing.T, b *testBroker, asJSON bool) (int, string) {
 		req.Header.Set("Accept", "application/json")
 	}
 	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: b.tlsConfig()}}
+	defer cl.CloseIdleConnections() // polled: each call's connection must not outlive it (limits.https_conns_per_addr)
 	res, err := cl.Do(req)
 	if err != nil {
 		t.Fatalf("GET /healthz: %v", err)
@@ -65,8 +66,9 @@ func TestSingleNodeHealthzHasNoCluster(t *testing.T) {
 // leader, and the node's consumer, as a table and as JSON; /healthz
 // reports the node and the peers it sees; the cluster metrics count
 // messages across nodes and replays the ledger refused. When two nodes
-// are gone, the last one has no quorum: /healthz answers 503 degraded and
-// cluster status fails, naming the problem.
+// are gone, the last one has no quorum: /healthz answers 503 degraded, it
+// refuses commands (fail closed) and cluster status fails, naming the
+// problem.
 func TestClusterStatus(t *testing.T) {
 	nodes := startCluster(t, 3)
 	a, c := nodes[0], nodes[2]
@@ -168,6 +170,16 @@ func TestClusterStatus(t *testing.T) {
 			return code == http.StatusServiceUnavailable && json.Unmarshal([]byte(body), &h) == nil &&
 				h.Status == cluster.HealthDegraded && h.Cluster != nil && len(h.Cluster.Problems) > 0
 		})
+		// alone, a refuses commands: its replay ledger cannot be written (fail closed)
+		s := newSealer(a, "user:owner")
+		pr := a.mustV5(overTLS, "user:owner/alone", s.token).publish(t, "homes/h1/agents/a1/devices/d1/cmd", s.seal(t, "homes/h1/agents/a1/devices/d1/cmd", "on", time.Now(), time.Minute), 1, false)
+		if pr.ReasonCode != 0x87 || pr.Properties == nil || !strings.Contains(pr.Properties.ReasonString, "cannot answer") {
+			t.Fatalf("a command on a without quorum: PUBACK %#x %+v, want 0x87 saying the replay cache cannot answer", pr.ReasonCode, pr.Properties)
+		}
+		op, _ := a.mintSpec(auth.Spec{Sub: "service:prometheus", Operator: true})
+		if _, f := scrapeMetrics(t, a, op); metricValue(f, "homemq_cluster_ledger_checks_total", "result", "error") < 1 {
+			t.Error("the unanswered ledger claim is not counted in homemq_cluster_ledger_checks_total{result=\"error\"}")
+		}
 		out, err := statusCLI(t, a)
 		t.Logf("homemq cluster status on a alone: %v\n%s", err, out)
 		if err == nil || !strings.Contains(err.Error(), "degraded") || !strings.Contains(out, "problem:") {

@@ -108,7 +108,8 @@ type ConsumerLag struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Health is a node's short answer for /healthz.
+// Health is a node's short answer for /healthz, which anyone may read:
+// why a node is degraded is in its Status, for operators.
 type Health struct {
 	Node string `json:"node"`
 	// Status is HealthOK or HealthDegraded.
@@ -116,8 +117,6 @@ type Health struct {
 	// Peers is how many JetStream servers this node sees online, itself
 	// (embedded) included.
 	Peers int `json:"peers"`
-	// Problems say why the node is degraded.
-	Problems []string `json:"problems,omitempty"`
 }
 
 // statusTimeout bounds the JetStream requests of one Status.
@@ -173,7 +172,7 @@ func (n *Node) Health(ctx context.Context) Health {
 	}
 	n.peers(&s)
 	s.judge(n.ledgerStream())
-	h := Health{Node: s.Node, Status: s.Health, Problems: s.Problems}
+	h := Health{Node: s.Node, Status: s.Health}
 	for _, p := range s.Peers {
 		if p.State != PeerOffline {
 			h.Peers++

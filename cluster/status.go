@@ -122,9 +122,15 @@ type Health struct {
 // statusTimeout bounds the JetStream requests of one Status.
 const statusTimeout = 3 * time.Second
 
-// healthTTL is how long a Health answer is reused: a load balancer
-// polling /healthz costs JetStream at most one request a second.
-const healthTTL = time.Second
+// healthEvery is how often a node that was asked for its health checks
+// it again in the background: /healthz answers from the last check at
+// once, so a load balancer's short timeout never meets a slow JetStream,
+// and polling costs JetStream one request a second however often it comes.
+const healthEvery = time.Second
+
+// healthStale is the age after which the last check no longer counts: the
+// background check is stuck, and the node reports itself degraded.
+const healthStale = healthEvery + statusTimeout + 5*time.Second
 
 // status is what a Node keeps for Status and Health: its cross-node
 // counters and the last Health.
@@ -135,9 +141,10 @@ type status struct {
 
 // healthCache keeps the last Health.
 type healthCache struct {
-	mu   sync.Mutex
-	at   time.Time
-	last Health
+	start sync.Once // the background check, from the first Health
+	mu    sync.Mutex
+	at    time.Time
+	last  Health
 }
 
 // Status gathers this node's view of the cluster. It never fails: what
@@ -157,13 +164,38 @@ func (n *Node) Status(ctx context.Context) Status {
 
 // Health is the short status /healthz serves: whether this node can
 // accept commands (its replay ledger has a leader), and the peers it
-// sees. Answers are reused for a second.
+// sees. The first call starts a check every healthEvery until the node
+// closes, and later calls answer from the last one.
 func (n *Node) Health(ctx context.Context) Health {
+	n.health.start.Do(func() { go n.checkHealthEvery(healthEvery) })
 	n.health.mu.Lock()
-	defer n.health.mu.Unlock()
-	if time.Since(n.health.at) < healthTTL {
-		return n.health.last
+	h, at := n.health.last, n.health.at
+	n.health.mu.Unlock()
+	switch {
+	case at.IsZero():
+		return n.checkHealth(ctx)
+	case time.Since(at) > healthStale:
+		h.Status = HealthDegraded // the check is stuck: JetStream does not answer
 	}
+	return h
+}
+
+// checkHealthEvery checks the node's health every d until it closes.
+func (n *Node) checkHealthEvery(d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		n.checkHealth(context.Background())
+		select {
+		case <-t.C:
+		case <-n.done:
+			return
+		}
+	}
+}
+
+// checkHealth checks the node's health now and keeps the answer.
+func (n *Node) checkHealth(ctx context.Context) Health {
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	s := n.connection()
@@ -178,7 +210,9 @@ func (n *Node) Health(ctx context.Context) Health {
 			h.Peers++
 		}
 	}
+	n.health.mu.Lock()
 	n.health.at, n.health.last = time.Now(), h
+	n.health.mu.Unlock()
 	return h
 }
 

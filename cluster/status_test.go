@@ -87,3 +87,18 @@ func TestCountsSnapshot(t *testing.T) {
 		t.Fatalf("nil Snapshot = %+v", got)
 	}
 }
+
+// Health answers from the last background check, and a check that is too
+// old (JetStream stopped answering it) counts as degraded.
+func TestHealthFromLastCheck(t *testing.T) {
+	n := &Node{done: make(chan struct{})}
+	n.health.start.Do(func() {}) // no background check in this test
+	n.health.at, n.health.last = time.Now(), Health{Node: "a", Status: HealthOK, Peers: 3}
+	if h := n.Health(t.Context()); h != (Health{Node: "a", Status: HealthOK, Peers: 3}) {
+		t.Fatalf("Health = %+v, want the last check", h)
+	}
+	n.health.at = time.Now().Add(-healthStale - time.Second)
+	if h := n.Health(t.Context()); h.Status != HealthDegraded || h.Node != "a" {
+		t.Fatalf("Health after a stuck check = %+v, want degraded", h)
+	}
+}

@@ -35,6 +35,7 @@ func (k *SigningKey) Public() ed25519.PublicKey { return k.private.Public().(ed2
 
 // KeySet is the broker's signing keys: the newest signs, every key not yet
 // past its verification window verifies. It is safe for concurrent use.
+// The zero KeySet is an empty set that is never saved: Adopt fills it.
 type KeySet struct {
 	mu   sync.RWMutex
 	path string
@@ -136,6 +137,31 @@ func (ks *KeySet) Rotate(keep time.Duration) (*SigningKey, error) {
 	}
 	ks.keys = append(kept, k)
 	return k, ks.saveLocked()
+}
+
+// Adopt makes keys the whole set (a set made on another node, or rotated
+// there), replacing the one held in a single step: Sign, Lookup and JWKS
+// see the old set or the new, never a mix. It copies the keys, checks each
+// (a kid and an Ed25519 seed), and saves the set to its file, so the data
+// folder holds what the broker signs with. A set that fails the checks is
+// refused and the set held is unchanged; when only saving fails, the new
+// set is held and the error says the file is behind.
+func (ks *KeySet) Adopt(keys []*SigningKey) error {
+	if len(keys) == 0 {
+		return errors.New("auth: adopt signing keys: the set is empty")
+	}
+	set := make([]*SigningKey, len(keys))
+	for i, k := range keys {
+		if len(k.Seed) != ed25519.SeedSize || k.Kid == "" {
+			return fmt.Errorf("auth: adopt signing keys: key %q is broken (a kid and a %d-byte seed are needed)", k.Kid, ed25519.SeedSize)
+		}
+		set[i] = &SigningKey{Kid: k.Kid, Seed: append([]byte(nil), k.Seed...), Created: k.Created, Retired: k.Retired, private: ed25519.NewKeyFromSeed(k.Seed)}
+	}
+	sort.SliceStable(set, func(i, j int) bool { return set[i].Created < set[j].Created })
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.keys = set
+	return ks.saveLocked()
 }
 
 func (ks *KeySet) saveLocked() error {

@@ -120,8 +120,9 @@ func startNode(dir string, c *cluster.Config, log *slog.Logger) (*broker.Broker,
 }
 
 // shareKeys makes the signing keys and master secret in dirs[0] and
-// copies them to the other folders: a cluster's nodes must hold the same
-// until keys are replicated (docs/cluster.md).
+// copies them to the other folders, so that tokens minted from the first
+// folder verify on every node whichever node's keys the cluster adopts
+// (docs/cluster.md).
 func shareKeys(dirs []string) error {
 	if _, err := auth.LoadOrCreateKeys(dirs[0]); err != nil {
 		return err

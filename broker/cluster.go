@@ -1,15 +1,20 @@
 package broker
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 
+	"homemq/auth"
 	"homemq/cluster"
+	"homemq/tokenapi"
 )
 
 // joinCluster makes this broker a node of the cluster the configuration
 // describes (docs/cluster.md); without a cluster section it does nothing.
-// The cluster's hook goes after the Guard, so it sees only what the Guard
-// accepted.
+// The node adopts the cluster's signing keys and message master secret
+// (the first node's) before anything serves. The cluster's hook goes after
+// the Guard, so it sees only what the Guard accepted.
 func (b *Broker) joinCluster() error {
 	if b.cfg.Cluster == nil {
 		return nil
@@ -20,14 +25,49 @@ func (b *Broker) joinCluster() error {
 		Revocations: b.Revoked,
 		ReplayTTL:   b.cfg.Envelope.Policy.Horizon(),
 		Log:         b.log,
+		Disconnect:  b.Guard.Disconnect,
 	})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
+	_, master, err := n.ShareKeys(b.Keys, b.master)
+	if err != nil {
+		n.Close()
+		return fmt.Errorf("broker: %w", err)
+	}
+	b.master = master
+	b.Guard.UseMaster(master)
 	b.cluster = n
 	b.Guard.ShareReplay(n.Ledger())
 	b.watchCluster(n)
+	b.Guard.ShareConnections(n.Clients())
+	if err := b.Server.AddHook(n.Clients(), nil); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
 	return b.Server.AddHook(n.Hook(), nil)
+}
+
+// rotateKeysHandler serves auth.KeysRotatePath: a single node rotates its
+// own key set; a cluster node rotates the cluster's, which every node
+// adopts.
+func (b *Broker) rotateKeysHandler() http.Handler {
+	keep := auth.RotationKeep(b.cfg.Tokens)
+	if b.cluster == nil {
+		return tokenapi.RotateKeysHandler(b.Keys, keep)
+	}
+	keys := b.cluster.Keys()
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		resp, err := keys.Rotate(keep)
+		if err != nil {
+			b.log.Error("keys rotate", "error", err)
+			w.WriteHeader(http.StatusInternalServerError)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": "server_error", "error_description": err.Error()})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(resp)
+	})
 }
 
 // leaveCluster closes the cluster node, after the MQTT server (whose wills

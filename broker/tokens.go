@@ -66,7 +66,7 @@ func (b *Broker) openTokenService() error {
 			_, _ = reg.RemoveSignInsOf(e.Sub)
 		}
 	})
-	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(tokenapi.RotateKeysHandler(b.Keys, auth.RotationKeep(b.cfg.Tokens))))
+	b.Mux.Handle("POST "+auth.KeysRotatePath, b.requireOperator(b.rotateKeysHandler()))
 	return nil
 }
 

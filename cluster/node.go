@@ -13,6 +13,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,6 +49,10 @@ type Deps struct {
 	ReplayTTL time.Duration
 	// Log is the structured log (nil: slog.Default()).
 	Log *slog.Logger
+	// Disconnect closes a connection taken over on another node, telling
+	// an MQTT 5 client why (the Guard's Disconnect; nil: mochi's
+	// DisconnectClient).
+	Disconnect func(cl *mqtt.Client, code packets.Code)
 }
 
 // Node is this homemq process as a member of the cluster: its NATS
@@ -66,12 +71,15 @@ type Node struct {
 
 	hook   *Hook
 	ledger *Ledger
+	keys   *Keys                    // the shared signing keys (keys.go); nil until ShareKeys
 	feed   jetstream.ConsumeContext // revocations
 	msgs   jetstream.ConsumeContext // messages for local subscribers
 
 	revoked sync.Map      // entry keys this node has seen (revocations.go)
 	done    chan struct{} // closed by Close
 	closing sync.Once
+
+	clients *Clients // client-id owners (clients.go)
 
 	status // counters and the last Health (status.go)
 }
@@ -237,6 +245,13 @@ func (n *Node) trySetup(ctx context.Context, streams []jetstream.StreamConfig, r
 		}
 		n.ledger = &Ledger{kv: kv, counts: &n.counters}
 	}
+	if n.clients == nil {
+		c, err := newClients(octx, n, r)
+		if err != nil {
+			return err
+		}
+		n.clients = c
+	}
 	if n.hook == nil {
 		h, err := newHook(n)
 		if err != nil {
@@ -261,6 +276,10 @@ func (n *Node) Hook() *Hook { return n.hook }
 
 // Ledger is the cluster-wide replay ledger, for the Guard.
 func (n *Node) Ledger() *Ledger { return n.ledger }
+
+// Clients is the mochi hook that keeps client ids unique across the
+// nodes, and the Guard's count of connections on the other nodes.
+func (n *Node) Clients() *Clients { return n.clients }
 
 // Close stops receiving and leaves the cluster: the NATS connection and
 // the embedded server.

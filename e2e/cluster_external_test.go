@@ -73,10 +73,12 @@ func splitAddr(t *testing.T, addr string) (string, int) {
 	return addr[:i], port
 }
 
-// onExternalNATS makes node i a client of urls[i] instead of an embedded
-// NATS server.
-func onExternalNATS(urls []string) clusterOption {
-	return func(i int, c *cluster.Config) {
+// onExternalNATS makes node i (named 'a'+i by startCluster) a client of
+// urls[i] instead of an embedded NATS server.
+func onExternalNATS(urls []string) func(*broker.Config) {
+	return func(cfg *broker.Config) {
+		c := cfg.Cluster
+		i := int(c.Embedded.Name[0] - 'a')
 		c.NATS = &cluster.External{Name: c.Embedded.Name, URL: urls[i]}
 		c.Embedded, c.Replicas = nil, 3
 	}

@@ -162,6 +162,10 @@ func TestClusterStatus(t *testing.T) {
 	})
 
 	t.Run("no quorum", func(t *testing.T) {
+		// connected while the cluster has its quorum (a connect on a lone
+		// node waits for its client-id write to give up)
+		s := newSealer(a, "user:owner")
+		owner := a.mustV5(overTLS, "user:owner/alone", s.token)
 		nodes[1].Close()
 		c.Close()
 		eventually(t, 30*time.Second, "a alone answers /healthz 503 degraded", func() bool {
@@ -171,8 +175,7 @@ func TestClusterStatus(t *testing.T) {
 				h.Status == cluster.HealthDegraded && h.Cluster != nil && h.Cluster.Status == cluster.HealthDegraded
 		})
 		// alone, a refuses commands: its replay ledger cannot be written (fail closed)
-		s := newSealer(a, "user:owner")
-		pr := a.mustV5(overTLS, "user:owner/alone", s.token).publish(t, "homes/h1/agents/a1/devices/d1/cmd", s.seal(t, "homes/h1/agents/a1/devices/d1/cmd", "on", time.Now(), time.Minute), 1, false)
+		pr := owner.publish(t, "homes/h1/agents/a1/devices/d1/cmd", s.seal(t, "homes/h1/agents/a1/devices/d1/cmd", "on", time.Now(), time.Minute), 1, false)
 		if pr.ReasonCode != 0x87 || pr.Properties == nil || !strings.Contains(pr.Properties.ReasonString, "cannot answer") {
 			t.Fatalf("a command on a without quorum: PUBACK %#x %+v, want 0x87 saying the replay cache cannot answer", pr.ReasonCode, pr.Properties)
 		}

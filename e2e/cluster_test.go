@@ -20,34 +20,16 @@ import (
 
 // startCluster runs n homemq nodes side by side in this process, each
 // with its own data folder and an embedded NATS server on loopback, routed
-// to each other. The nodes share their signing keys and message master key
-// (copied from the first data folder), which a cluster needs until keys are
-// replicated (docs/cluster.md). The nodes start at once: each waits for
-// enough peers to hold JetStream's replicas. Options change each node's
-// cluster section (e.g. onExternalNATS).
-func startCluster(t *testing.T, n int, opts ...clusterOption) []*testBroker {
+// to each other. Each node makes its own signing keys and message master
+// secret; the cluster's keys bucket makes them one (docs/cluster.md). The
+// nodes start at once: each waits for enough peers to hold JetStream's
+// replicas. edit may change each node's config.
+func startCluster(t *testing.T, n int, edit ...func(*broker.Config)) []*testBroker {
 	t.Helper()
 	dirs, routes := make([]string, n), make([]string, n)
 	for i := range dirs {
 		dirs[i] = t.TempDir()
 		routes[i] = freeAddr(t)
-	}
-	if _, err := auth.LoadOrCreateKeys(dirs[0]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := auth.LoadOrCreateMasterSecret(dirs[0]); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range dirs[1:] {
-		for _, f := range []string{auth.KeysFile, auth.MasterSecretFile} {
-			b, err := os.ReadFile(filepath.Join(dirs[0], f))
-			if err == nil {
-				err = os.WriteFile(filepath.Join(d, f), b, 0o600)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 	secret := filepath.Join(t.TempDir(), "cluster.secret")
 	if err := os.WriteFile(secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {
@@ -71,8 +53,8 @@ func startCluster(t *testing.T, n int, opts ...clusterOption) []*testBroker {
 		cfg.Cluster = &cluster.Config{Embedded: &cluster.Embedded{
 			Name: string(rune('a' + i)), ClusterListen: routes[i], Routes: peers,
 		}, SecretFile: secret}
-		for _, o := range opts {
-			o(i, cfg.Cluster)
+		for _, f := range edit {
+			f(&cfg)
 		}
 		wg.Add(1)
 		go func() {
@@ -102,9 +84,6 @@ func startCluster(t *testing.T, n int, opts ...clusterOption) []*testBroker {
 	}
 	return nodes
 }
-
-// clusterOption changes the cluster section of node i.
-type clusterOption func(i int, c *cluster.Config)
 
 // publishes returns the received publishes on topic.
 func publishes(c *v5client, topic string) []*paho.Publish {

@@ -44,7 +44,7 @@ func (g *Guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return g.refuseConnect(cl, c, code, decision.Event{Reason: why, Detail: detail})
 	}
 	// sockets per address were counted at accept (Guard.Addresses)
-	if !g.counts.admit(g.cfg.Limits, c.Subject) {
+	if !g.counts.admit(g.cfg.Limits, c.Subject, g.connsElsewhere(c.Subject)) {
 		return g.refuseConnect(cl, c, packets.ErrQuotaExceeded.Code, decision.Event{Reason: "quota", Detail: "too many connections for " + c.Subject})
 	}
 	if err := g.admitSession(cl, c); err != nil {

@@ -99,6 +99,8 @@ type Guard struct {
 
 	ledger ReplayLedger // the cluster's replay cache (nil: one node; ledger.go)
 
+	elsewhere ConnectionCounter // the cluster's other connections (nil: one node; connections.go)
+
 	quotaState // the bookkeeping of Quotas and of the restart rule (quotas.go)
 
 	integrations integrationsRef // checks integration credentials (integration.go)

@@ -119,11 +119,11 @@ func (c *counters) allowAttempt(addr string, now time.Time) bool {
 }
 
 // admit counts a new connection of sub, or reports false when sub already
-// holds l.ConnsPerSub.
-func (c *counters) admit(l Limits, sub string) bool {
+// holds l.ConnsPerSub, here and elsewhere (on the cluster's other brokers).
+func (c *counters) admit(l Limits, sub string, elsewhere int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if l.ConnsPerSub > 0 && c.subs[sub] >= l.ConnsPerSub {
+	if l.ConnsPerSub > 0 && c.subs[sub]+elsewhere >= l.ConnsPerSub {
 		return false
 	}
 	c.subs[sub]++

@@ -38,9 +38,14 @@ func keysCmd(args []string, stdout, stderr io.Writer) error {
 	// for the lock before it reads the keys (broker.New).
 	keep := auth.RotationKeep(t.cfg.Tokens)
 	var resp auth.RotateResponse
-	if t.online() {
+	switch {
+	case t.online():
 		err = t.post(auth.KeysRotatePath, &resp)
-	} else {
+	case t.cfg.Cluster != nil:
+		// the node adopts the cluster's key set when it starts, which
+		// would silently undo a rotation of its file
+		err = fmt.Errorf("the broker on %s is a cluster node (cluster: in the config) and is not running: rotate on a running node, which rotates the keys of the whole cluster", t.cfg.Data)
+	default:
 		var keys *auth.KeySet
 		if keys, err = auth.LoadOrCreateKeys(t.cfg.Data); err == nil {
 			resp, err = auth.RotateKeys(keys, keep)

@@ -87,7 +87,8 @@ func (h *Hook) ID() string { return "homemq-cluster" }
 
 // Provides lists the hook methods the cluster implements.
 func (h *Hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnClientExpired}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnClientExpired,
+		mqtt.OnRetainMessage, mqtt.OnRetainedExpired, mqtt.StoredSysInfo}, []byte{b})
 }
 
 // OnPublish sends an accepted publish to the other nodes. mochi calls it
@@ -116,6 +117,9 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		m.Expiry = pk.Expiry
 	case pk.Properties.MessageExpiryInterval > 0:
 		m.Expiry = time.Now().Unix() + int64(pk.Properties.MessageExpiryInterval)
+	}
+	if err := h.storeRetained(cl, pk, m); err != nil {
+		return pk, err
 	}
 	hdr, _ := json.Marshal(m)
 	msg := &nats.Msg{Subject: subject, Data: pk.Payload, Header: nats.Header{metaHeader: []string{string(hdr)}}}
@@ -263,7 +267,7 @@ func (h *Hook) receive(msg jetstream.Msg) {
 		pk.Expiry = m.Expiry
 		pk.Properties.MessageExpiryInterval = uint32(left)
 	}
-	if err := h.n.d.Server.InjectPacket(h.injector, pk); err != nil {
+	if err := h.inject(pk); err != nil {
 		h.n.log.Warn("cluster: could not deliver a message from another node", "topic", m.Topic, "error", err)
 		_ = msg.Nak()
 		return

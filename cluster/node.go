@@ -75,6 +75,8 @@ type Node struct {
 	feed   jetstream.ConsumeContext // revocations
 	msgs   jetstream.ConsumeContext // messages for local subscribers
 
+	retained *retained // the cluster's retained store (retained.go)
+
 	revoked sync.Map      // entry keys this node has seen (revocations.go)
 	done    chan struct{} // closed by Close
 	closing sync.Once
@@ -252,6 +254,11 @@ func (n *Node) trySetup(ctx context.Context, streams []jetstream.StreamConfig, r
 		}
 		n.clients = c
 	}
+	if n.retained == nil {
+		if err := n.followRetained(octx, r); err != nil {
+			return err
+		}
+	}
 	if n.hook == nil {
 		h, err := newHook(n)
 		if err != nil {
@@ -291,6 +298,9 @@ func (n *Node) Close() {
 		}
 		if n.feed != nil {
 			n.feed.Stop()
+		}
+		if n.retained != nil {
+			_ = n.retained.w.Stop()
 		}
 		if n.nc != nil {
 			n.nc.Close()

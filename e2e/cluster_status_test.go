@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"homemq/auth"
 	"homemq/cluster"
@@ -174,8 +177,15 @@ func TestClusterStatus(t *testing.T) {
 			return code == http.StatusServiceUnavailable && json.Unmarshal([]byte(body), &h) == nil &&
 				h.Status == cluster.HealthDegraded && h.Cluster != nil && h.Cluster.Status == cluster.HealthDegraded
 		})
-		// alone, a refuses commands: its replay ledger cannot be written (fail closed)
-		pr := owner.publish(t, "homes/h1/agents/a1/devices/d1/cmd", s.seal(t, "homes/h1/agents/a1/devices/d1/cmd", "on", time.Now(), time.Minute), 1, false)
+		// alone, a refuses commands: its replay ledger cannot be written
+		// (fail closed), within the ledger's 5 s bound on a request
+		const cmd = "homes/h1/agents/a1/devices/d1/cmd"
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		pr, err := owner.Publish(ctx, &paho.Publish{Topic: cmd, QoS: 1, Payload: s.seal(t, cmd, "on", time.Now(), time.Minute)})
+		if pr == nil {
+			t.Fatalf("a command on a without quorum: no PUBACK: %v", err)
+		}
 		if pr.ReasonCode != 0x87 || pr.Properties == nil || !strings.Contains(pr.Properties.ReasonString, "cannot answer") {
 			t.Fatalf("a command on a without quorum: PUBACK %#x %+v, want 0x87 saying the replay cache cannot answer", pr.ReasonCode, pr.Properties)
 		}

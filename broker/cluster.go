@@ -17,12 +17,13 @@ import (
 // the Guard, so it sees only what the Guard accepted.
 func (b *Broker) joinCluster() error {
 	if b.cfg.Cluster == nil {
-		return nil
+		return b.leaveRegistryLog()
 	}
 	n, err := cluster.Start(*b.cfg.Cluster, cluster.Deps{
 		Server:      b.Server,
 		Data:        b.cfg.Data,
 		Revocations: b.Revoked,
+		Registry:    b.Registry,
 		ReplayTTL:   b.cfg.Envelope.Policy.Horizon(),
 		Log:         b.log,
 		Disconnect:  b.Guard.Disconnect,
@@ -76,4 +77,19 @@ func (b *Broker) leaveCluster() {
 	if b.cluster != nil {
 		b.cluster.Close()
 	}
+}
+
+// leaveRegistryLog makes the registry of a node that left its cluster (its
+// configuration has no cluster section any more) this broker's own again,
+// with a warning: from now on it differs from the cluster's.
+func (b *Broker) leaveRegistryLog() error {
+	stream, _, err := b.Registry.LogPosition()
+	if err != nil || stream == "" {
+		return err
+	}
+	if _, err := b.Registry.Detach(); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	b.log.Warn("broker: registry.db was a cluster node's copy; with no cluster section this broker now changes it alone", "data", b.cfg.Data)
+	return nil
 }

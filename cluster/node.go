@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"homemq/auth"
+	"homemq/registry"
 )
 
 // The JetStream names the nodes share (docs/cluster.md).
@@ -47,6 +48,9 @@ type Deps struct {
 	// ReplayTTL is how long an accepted envelope must be remembered: its
 	// longest lifetime plus the clock skew allowed.
 	ReplayTTL time.Duration
+	// Registry is the node's registry, shared with the others through
+	// the log RegistryStream (registry.go); nil shares none.
+	Registry *registry.Registry
 	// Log is the structured log (nil: slog.Default()).
 	Log *slog.Logger
 	// Disconnect closes a connection taken over on another node, telling
@@ -75,7 +79,8 @@ type Node struct {
 	feed   jetstream.ConsumeContext // revocations
 	msgs   jetstream.ConsumeContext // messages for local subscribers
 
-	retained *retained // the cluster's retained store (retained.go)
+	retained *retained    // the cluster's retained store (retained.go)
+	registry *registryLog // the registry's change log (registry.go)
 
 	revoked sync.Map      // entry keys this node has seen (revocations.go)
 	done    chan struct{} // closed by Close
@@ -271,6 +276,9 @@ func (n *Node) trySetup(ctx context.Context, streams []jetstream.StreamConfig, r
 			return err
 		}
 	}
+	if n.registry == nil && n.d.Registry != nil {
+		return n.followRegistry(ctx)
+	}
 	return nil
 }
 
@@ -301,6 +309,9 @@ func (n *Node) Close() {
 		}
 		if n.retained != nil {
 			_ = n.retained.w.Stop()
+		}
+		if n.registry != nil {
+			n.registry.stop()
 		}
 		if n.nc != nil {
 			n.nc.Close()

@@ -43,8 +43,8 @@ func (r *Registry) AddAgent(home, id string, devices []string) (Agent, auth.Agen
 	}
 	var rec agentRecord
 	var cred auth.AgentCredential
-	err = r.db.Update(func(tx *bolt.Tx) error {
-		if err := homeExists(tx, home); err != nil {
+	err = r.update(func(tx *wtx) error {
+		if err := homeExists(tx.Tx, home); err != nil {
 			return err
 		}
 		b := tx.Bucket(bucketAgents)
@@ -58,7 +58,7 @@ func (r *Registry) AddAgent(home, id string, devices []string) (Agent, auth.Agen
 			return err
 		}
 		rec = agentRecord{Agent: Agent{ID: id, Home: home, Devices: devs, Created: r.now().UTC().Truncate(time.Second)}, Hash: cred.Hash()}
-		return putJSON(b, id, rec)
+		return tx.putJSON(bucketAgents, id, rec)
 	})
 	if err != nil {
 		return Agent{}, auth.AgentCredential{}, err
@@ -71,9 +71,9 @@ func (r *Registry) AddAgent(home, id string, devices []string) (Agent, auth.Agen
 func (r *Registry) RotateAgent(home, id string) (Agent, auth.AgentCredential, error) {
 	var rec agentRecord
 	var cred auth.AgentCredential
-	err := r.db.Update(func(tx *bolt.Tx) error {
+	err := r.update(func(tx *wtx) error {
 		var err error
-		if rec, err = getAgent(tx, home, id); err != nil {
+		if rec, err = getAgent(tx.Tx, home, id); err != nil {
 			return err
 		}
 		if cred, err = auth.NewAgentCredential(home, id); err != nil {
@@ -81,7 +81,7 @@ func (r *Registry) RotateAgent(home, id string) (Agent, auth.AgentCredential, er
 		}
 		rec.Hash = cred.Hash()
 		rec.Rotated = r.now().UTC().Truncate(time.Second)
-		return putJSON(tx.Bucket(bucketAgents), id, rec)
+		return tx.putJSON(bucketAgents, id, rec)
 	})
 	if err != nil {
 		return Agent{}, auth.AgentCredential{}, err
@@ -91,11 +91,11 @@ func (r *Registry) RotateAgent(home, id string) (Agent, auth.AgentCredential, er
 
 // RemoveAgent deletes an agent and its credential.
 func (r *Registry) RemoveAgent(home, id string) error {
-	return r.db.Update(func(tx *bolt.Tx) error {
-		if _, err := getAgent(tx, home, id); err != nil {
+	return r.update(func(tx *wtx) error {
+		if _, err := getAgent(tx.Tx, home, id); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketAgents).Delete([]byte(id))
+		return tx.del(bucketAgents, []byte(id))
 	})
 }
 
@@ -139,16 +139,22 @@ func (r *Registry) Agents(home string) ([]Agent, error) {
 // secrets give the same error, wrapping ErrDenied and auth.ErrNotRegistered.
 func (r *Registry) CheckAgentCredential(c auth.AgentCredential) (auth.AgentGrant, error) {
 	var rec agentRecord
-	err := r.db.View(func(tx *bolt.Tx) error {
-		var err error
-		rec, err = getAgent(tx, c.Home, c.Agent)
-		return err
-	})
-	if err != nil || !c.Matches(rec.Hash) {
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return auth.AgentGrant{}, err
+	err := r.recheck(func() error {
+		err := r.db.View(func(tx *bolt.Tx) error {
+			var err error
+			rec, err = getAgent(tx, c.Home, c.Agent)
+			return err
+		})
+		if err != nil || !c.Matches(rec.Hash) {
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			return errorf(ErrDenied, "agent credential for %s/%s is not accepted (wrong, rotated or removed)", c.Home, c.Agent)
 		}
-		return auth.AgentGrant{}, errorf(ErrDenied, "agent credential for %s/%s is not accepted (wrong, rotated or removed)", c.Home, c.Agent)
+		return nil
+	})
+	if err != nil {
+		return auth.AgentGrant{}, err
 	}
 	return grantOf(rec.Agent), nil
 }

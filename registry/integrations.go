@@ -108,20 +108,16 @@ func (r *Registry) AddIntegration(home, id, role string) (Integration, string, e
 		return Integration{}, "", err
 	}
 	rec := integrationRecord{Integration: Integration{ID: id, Home: home, Role: role, Created: r.now().UTC().Truncate(time.Second)}, Hash: integrationHash(id, secret)}
-	err = r.db.Update(func(tx *bolt.Tx) error {
-		if err := homeExists(tx, home); err != nil {
+	err = r.update(func(tx *wtx) error {
+		if err := homeExists(tx.Tx, home); err != nil {
 			return err
 		}
-		b, err := tx.CreateBucketIfNotExists(bucketIntegrations)
-		if err != nil {
-			return err
-		}
-		if v := b.Get([]byte(id)); v != nil {
+		if v := tx.Bucket(bucketIntegrations).Get([]byte(id)); v != nil {
 			var old integrationRecord
 			_ = json.Unmarshal(v, &old)
 			return errorf(ErrExists, "integration %q already exists (in home %q); ids are unique across homes because the MQTT user name is service:%s", id, old.Home, id)
 		}
-		return putJSON(b, id, rec)
+		return tx.putJSON(bucketIntegrations, id, rec)
 	})
 	if err != nil {
 		return Integration{}, "", err
@@ -140,9 +136,9 @@ func (r *Registry) RotateIntegration(home, id, role string) (Integration, string
 		return Integration{}, "", err
 	}
 	var rec integrationRecord
-	err = r.db.Update(func(tx *bolt.Tx) error {
+	err = r.update(func(tx *wtx) error {
 		var err error
-		if rec, err = getIntegration(tx, home, id); err != nil {
+		if rec, err = getIntegration(tx.Tx, home, id); err != nil {
 			return err
 		}
 		rec.Hash = integrationHash(id, secret)
@@ -150,7 +146,7 @@ func (r *Registry) RotateIntegration(home, id, role string) (Integration, string
 			rec.Role = role
 		}
 		rec.Rotated = r.now().UTC().Truncate(time.Second)
-		return putJSON(tx.Bucket(bucketIntegrations), id, rec)
+		return tx.putJSON(bucketIntegrations, id, rec)
 	})
 	if err != nil {
 		return Integration{}, "", err
@@ -160,11 +156,11 @@ func (r *Registry) RotateIntegration(home, id, role string) (Integration, string
 
 // RemoveIntegration deletes an integration and its credential.
 func (r *Registry) RemoveIntegration(home, id string) error {
-	return r.db.Update(func(tx *bolt.Tx) error {
-		if _, err := getIntegration(tx, home, id); err != nil {
+	return r.update(func(tx *wtx) error {
+		if _, err := getIntegration(tx.Tx, home, id); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketIntegrations).Delete([]byte(id))
+		return tx.del(bucketIntegrations, []byte(id))
 	})
 }
 
@@ -217,19 +213,24 @@ func (r *Registry) CheckIntegration(id, credential string) (Integration, error) 
 		return Integration{}, denied
 	}
 	var rec integrationRecord
-	err = r.db.View(func(tx *bolt.Tx) error {
-		var err error
-		rec, err = getIntegration(tx, "", id)
-		return err
+	err = r.recheck(func() error {
+		err := r.db.View(func(tx *bolt.Tx) error {
+			var err error
+			rec, err = getIntegration(tx, "", id)
+			return err
+		})
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return denied
+		case err != nil:
+			return err
+		case subtle.ConstantTimeCompare(integrationHash(id, secret), rec.Hash) != 1:
+			return denied
+		}
+		return nil
 	})
 	if err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			return Integration{}, err
-		}
-		return Integration{}, denied
-	}
-	if subtle.ConstantTimeCompare(integrationHash(id, secret), rec.Hash) != 1 {
-		return Integration{}, denied
+		return Integration{}, err
 	}
 	return rec.Integration, nil
 }
@@ -240,19 +241,15 @@ func (r *Registry) SetDoorGrant(home, agent, device string, allow bool) error {
 	if !topics.ValidID(agent) || !topics.ValidID(device) {
 		return errorf(ErrInvalid, "agent %q or device %q is not a valid id: use 1-64 of a-z 0-9 _ -", agent, device)
 	}
-	return r.db.Update(func(tx *bolt.Tx) error {
-		if err := homeExists(tx, home); err != nil {
-			return err
-		}
-		b, err := tx.CreateBucketIfNotExists(bucketIntegrations)
-		if err != nil {
+	return r.update(func(tx *wtx) error {
+		if err := homeExists(tx.Tx, home); err != nil {
 			return err
 		}
 		k := doorKey(home, agent, device)
 		if !allow {
-			return b.Delete([]byte(k))
+			return tx.del(bucketIntegrations, []byte(k))
 		}
-		return putJSON(b, k, DoorGrant{Home: home, Agent: agent, Device: device})
+		return tx.putJSON(bucketIntegrations, k, DoorGrant{Home: home, Agent: agent, Device: device})
 	})
 }
 
@@ -296,7 +293,7 @@ func (r *Registry) DoorGrants(home string) ([]DoorGrant, error) {
 
 // dropHomeIntegrations refuses to remove a home that still has
 // integrations, and deletes its door grants.
-func dropHomeIntegrations(tx *bolt.Tx, home string) error {
+func dropHomeIntegrations(tx *wtx, home string) error {
 	b := tx.Bucket(bucketIntegrations)
 	if b == nil {
 		return nil
@@ -317,7 +314,7 @@ func dropHomeIntegrations(tx *bolt.Tx, home string) error {
 		return errorf(ErrInvalid, "home %q still has integration(s) %s; remove them first (homemq integration remove --home %s --id ID)", home, strings.Join(ids, ", "), home)
 	}
 	for _, k := range doors {
-		if err := b.Delete([]byte(k)); err != nil {
+		if err := tx.del(bucketIntegrations, []byte(k)); err != nil {
 			return err
 		}
 	}

@@ -98,23 +98,25 @@ func (r *Registry) AddInvite(home, role, user string, ttl time.Duration) (Invite
 	}
 	now := r.now().UTC().Truncate(time.Second)
 	inv := Invite{Home: home, Role: role, User: u, Created: now, Expires: now.Add(ttl)}
-	err = r.db.Update(func(tx *bolt.Tx) error {
-		if err := homeExists(tx, home); err != nil {
-			return err
-		}
-		b, err := tx.CreateBucketIfNotExists(bucketInvites)
-		if err != nil {
+	err = r.update(func(tx *wtx) error {
+		if err := homeExists(tx.Tx, home); err != nil {
 			return err
 		}
 		// forget expired invites on the way
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		var expired [][]byte
+		_ = tx.Bucket(bucketInvites).ForEach(func(k, v []byte) error {
 			var old Invite
 			if json.Unmarshal(v, &old) != nil || !now.Before(old.Expires) {
-				_ = c.Delete()
+				expired = append(expired, k)
+			}
+			return nil
+		})
+		for _, k := range expired {
+			if err := tx.del(bucketInvites, k); err != nil {
+				return err
 			}
 		}
-		return putJSON(b, hex.EncodeToString(hashOf(sec)), inv)
+		return tx.putJSON(bucketInvites, hex.EncodeToString(hashOf(sec)), inv)
 	})
 	if err != nil {
 		return Invite{}, "", err
@@ -140,7 +142,7 @@ func (r *Registry) RedeemInvite(invite, device string) (SignIn, string, error) {
 	}
 	now := r.now().UTC().Truncate(time.Second)
 	rec := signInRecord{SignIn: SignIn{ID: hex.EncodeToString(idb), Device: device, Created: now, LastUsed: now}, Hash: hashOf(sec)}
-	err = r.db.Update(func(tx *bolt.Tx) error {
+	err = r.update(func(tx *wtx) error {
 		b := tx.Bucket(bucketInvites)
 		key := []byte(hex.EncodeToString(hashOf(invite)))
 		var v []byte
@@ -157,24 +159,20 @@ func (r *Registry) RedeemInvite(invite, device string) (SignIn, string, error) {
 		if !now.Before(inv.Expires) { // AddInvite sweeps it away
 			return errorf(ErrDenied, "this invite expired at %s; ask the home's admin for a new one", inv.Expires.Format(time.RFC3339))
 		}
-		if err := b.Delete(key); err != nil { // once
+		if err := tx.del(bucketInvites, key); err != nil { // once
 			return err
 		}
-		if err := homeExists(tx, inv.Home); err != nil {
+		if err := homeExists(tx.Tx, inv.Home); err != nil {
 			return err
 		}
 		m := tx.Bucket(bucketMembers)
 		if m.Get(memberKey(inv.User, inv.Home)) == nil {
-			if err := m.Put(memberKey(inv.User, inv.Home), []byte(inv.Role)); err != nil {
+			if err := tx.put(bucketMembers, memberKey(inv.User, inv.Home), []byte(inv.Role)); err != nil {
 				return err
 			}
 		}
 		rec.User = inv.User
-		s, err := tx.CreateBucketIfNotExists(bucketSignIns)
-		if err != nil {
-			return err
-		}
-		return putJSON(s, rec.ID, rec)
+		return tx.putJSON(bucketSignIns, rec.ID, rec)
 	})
 	if err != nil {
 		return SignIn{}, "", err
@@ -187,7 +185,7 @@ func (r *Registry) RedeemInvite(invite, device string) (SignIn, string, error) {
 func (r *Registry) CheckSignIn(token string) (SignIn, error) {
 	id, sec, _ := strings.Cut(token, ".")
 	var rec signInRecord
-	err := r.db.Update(func(tx *bolt.Tx) error {
+	err := r.update(func(tx *wtx) error {
 		b := tx.Bucket(bucketSignIns)
 		var v []byte
 		if b != nil && id != "" {
@@ -197,7 +195,7 @@ func (r *Registry) CheckSignIn(token string) (SignIn, error) {
 			return errorf(ErrDenied, "this device's sign-in is not valid any more (removed by an admin?); sign in again")
 		}
 		rec.LastUsed = r.now().UTC().Truncate(time.Second)
-		return putJSON(b, id, rec)
+		return tx.putJSON(bucketSignIns, id, rec)
 	})
 	return rec.SignIn, err
 }
@@ -228,21 +226,25 @@ func (r *Registry) SignIns(user string) ([]SignIn, error) {
 // and returns how many there were.
 func (r *Registry) RemoveSignInsOf(user string) (int, error) {
 	n := 0
-	err := r.db.Update(func(tx *bolt.Tx) error {
+	err := r.update(func(tx *wtx) error {
 		b := tx.Bucket(bucketSignIns)
 		if b == nil {
 			return nil
 		}
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		var gone [][]byte
+		_ = b.ForEach(func(k, v []byte) error {
 			var rec signInRecord
 			if json.Unmarshal(v, &rec) == nil && rec.User == user {
-				if err := c.Delete(); err != nil {
-					return err
-				}
-				n++
+				gone = append(gone, k)
+			}
+			return nil
+		})
+		for _, k := range gone {
+			if err := tx.del(bucketSignIns, k); err != nil {
+				return err
 			}
 		}
+		n = len(gone)
 		return nil
 	})
 	return n, err
@@ -250,12 +252,12 @@ func (r *Registry) RemoveSignInsOf(user string) (int, error) {
 
 // RemoveSignIn deletes a sign-in: its device can no longer get tokens.
 func (r *Registry) RemoveSignIn(id string) error {
-	return r.db.Update(func(tx *bolt.Tx) error {
+	return r.update(func(tx *wtx) error {
 		b := tx.Bucket(bucketSignIns)
 		if b == nil || b.Get([]byte(id)) == nil {
 			return errorf(ErrNotFound, "no sign-in %q; list them with: homemq member signins", id)
 		}
-		return b.Delete([]byte(id))
+		return tx.del(bucketSignIns, []byte(id))
 	})
 }
 

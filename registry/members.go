@@ -60,15 +60,15 @@ func (r *Registry) AddMember(home, user, role string) (Membership, error) {
 		return Membership{}, err
 	}
 	m := Membership{User: u, Home: home, Role: role}
-	err = r.db.Update(func(tx *bolt.Tx) error {
-		if err := homeExists(tx, home); err != nil {
+	err = r.update(func(tx *wtx) error {
+		if err := homeExists(tx.Tx, home); err != nil {
 			return err
 		}
 		b := tx.Bucket(bucketMembers)
 		if old := b.Get(memberKey(u, home)); old != nil {
 			return errorf(ErrExists, "%s is already %s of home %q; remove the membership first to change the role", u, old, home)
 		}
-		return b.Put(memberKey(u, home), []byte(role))
+		return tx.put(bucketMembers, memberKey(u, home), []byte(role))
 	})
 	return m, err
 }
@@ -79,15 +79,15 @@ func (r *Registry) RemoveMember(home, user string) error {
 	if err != nil {
 		return err
 	}
-	return r.db.Update(func(tx *bolt.Tx) error {
-		if err := homeExists(tx, home); err != nil {
+	return r.update(func(tx *wtx) error {
+		if err := homeExists(tx.Tx, home); err != nil {
 			return err
 		}
 		b := tx.Bucket(bucketMembers)
 		if b.Get(memberKey(u, home)) == nil {
 			return errorf(ErrNotFound, "%s is not a member of home %q", u, home)
 		}
-		return b.Delete(memberKey(u, home))
+		return tx.del(bucketMembers, memberKey(u, home))
 	})
 }
 

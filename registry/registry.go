@@ -1,7 +1,9 @@
 // Package registry owns homemq's registry: the homes, the agents with the
 // devices they own and the hashes of their credentials, and users'
 // memberships (user → home → role), kept in registry.db (go.etcd.io/bbolt)
-// in the data folder and served to operators through an admin API.
+// in the data folder and served to operators through an admin API. On a
+// node of a cluster every write also goes through a Replicator, a log all
+// nodes apply (replicate.go).
 package registry
 
 import (
@@ -66,6 +68,7 @@ type Registry struct {
 	db   *bolt.DB
 	path string
 	now  func() time.Time
+	log  logState // replicate.go
 }
 
 // Options tune Open.
@@ -102,7 +105,7 @@ func Open(dir string, opts *Options) (*Registry, error) {
 	r := &Registry{db: db, path: p, now: time.Now}
 	if !opts.ReadOnly {
 		err = db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bucketHomes, bucketAgents, bucketMembers, bucketMeta} {
+			for _, b := range append([][]byte{bucketMeta}, replicated...) {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -113,6 +116,10 @@ func Open(dir string, opts *Options) (*Registry, error) {
 			_ = db.Close()
 			return nil, fmt.Errorf("registry: prepare %s: %w", p, err)
 		}
+	}
+	if err := r.loadLog(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("registry: read %s: %w", p, err)
 	}
 	return r, nil
 }
@@ -135,12 +142,12 @@ func (r *Registry) AddHome(id string) (Home, error) {
 		return Home{}, errorf(ErrInvalid, "home id %q is invalid: use 1-64 of a-z 0-9 _ -", id)
 	}
 	h := Home{ID: id, Created: r.now().UTC().Truncate(time.Second)}
-	err := r.db.Update(func(tx *bolt.Tx) error {
+	err := r.update(func(tx *wtx) error {
 		b := tx.Bucket(bucketHomes)
 		if b.Get([]byte(id)) != nil {
 			return errorf(ErrExists, "home %q already exists", id)
 		}
-		return putJSON(b, id, h)
+		return tx.putJSON(bucketHomes, id, h)
 	})
 	return h, err
 }
@@ -148,8 +155,8 @@ func (r *Registry) AddHome(id string) (Home, error) {
 // RemoveHome deletes an empty home. A home with agents or members is
 // refused, so nothing is left pointing at it.
 func (r *Registry) RemoveHome(id string) error {
-	return r.db.Update(func(tx *bolt.Tx) error {
-		if err := homeExists(tx, id); err != nil {
+	return r.update(func(tx *wtx) error {
+		if err := homeExists(tx.Tx, id); err != nil {
 			return err
 		}
 		n := 0
@@ -173,7 +180,7 @@ func (r *Registry) RemoveHome(id string) error {
 		if err := dropHomeIntegrations(tx, id); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketHomes).Delete([]byte(id))
+		return tx.del(bucketHomes, []byte(id))
 	})
 }
 
@@ -204,12 +211,13 @@ func homeExists(tx *bolt.Tx, home string) error {
 	return nil
 }
 
-func putJSON(b *bolt.Bucket, key string, v any) error {
+// putJSON sets key of bucket to v in JSON.
+func (t *wtx) putJSON(bucket []byte, key string, v any) error {
 	buf, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return b.Put([]byte(key), buf)
+	return t.put(bucket, []byte(key), buf)
 }
 
 // sortedUnique validates, de-duplicates and sorts device ids.

@@ -8,7 +8,9 @@
 # Settings (environment): ROUNDS (5), DURATION (2s per run), WARMUP (500ms),
 # IDLE_CONNS (15000), INPROC_CONNS (100000 in-process idle connections; 0
 # skips them), OUT (docs/performance.md), BENCHTIME (300ms for the Go
-# benchmarks), KEEP=1 keeps the work folder (configs, logs, results.json).
+# benchmarks), CLUSTER_ROUNDS (3 rounds of the three-node cluster next to
+# one node, about a minute; 0 skips it), KEEP=1 keeps the work folder
+# (configs, logs, results.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,7 @@ IDLE_CONNS=${IDLE_CONNS:-15000}
 OUT=${OUT:-docs/performance.md}
 BENCHTIME=${BENCHTIME:-300ms}
 INPROC_CONNS=${INPROC_CONNS:-100000}
+CLUSTER_ROUNDS=${CLUSTER_ROUNDS:-3}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/homemq-bench-compare.XXXXXX")
 pid=""
@@ -77,6 +80,7 @@ echo "bench-compare: load runs (load average now: $(cut -d' ' -f1-3 /proc/loadav
 	--rounds "$ROUNDS" --duration "$DURATION" --warmup "$WARMUP" --idle-conns "$IDLE_CONNS" \
 	--gobench "$WORK/gobench.txt" --work "$WORK" --json "$WORK/results.json" \
 	--inproc-conns "$INPROC_CONNS" --idle-profile "$WORK/idle-heap.txt" \
+	--cluster-rounds "$CLUSTER_ROUNDS" \
 	--out "$OUT" --timeout 30m &
 pid=$!
 wait "$pid"

@@ -246,16 +246,14 @@ func (b *Broker) assemble() error {
 	b.pipe = NewPipeListener("internal", l.ConnectTimeout)
 	b.pipe.closer, b.pipe.queue = b.closeClientsOf, queue
 	_ = b.Server.AddListener(b.pipe)
-	b.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	b.Mux.HandleFunc("GET /healthz", b.handleHealthz) // clusterstatus.go
 	b.Mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "max-age=300")
 		_, _ = w.Write(b.Keys.JWKS())
 	})
 	b.Mux.Handle("POST /api/admin/revoke", b.requireOperator(http.HandlerFunc(b.handleRevoke)))
+	b.Mux.Handle("GET "+ClusterStatusPath, b.requireOperator(http.HandlerFunc(b.handleClusterStatus)))
 	b.Bridge = bridge.New(bridge.DefaultConfig(), b.Verifier, b.DialInternal)
 	b.Mux.Handle("/signalr/", b.Bridge) // the SignalR bridge (docs/bridge.md)
 	if b.Metrics != nil {

@@ -40,6 +40,7 @@ func (b *Broker) joinCluster() error {
 	b.Guard.UseMaster(master)
 	b.cluster = n
 	b.Guard.ShareReplay(n.Ledger())
+	b.watchCluster(n)
 	b.Guard.ShareConnections(n.Clients())
 	if err := b.Server.AddHook(n.Clients(), nil); err != nil {
 		return fmt.Errorf("broker: %w", err)

@@ -126,16 +126,21 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	h.n.sig.sign(msg)
 	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
 		if err := h.n.nc.PublishMsg(msg); err != nil {
+			h.n.counters.publishErrors.Add(1)
 			h.n.log.Warn("cluster: a QoS 0 message did not leave this node", "topic", pk.TopicName, "error", err)
+		} else {
+			h.n.counters.sent.Add(1)
 		}
 		return pk, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if _, err := h.n.js.PublishMsg(ctx, msg); err != nil {
+		h.n.counters.publishErrors.Add(1)
 		h.n.log.Warn("cluster: a message could not be stored for the other nodes", "topic", pk.TopicName, "error", err)
 		return pk, packets.Code{Code: packets.ErrUnspecifiedError.Code, Reason: "the cluster could not take the message; publish it again"}
 	}
+	h.n.counters.sent.Add(1)
 	return pk, nil
 }
 
@@ -272,5 +277,6 @@ func (h *Hook) receive(msg jetstream.Msg) {
 		_ = msg.Nak()
 		return
 	}
+	h.n.counters.received.Add(1)
 	_ = msg.Ack()
 }

@@ -18,7 +18,8 @@ import (
 // with one key per accepted envelope, kept for the envelope's longest
 // validity. It satisfies hooks.ReplayLedger.
 type Ledger struct {
-	kv jetstream.KeyValue
+	kv     jetstream.KeyValue
+	counts *counters // status.go
 }
 
 // Claim records that envelope kid/nonce, valid until exp, was accepted.
@@ -31,11 +32,14 @@ func (l *Ledger) Claim(kid, nonce string, exp time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	_, err := l.kv.Create(ctx, hex.EncodeToString(sum[:]), []byte(strconv.FormatInt(exp.Unix(), 10)))
+	l.counts.ledgerChecks.Add(1)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, jetstream.ErrKeyExists):
+		l.counts.ledgerRefusals.Add(1)
 		return &envelope.Error{Reason: envelope.ReasonReplay, Detail: "nonce already used (accepted by a node of the cluster); seal a new command"}
 	}
+	l.counts.ledgerErrs.Add(1)
 	return fmt.Errorf("cluster: the shared replay cache cannot answer (%v); try again", err)
 }

@@ -92,6 +92,8 @@ type Node struct {
 	closing sync.Once
 
 	clients *Clients // client-id owners (clients.go)
+
+	status // counters and the last Health (status.go)
 }
 
 // Start joins the cluster cfg describes: it starts the embedded NATS
@@ -270,7 +272,7 @@ func (n *Node) trySetup(ctx context.Context, streams []jetstream.StreamConfig, r
 		if err != nil {
 			return fmt.Errorf("bucket %s: %w", ReplayBucket, err)
 		}
-		n.ledger = &Ledger{kv: kv}
+		n.ledger = &Ledger{kv: kv, counts: &n.counters}
 	}
 	if n.clients == nil {
 		c, err := newClients(octx, n, r)

@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -168,7 +169,7 @@ func (f *flow) connectGroup(ctx context.Context, n int) (*group, error) {
 		if err != nil {
 			return g, err
 		}
-		c, err := f.dial(ctx, id, "s"+strconv.Itoa(i), 0)
+		c, err := f.dialAt(ctx, cmp.Or(f.t.SubAddr, f.t.Addr), id, "s"+strconv.Itoa(i), 0)
 		if err != nil {
 			return g, err
 		}
@@ -202,7 +203,11 @@ func (f *flow) connectGroup(ctx context.Context, n int) (*group, error) {
 }
 
 func (f *flow) dial(ctx context.Context, id Identity, suffix string, bufSize int) (*mqttc.Conn, error) {
-	c, err := mqttc.Dial(ctx, mqttc.Options{Addr: f.t.Addr, TLS: f.t.TLS, ClientID: id.ClientID(suffix),
+	return f.dialAt(ctx, f.t.Addr, id, suffix, bufSize)
+}
+
+func (f *flow) dialAt(ctx context.Context, addr string, id Identity, suffix string, bufSize int) (*mqttc.Conn, error) {
+	c, err := mqttc.Dial(ctx, mqttc.Options{Addr: addr, TLS: f.t.TLS, ClientID: id.ClientID(suffix),
 		Username: id.Sub, Password: id.Password, Keepalive: 300, BufferSize: bufSize})
 	if err != nil {
 		return nil, fmt.Errorf("load: connect %s to %s: %w", id.Sub, f.t.Name, err)

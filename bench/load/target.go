@@ -22,6 +22,9 @@ type Target struct {
 	Name string
 	// Addr is the MQTT listener's host:port.
 	Addr string
+	// SubAddr, when set, is where the state and command scenarios'
+	// subscribers connect instead of Addr: another node of a cluster.
+	SubAddr string
 	// TLS, when set, is used for every connection.
 	TLS *tls.Config
 	// Minter makes tokens and message keys. A broker that checks nothing

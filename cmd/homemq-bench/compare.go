@@ -37,6 +37,7 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	stormAgents := fs.Int("storm-agents", compare.StormAgents, "agents of the reconnect storm")
 	inprocConns := fs.Int("inproc-conns", 100000, "in-process idle connections per run (homemq-bench inproc; 0 skips them)")
 	inprocRounds := fs.Int("inproc-rounds", 3, "rounds of the in-process idle runs")
+	clusterRounds := fs.Int("cluster-rounds", 3, "rounds of the cluster comparison (homemq-bench cluster, 3 nodes; 0 skips it)")
 	profileTop := fs.String("idle-profile", "", "`go tool pprof -top` output of an idle homemq's heap to add under the in-process table")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -102,6 +103,13 @@ func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			}
 		}
 		rep.ExtraTables += in.Markdown() + "\n"
+	}
+	if *clusterRounds > 0 && *only == "" && ctx.Err() == nil {
+		self, serr := os.Executable()
+		if serr != nil {
+			return serr
+		}
+		rep.ExtraTables += compare.RunCluster(ctx, self, 3, *clusterRounds, cfg.Duration, cfg.Warmup, stderr).Markdown() + "\n"
 	}
 	if *goBench != "" {
 		f, ferr := os.Open(*goBench)

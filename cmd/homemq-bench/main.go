@@ -6,6 +6,7 @@
 //	homemq-bench run --addr 127.0.0.1:1883 --data ./homemq-data --https 127.0.0.1:8443 --scenario signalr
 //	homemq-bench compare --bin bin --out docs/performance.md
 //	homemq-bench inproc --target homemq --conns 200000 --heap-profile heap.pprof
+//	homemq-bench cluster --nodes 3 --rounds 3
 //
 // run puts one scenario on one broker and prints what it measured (JSON
 // with --json); with --data it mints homemq tokens from that data folder,
@@ -14,7 +15,9 @@
 // runs every scenario against each in rounds and writes the medians and
 // ratios into docs/performance.md. inproc opens idle connections to a
 // broker in its own process through an in-process listener, past what
-// sockets allow on one machine, and prints memory per connection.
+// sockets allow on one machine, and prints memory per connection. cluster
+// puts the same load on a single node and on a cluster of nodes in its
+// own process (publishers on the first node, subscribers on the last).
 package main
 
 import (
@@ -48,7 +51,7 @@ func main() {
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: homemq-bench run|compare|inproc [flags] (-h for the flags)")
+		return errors.New("usage: homemq-bench run|compare|inproc|cluster [flags] (-h for the flags)")
 	}
 	switch args[0] {
 	case "run":
@@ -57,8 +60,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return compareCmd(ctx, args[1:], stdout, stderr)
 	case "inproc":
 		return inprocCmd(ctx, args[1:], stdout, stderr)
+	case "cluster":
+		return clusterCmd(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown command %q: want run, compare or inproc", args[0])
+	return fmt.Errorf("unknown command %q: want run, compare, inproc or cluster", args[0])
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {

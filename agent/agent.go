@@ -57,6 +57,8 @@ type Agent struct {
 	out     *outbox
 
 	discovery *published // the discovery config topics it published
+
+	first int // the index in cfg.Brokers the next connection tries first (supervise only)
 }
 
 // New checks cfg and prepares an agent; it touches no pin and opens no
@@ -128,7 +130,7 @@ func (a *Agent) tokenSource() TokenSource {
 		return FileToken{Path: a.cfg.path(a.cfg.TokenFile)}
 	}
 	tr := &http.Transport{DialContext: a.dial, TLSClientConfig: a.tlsConf.Clone(), TLSHandshakeTimeout: connectTimeout, MaxIdleConns: 1, IdleConnTimeout: time.Minute}
-	x := &Exchanger{URL: a.cfg.TokenURL, Credential: a.cfg.Credential, Client: &http.Client{Transport: tr, Timeout: 2 * connectTimeout}}
+	x := &Exchanger{URL: a.cfg.TokenURLs[0], Others: a.cfg.TokenURLs[1:], Credential: a.cfg.Credential, Client: &http.Client{Transport: tr, Timeout: 2 * connectTimeout}}
 	if x.Credential == "" {
 		x.CredentialFile = a.cfg.path(a.cfg.CredentialFile)
 	}
@@ -179,7 +181,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); a.tokens.run(work) }()
 	go func() { defer wg.Done(); a.publish(work) }()
-	a.log.Info("agent started", "home", a.cfg.Home, "agent", a.cfg.Agent, "broker", a.cfg.Broker, "devices", len(a.devices), "gpio", a.cfg.GPIO)
+	a.log.Info("agent started", "home", a.cfg.Home, "agent", a.cfg.Agent, "brokers", a.cfg.Brokers, "devices", len(a.devices), "gpio", a.cfg.GPIO)
 
 	last := a.supervise(ctx)
 
@@ -200,6 +202,7 @@ func (a *Agent) Run(ctx context.Context) error {
 type conn struct {
 	client mqtt.Client
 	lost   chan struct{}
+	broker int // the index in Config.Brokers it is connected to
 
 	mu  sync.Mutex
 	net *graceConn
@@ -249,17 +252,21 @@ func (a *Agent) supervise(ctx context.Context) *conn {
 				a.tokens.invalidate()
 			}
 			failures++
-			a.log.Warn("cannot connect to the broker; retrying", "broker", a.cfg.Broker, "error", err, "attempt", failures)
+			a.log.Warn("cannot connect to the broker; retrying", "brokers", a.cfg.Brokers, "error", err, "attempt", failures)
 			continue
 		}
 		failures = 0
-		a.log.Info("connected", "broker", a.cfg.Broker)
+		c.mu.Lock()
+		a.first = c.broker
+		c.mu.Unlock()
+		a.log.Info("connected", "broker", a.cfg.Brokers[a.first])
 		select {
 		case <-ctx.Done():
 			return c
 		case <-c.lost:
 			a.out.detach()
 			failures = 1
+			a.first++ // the node that dropped us may be going away: try the next first
 		case <-a.tokens.rotated:
 			a.log.Info("token renewed: reconnecting with it before the old one expires")
 			a.out.detach()
@@ -276,8 +283,13 @@ func (a *Agent) connect(ctx context.Context) (*conn, error) {
 	var once sync.Once
 	status := topics.StatusTopic(a.cfg.Home, a.cfg.Agent)
 	sub := "agent:" + a.cfg.Agent
-	o := mqtt.NewClientOptions().AddBroker(a.cfg.Broker).
-		SetClientID(sub).
+	o := mqtt.NewClientOptions()
+	// paho tries the brokers in the order added, until one accepts
+	order := rotate(a.cfg.Brokers, a.first)
+	for _, b := range order {
+		o.AddBroker(b)
+	}
+	o.SetClientID(sub).
 		SetCredentialsProvider(func() (string, string) { return sub, a.tokens.password() }).
 		SetProtocolVersion(4).
 		SetCleanSession(false).
@@ -298,6 +310,7 @@ func (a *Agent) connect(ctx context.Context) (*conn, error) {
 			}
 			c.mu.Lock()
 			c.net = nc
+			c.broker = brokerIndex(a.cfg.Brokers, u)
 			c.mu.Unlock()
 			return nc, nil
 		}).

@@ -79,8 +79,13 @@ const (
 // gets its tokens and which devices hang off which pins.
 type Config struct {
 	// Broker is mqtts://host:port (MQTT over TLS) or wss://host:port/mqtt
-	// (MQTT over WebSocket on the broker's HTTPS port).
-	Broker string `yaml:"broker"`
+	// (MQTT over WebSocket on the broker's HTTPS port): the first of
+	// Brokers, or the only broker of a Config made in code.
+	Broker string `yaml:"-"`
+	// Brokers is agent.yaml's broker: one URL, or a list of the nodes of a
+	// cluster. Each connection tries them in turn, starting with the node
+	// it was last connected to, or the next one after a connection loss.
+	Brokers URLList `yaml:"broker"`
 	// CAFile is the PEM CA the broker's certificate must chain to (the
 	// home's CA, e.g. ca.pem from the broker's data folder), or "system"
 	// for the system's roots. Required: there is no insecure mode.
@@ -98,9 +103,13 @@ type Config struct {
 	// 'homemq agent add', exchanged at TokenURL for short-lived tokens.
 	Credential     string `yaml:"credential"`
 	CredentialFile string `yaml:"credential_file"`
-	// TokenURL is the broker's https://host:port/api/token (derived from a
-	// wss:// Broker when empty).
-	TokenURL string `yaml:"token_url"`
+	// TokenURL is the broker's https://host:port/api/token: the first of
+	// TokenURLs, or the only one of a Config made in code.
+	TokenURL string `yaml:"-"`
+	// TokenURLs is agent.yaml's token_url: one URL or a list (default:
+	// derived from each wss:// broker). An exchange that gets no answer, or
+	// a 5xx, tries the next one.
+	TokenURLs URLList `yaml:"token_url"`
 	// TokenFile instead names a file holding a token (a JWT), re-read when
 	// the token nears its expiry: for simple set-ups where something else
 	// keeps the file fresh, and for tests.
@@ -226,10 +235,24 @@ func (c *Config) applyDefaults() {
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
 	}
-	if c.TokenURL == "" && c.TokenFile == "" {
-		if u, err := url.Parse(c.Broker); err == nil && u.Scheme == "wss" && u.Host != "" {
-			c.TokenURL = "https://" + u.Host + "/api/token"
+	if len(c.Brokers) == 0 && c.Broker != "" {
+		c.Brokers = URLList{c.Broker}
+	}
+	if len(c.Brokers) > 0 {
+		c.Broker = c.Brokers[0]
+	}
+	if len(c.TokenURLs) == 0 && c.TokenURL != "" {
+		c.TokenURLs = URLList{c.TokenURL}
+	}
+	if len(c.TokenURLs) == 0 && c.TokenFile == "" {
+		for _, b := range c.Brokers {
+			if u, err := url.Parse(b); err == nil && u.Scheme == "wss" && u.Host != "" {
+				c.TokenURLs = append(c.TokenURLs, "https://"+u.Host+"/api/token")
+			}
 		}
+	}
+	if len(c.TokenURLs) > 0 {
+		c.TokenURL = c.TokenURLs[0]
 	}
 	if c.StateDir == "" && c.dir != "" {
 		c.StateDir = "."
@@ -261,18 +284,14 @@ func (c *Config) applyDefaults() {
 
 // Validate checks every setting and names the first bad one by its key.
 func (c *Config) Validate() error {
-	u, err := url.Parse(c.Broker)
-	switch {
-	case c.Broker == "":
-		return errors.New("broker: missing; e.g. mqtts://hub.local:8883 or wss://hub.local:8443/mqtt")
-	case err != nil || u.Host == "":
-		return fmt.Errorf("broker: %q is not a URL like mqtts://hub.local:8883", c.Broker)
-	case u.Scheme == "mqtt" || u.Scheme == "tcp" || u.Scheme == "ws":
-		return fmt.Errorf("broker: %q is not encrypted; the agent speaks only mqtts:// or wss://", c.Broker)
-	case u.Scheme != "mqtts" && u.Scheme != "ssl" && u.Scheme != "tls" && u.Scheme != "wss":
-		return fmt.Errorf("broker: scheme %q is not supported; use mqtts:// or wss://", u.Scheme)
-	case u.Port() == "":
-		return fmt.Errorf("broker: %q has no port; e.g. mqtts://%s:8883", c.Broker, u.Hostname())
+	brokers := c.brokers()
+	if len(brokers) == 0 {
+		return errors.New("broker: missing; e.g. mqtts://hub.local:8883 or wss://hub.local:8443/mqtt, or a list of a cluster's nodes")
+	}
+	for i, b := range brokers {
+		if err := checkBroker(listKey("broker", i, len(brokers)), b); err != nil {
+			return err
+		}
 	}
 	if c.CAFile == "" {
 		return errors.New(`ca_file: missing; name the home's CA certificate (ca.pem from the broker's data folder) or "system"`)
@@ -304,6 +323,46 @@ func (c *Config) Validate() error {
 	return c.validateDevices()
 }
 
+// brokers returns the broker URLs: Brokers, or Broker alone.
+func (c *Config) brokers() []string {
+	if len(c.Brokers) > 0 {
+		return c.Brokers
+	}
+	if c.Broker != "" {
+		return []string{c.Broker}
+	}
+	return nil
+}
+
+// tokenURLs returns the token URLs: TokenURLs, or TokenURL alone.
+func (c *Config) tokenURLs() []string {
+	if len(c.TokenURLs) > 0 {
+		return c.TokenURLs
+	}
+	if c.TokenURL != "" {
+		return []string{c.TokenURL}
+	}
+	return nil
+}
+
+// checkBroker checks one broker URL; key names it in the error.
+func checkBroker(key, b string) error {
+	u, err := url.Parse(b)
+	switch {
+	case b == "":
+		return fmt.Errorf("%s: empty; e.g. mqtts://hub.local:8883", key)
+	case err != nil || u.Host == "":
+		return fmt.Errorf("%s: %q is not a URL like mqtts://hub.local:8883", key, b)
+	case u.Scheme == "mqtt" || u.Scheme == "tcp" || u.Scheme == "ws":
+		return fmt.Errorf("%s: %q is not encrypted; the agent speaks only mqtts:// or wss://", key, b)
+	case u.Scheme != "mqtts" && u.Scheme != "ssl" && u.Scheme != "tls" && u.Scheme != "wss":
+		return fmt.Errorf("%s: scheme %q is not supported; use mqtts:// or wss://", key, u.Scheme)
+	case u.Port() == "":
+		return fmt.Errorf("%s: %q has no port; e.g. mqtts://%s:8883", key, b, u.Hostname())
+	}
+	return nil
+}
+
 func (c *Config) validateTokens() error {
 	haveCred := c.Credential != "" || c.CredentialFile != ""
 	switch {
@@ -316,12 +375,14 @@ func (c *Config) validateTokens() error {
 	case c.TokenFile != "":
 		return nil
 	}
-	u, err := url.Parse(c.TokenURL)
-	if c.TokenURL == "" {
-		return errors.New("token_url: missing; e.g. https://hub.local:8443/api/token")
+	urls := c.tokenURLs()
+	if len(urls) == 0 {
+		return errors.New("token_url: missing; e.g. https://hub.local:8443/api/token (derived only from wss:// brokers)")
 	}
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("token_url: %q must be an https:// URL like https://hub.local:8443/api/token", c.TokenURL)
+	for i, t := range urls {
+		if u, err := url.Parse(t); err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("%s: %q must be an https:// URL like https://hub.local:8443/api/token", listKey("token_url", i, len(urls)), t)
+		}
 	}
 	if c.Credential != "" {
 		return c.checkCredential(c.Credential, "credential")

@@ -41,10 +41,16 @@ type TokenSource interface {
 // credential. The credential file is read again on every exchange, so a
 // rotated credential needs no restart.
 type Exchanger struct {
-	URL            string // https://…/api/token
+	URL string // https://…/api/token
+	// Others are more token URLs (the other nodes of a cluster): an
+	// exchange that gets no answer or a 5xx tries the next, and the next
+	// exchange starts at the URL that answered last.
+	Others         []string
 	Credential     string // the credential itself, or
 	CredentialFile string // a file holding it
 	Client         *http.Client
+
+	last atomic.Int32 // the index in urls() that answered last
 }
 
 // ExchangeError is a refused token exchange: the HTTP status and the RFC
@@ -70,7 +76,12 @@ func (e *ExchangeError) Error() string {
 // maxTokenAnswer bounds the token API's answer.
 const maxTokenAnswer = 64 << 10
 
-// Token exchanges the credential for a token.
+// urls returns URL and Others.
+func (x *Exchanger) urls() []string { return append([]string{x.URL}, x.Others...) }
+
+// Token exchanges the credential for a token, at the URL that answered
+// last, or at the next ones in turn when it gets no answer or a 5xx. A
+// refusal (4xx) is the answer: the other nodes would give the same.
 func (x *Exchanger) Token(ctx context.Context) (Token, error) {
 	cred := x.Credential
 	if cred == "" {
@@ -80,8 +91,28 @@ func (x *Exchanger) Token(ctx context.Context) (Token, error) {
 		}
 		cred = strings.TrimSpace(string(b))
 	}
+	urls := x.urls()
+	start := int(x.last.Load())
+	var errs []error
+	for i := range urls {
+		n := (start + i) % len(urls)
+		t, err := x.exchange(ctx, urls[n], cred)
+		var refused *ExchangeError
+		if err == nil || (errors.As(err, &refused) && refused.Status < 500) || ctx.Err() != nil {
+			if err == nil {
+				x.last.Store(int32(n))
+			}
+			return t, err
+		}
+		errs = append(errs, err)
+	}
+	return Token{}, errors.Join(errs...)
+}
+
+// exchange does one exchange of cred at u.
+func (x *Exchanger) exchange(ctx context.Context, u, cred string) (Token, error) {
 	body, _ := json.Marshal(auth.ExchangeRequest{GrantType: auth.GrantTokenExchange, SubjectToken: cred, SubjectTokenType: auth.TokenTypeAgentCredential})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return Token{}, fmt.Errorf("token_url: %w", err)
 	}
@@ -90,7 +121,7 @@ func (x *Exchanger) Token(ctx context.Context) (Token, error) {
 	start := time.Now()
 	res, err := x.Client.Do(req)
 	if err != nil {
-		return Token{}, fmt.Errorf("token exchange at %s: %w", x.URL, err)
+		return Token{}, fmt.Errorf("token exchange at %s: %w", u, err)
 	}
 	defer res.Body.Close()
 	var skew time.Duration
@@ -101,7 +132,7 @@ func (x *Exchanger) Token(ctx context.Context) (Token, error) {
 	}
 	raw, err := io.ReadAll(io.LimitReader(res.Body, maxTokenAnswer))
 	if err != nil {
-		return Token{}, fmt.Errorf("token exchange at %s: reading the answer: %w", x.URL, err)
+		return Token{}, fmt.Errorf("token exchange at %s: reading the answer: %w", u, err)
 	}
 	if res.StatusCode != http.StatusOK {
 		e := &ExchangeError{Status: res.StatusCode}
@@ -122,7 +153,7 @@ func (x *Exchanger) Token(ctx context.Context) (Token, error) {
 	}
 	var ans auth.ExchangeResponse
 	if err := json.Unmarshal(raw, &ans); err != nil || ans.AccessToken == "" || ans.ExpiresIn <= 0 {
-		return Token{}, fmt.Errorf("token exchange at %s: the answer is not a token (is token_url the broker's /api/token?)", x.URL)
+		return Token{}, fmt.Errorf("token exchange at %s: the answer is not a token (is token_url the broker's /api/token?)", u)
 	}
 	return Token{Access: ans.AccessToken, Expiry: start.Add(time.Duration(ans.ExpiresIn) * time.Second), Skew: skew}, nil
 }

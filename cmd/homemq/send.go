@@ -42,7 +42,7 @@ func sendCmd(args []string, stdout, stderr io.Writer) error {
 	f.common.add(fs, flagData, flagConfig)
 	fs.StringVar(&f.token, "token", "", "the token to connect with (instead of --data)")
 	fs.StringVar(&f.key, "key", "", "the token's message key, base64url (msg_key from token mint --json or /api/token)")
-	fs.StringVar(&f.server, "server", "", "broker address: mqtts://host:port (default 127.0.0.1:8883)")
+	fs.StringVar(&f.server, "server", "", "broker address: mqtts://host:port (default 127.0.0.1:8883); several, comma-separated (a cluster's nodes), are tried in order until one accepts")
 	fs.StringVar(&f.caFile, "cafile", "", "CA certificate to trust (default: the data folder's dev CA)")
 	fs.StringVar(&f.topic, "topic", "", "the device's cmd topic, homes/H/agents/A/devices/D/cmd")
 	fs.StringVar(&f.msg, "msg", "", `the command, e.g. {"action":"on"}`)
@@ -109,23 +109,13 @@ func (f *sendFlags) send(token string, key []byte, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	conn, err := f.dial()
+	acks := make(chan *paho.Publish, 1)
+	c, err := f.connect(token, claims.Subject, acks)
 	if err != nil {
 		return err
 	}
-	acks := make(chan *paho.Publish, 1)
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, PingHandler: noPings{}, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-		func(pr paho.PublishReceived) (bool, error) { acks <- pr.Packet; return true, nil },
-	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+f.wait)
 	defer cancel()
-	ca, err := c.Connect(ctx, &paho.Connect{ClientID: claims.Subject + "/send", CleanStart: true, KeepAlive: 0, Password: []byte(token), PasswordFlag: true})
-	if err != nil {
-		if ca != nil && ca.Properties != nil {
-			return fmt.Errorf("connect refused (0x%02X): %s", ca.ReasonCode, ca.Properties.ReasonString)
-		}
-		return fmt.Errorf("connect: %w", err)
-	}
 	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
 	ack, _ := topics.Parse(f.topic) // a command topic: checked above
 	ack.Kind = topics.KindAck
@@ -149,6 +139,47 @@ func (f *sendFlags) send(token string, key []byte, stdout io.Writer) error {
 		return nil
 	}
 	return waitAck(acks, env.Nonce, f.wait, stdout)
+}
+
+// connect connects to the first of --server's addresses that accepts, and
+// says which failed and why when none does.
+func (f *sendFlags) connect(token, sub string, acks chan<- *paho.Publish) (*paho.Client, error) {
+	servers := strings.Split(f.server, ",")
+	var failed []string
+	for _, server := range servers {
+		server = strings.TrimSpace(server)
+		c, err := f.connectTo(server, token, sub, acks)
+		if err == nil {
+			return c, nil
+		}
+		if len(servers) == 1 {
+			return nil, err
+		}
+		failed = append(failed, fmt.Sprintf("%s: %v", server, err))
+	}
+	return nil, fmt.Errorf("no broker of --server accepted the connection:\n  %s", strings.Join(failed, "\n  "))
+}
+
+// connectTo connects to one broker address.
+func (f *sendFlags) connectTo(server, token, sub string, acks chan<- *paho.Publish) (*paho.Client, error) {
+	conn, err := f.dial(server)
+	if err != nil {
+		return nil, err
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, PingHandler: noPings{}, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) { acks <- pr.Packet; return true, nil },
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: sub + "/send", CleanStart: true, KeepAlive: 0, Password: []byte(token), PasswordFlag: true})
+	if err != nil {
+		conn.Close()
+		if ca != nil && ca.Properties != nil {
+			return nil, fmt.Errorf("connect refused (0x%02X): %s", ca.ReasonCode, ca.Properties.ReasonString)
+		}
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return c, nil
 }
 
 func waitAck(acks <-chan *paho.Publish, nonce string, wait time.Duration, stdout io.Writer) error {
@@ -176,8 +207,8 @@ func waitAck(acks <-chan *paho.Publish, nonce string, wait time.Duration, stdout
 	}
 }
 
-func (f *sendFlags) dial() (net.Conn, error) {
-	addr := f.server
+// dial opens the network connection to one broker address.
+func (f *sendFlags) dial(addr string) (net.Conn, error) {
 	if addr == "" {
 		addr = "127.0.0.1:8883"
 	}

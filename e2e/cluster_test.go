@@ -22,14 +22,25 @@ import (
 // with its own data folder and an embedded NATS server on loopback, routed
 // to each other. Each node makes its own signing keys and message master
 // secret; the cluster's keys bucket makes them one (docs/cluster.md). The
-// nodes start at once: each waits for enough peers to hold JetStream's
-// replicas. edit may change each node's config.
+// nodes share one dev CA (each issues its own server certificate from
+// it), so a client trusts every node, and a front before them, with one
+// CA file. The nodes start at once: each waits for enough peers to hold
+// JetStream's replicas. edit may change each node's config.
 func startCluster(t *testing.T, n int, edit ...func(*broker.Config)) []*testBroker {
 	t.Helper()
 	dirs, routes := make([]string, n), make([]string, n)
 	for i := range dirs {
 		dirs[i] = t.TempDir()
 		routes[i] = freeAddr(t)
+	}
+	ca, err := certs.NewAuthority("homemq cluster dev CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if err := ca.Save(filepath.Join(d, "certs")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	secret := filepath.Join(t.TempDir(), "cluster.secret")
 	if err := os.WriteFile(secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {

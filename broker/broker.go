@@ -56,6 +56,7 @@ type Broker struct {
 
 	tokenAPI *tokenapi.Exchange
 	cluster  *cluster.Node // nil: a single node (cluster.go)
+	drain    drain         // drain.go
 
 	master []byte             // the message master secret (MessageKey); never exported
 	issued hooks.IssuedRecord // what earlier runs may have accepted (restart.go)
@@ -220,6 +221,7 @@ func (b *Broker) assemble() error {
 	if b.Guard, err = hooks.New(b.Server, b.Verifier, b.master, gcfg, b.observers...); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
+	b.addDrainHook() // before the Guard; a cluster node only (drain.go)
 	_ = b.Server.AddHook(b.Guard, nil)
 	b.Revoked.OnRevoke(b.Guard.Revoked)
 
@@ -246,7 +248,8 @@ func (b *Broker) assemble() error {
 	b.pipe = NewPipeListener("internal", l.ConnectTimeout)
 	b.pipe.closer, b.pipe.queue = b.closeClientsOf, queue
 	_ = b.Server.AddListener(b.pipe)
-	b.Mux.HandleFunc("GET /healthz", b.handleHealthz) // clusterstatus.go
+	b.Mux.HandleFunc("GET /healthz", b.handleHealthz) // clusterstatus.go; 503 draining (drain.go)
+	b.Mux.Handle("POST "+DrainPath, b.requireOperator(http.HandlerFunc(b.handleDrain)))
 	b.Mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "max-age=300")

@@ -15,8 +15,8 @@ import (
 const ClusterStatusPath = "/api/admin/cluster/status"
 
 // Health is the JSON body of /healthz on a cluster node (and on a single
-// node asked for JSON): Status is "ok" or "degraded", Cluster is nil on a
-// single node.
+// node asked for JSON): Status is "ok", "degraded" or "draining", Cluster
+// is nil on a single node.
 type Health struct {
 	Status  string          `json:"status"`
 	Cluster *cluster.Health `json:"cluster"`
@@ -26,14 +26,9 @@ type Health struct {
 // with "cluster": null when asked for JSON). A cluster node answers JSON
 // with its cluster health, and 503 when it is degraded: it cannot accept
 // commands, so a load balancer should send clients to another node
-// (docs/decisions.md).
+// (docs/decisions.md). A draining node answers 503 "draining" (drain.go).
 func (b *Broker) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if b.cluster == nil && !strings.Contains(r.Header.Get("Accept"), "application/json") {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-		return
-	}
 	h := Health{Status: cluster.HealthOK}
 	status := http.StatusOK
 	if b.cluster != nil {
@@ -42,6 +37,15 @@ func (b *Broker) handleHealthz(w http.ResponseWriter, r *http.Request) {
 		if ch.Status != cluster.HealthOK {
 			status = http.StatusServiceUnavailable
 		}
+	}
+	if b.Draining() {
+		h.Status, status = healthDraining, http.StatusServiceUnavailable
+	}
+	if b.cluster == nil && !strings.Contains(r.Header.Get("Accept"), "application/json") {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(h.Status + "\n"))
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -39,6 +39,8 @@ type Config struct {
 	// Cluster makes this node one of several on NATS (docs/cluster.md);
 	// nil, the default, is a single node.
 	Cluster *cluster.Config `yaml:"cluster"`
+	// Drain is how a cluster node hands its clients to the others (drain.go).
+	Drain DrainConfig `yaml:"drain"`
 }
 
 // ListenersConfig says where to listen; an empty address is off.
@@ -239,6 +241,9 @@ func (c Config) Validate() error {
 		if err := c.Cluster.WithDefaults().Validate(); err != nil {
 			return fmt.Errorf("config: cluster.%w", err)
 		}
+	}
+	if err := c.Drain.Validate(); err != nil {
+		return fmt.Errorf("config: drain.%w", err)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

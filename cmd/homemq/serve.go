@@ -95,6 +95,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	s := <-sig
+	if s == syscall.SIGTERM && b.CanDrain() {
+		drainOnSignal(b, sig, log) // a cluster node hands its clients to the others first
+	}
 	log.Info("shutting down", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -110,6 +113,22 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return b.Shutdown(ctx)
+}
+
+// drainOnSignal drains a cluster node (broker.Broker.Drain) until every
+// client was asked to leave, or until a second signal.
+func drainOnSignal(b *broker.Broker, sig <-chan os.Signal, log *slog.Logger) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-sig:
+			log.Warn("second signal: stopping without waiting for the drain")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	_ = b.Drain(ctx)
 }
 
 func newLogger(level string, w io.Writer) *slog.Logger {

@@ -175,6 +175,7 @@ func DefaultConfig() Config {
 		Log:      LogConfig{Level: "info"},
 		Observe:  ObserveConfig{AuditMaxSize: audit.DefaultMaxSize, AuditKeep: audit.DefaultKeep},
 		TokenAPI: tokenapi.Config{IdentityProviders: []tokenapi.IdentityProvider{}},
+		Drain:    DrainConfig{Period: DefaultDrainPeriod},
 	}
 }
 

@@ -70,8 +70,10 @@ type drain struct {
 }
 
 // drainHook refuses every CONNECT once the node drains, before the Guard
-// looks at it: MQTT 5 clients get 0x9C "use another server", MQTT 3.1.1
-// clients 0x03 "server unavailable".
+// looks at it: MQTT 5 clients get 0x88 "server unavailable", MQTT 3.1.1
+// clients 0x03, the same. Not 0x9C "use another server": without a
+// Server Reference many clients, the web app among them, take it for
+// final and stop reconnecting (docs/decisions.md).
 type drainHook struct {
 	mqtt.HookBase
 	server *mqtt.Server
@@ -89,7 +91,7 @@ func (h *drainHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	if !h.on.Load() {
 		return nil
 	}
-	code := packets.Code{Code: packets.ErrUseAnotherServer.Code, Reason: "this node is draining: connect to another node of the cluster"}
+	code := packets.Code{Code: packets.ErrServerUnavailable.Code, Reason: "this node is draining: connect to another node of the cluster"}
 	if cl.Properties.ProtocolVersion < 5 {
 		code = packets.Code{Code: packets.Err3ServerUnavailable.Code, Reason: code.Reason}
 	}
@@ -117,9 +119,10 @@ func (b *Broker) Draining() bool { return b.drain.on.Load() }
 
 // Drain hands the node's clients to the other nodes of the cluster: from
 // now on /healthz answers 503 "draining" (a front stops sending new
-// clients) and every CONNECT is refused with 0x9C "use another server";
-// the connected clients are disconnected with 0x9C in batches spread over
-// drain.period. It returns when every client was asked to leave, or when
+// clients) and every CONNECT is refused with 0x88 "server unavailable";
+// the connected clients are disconnected with 0x8B "server shutting down"
+// in batches spread over drain.period, so they reconnect, through the
+// front or to the next node they know. It returns when every client was asked to leave, or when
 // ctx ends (the drain goes on). A second call waits for the same drain.
 // The node keeps running, refusing clients, until it is shut down.
 func (b *Broker) Drain(ctx context.Context) error {
@@ -162,7 +165,7 @@ func (b *Broker) runDrain() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				b.Guard.Disconnect(cl, packets.ErrUseAnotherServer)
+				b.Guard.Disconnect(cl, packets.ErrServerShuttingDown)
 			}()
 		}
 		wg.Wait()

@@ -175,8 +175,9 @@ func healthz(t *testing.T, b *testBroker, addr string) (int, string) {
 // refusal, a signed command delivered to an agent connected through the
 // front, a revocation cutting a connection made through it. Then the
 // agent's node is drained with homemq drain: its /healthz says draining,
-// its MQTT 5 clients are told 0x9C (use another server), the agent ends up
-// on another node through the front and commands keep working.
+// its MQTT 5 clients are told 0x8B (server shutting down), a CONNECT to it
+// is refused 0x88 (server unavailable), the agent ends up on another node
+// through the front and commands keep working.
 func TestClusterBehindHAProxy(t *testing.T) {
 	nodes := startCluster(t, 3)
 	a := nodes[0]
@@ -252,8 +253,8 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	for _, c := range onX {
 		select {
 		case d := <-c.disconnect:
-			if d.ReasonCode != 0x9C {
-				t.Fatalf("a client of the drained node was disconnected with %#x, want 0x9C", d.ReasonCode)
+			if d.ReasonCode != 0x8B {
+				t.Fatalf("a client of the drained node was disconnected with %#x, want 0x8B", d.ReasonCode)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("a client of the drained node was not disconnected within 10s")
@@ -261,8 +262,8 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	}
 	if conn, err := tls.Dial("tcp", x.Addrs()["mqtts"], x.tlsConfig()); err == nil {
 		_, ca, err := x.v5over(conn, "user:late", x.mint("user:late", "h1=viewer"))
-		if err == nil || ca == nil || ca.ReasonCode != 0x9C {
-			t.Fatalf("a CONNECT to the drained node: %v %+v, want 0x9C", err, ca)
+		if err == nil || ca == nil || ca.ReasonCode != 0x88 || ca.Properties == nil || !strings.Contains(ca.Properties.ReasonString, "draining") {
+			t.Fatalf("a CONNECT to the drained node: %v %+v, want 0x88 saying the node drains", err, ca)
 		}
 	}
 	eventually(t, 20*time.Second, "the agent reconnects to another node through the front", func() bool {

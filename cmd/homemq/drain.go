@@ -38,7 +38,7 @@ func drainCmd(args []string, stdout, stderr io.Writer) error {
 	if err := t.post(broker.DrainPath, &st); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "draining: /healthz answers 503, new clients are refused with 0x9C (use another server), and the %d connected clients are moved over %s\n", st.Clients, st.Period)
+	fmt.Fprintf(stdout, "draining: /healthz answers 503, new clients are refused with 0x88 (server unavailable), and the %d connected clients are moved over %s\n", st.Clients, st.Period)
 	fmt.Fprintln(stdout, "stop the node once they have left (e.g. systemctl stop homemq); until then it refuses every client")
 	return nil
 }

@@ -22,6 +22,10 @@ const DrainPath = "/api/admin/drain"
 // when drain.period is not set.
 const DefaultDrainPeriod = 30 * time.Second
 
+// drainedCode is the DISCONNECT a drained client gets: 0x8B "server
+// shutting down", with a reason string that says where to go.
+var drainedCode = packets.Code{Code: packets.ErrServerShuttingDown.Code, Reason: "this node is draining: reconnect to another node of the cluster"}
+
 // drainStep is the time between two batches of a drain.
 const drainStep = 500 * time.Millisecond
 
@@ -165,7 +169,7 @@ func (b *Broker) runDrain() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				b.Guard.Disconnect(cl, packets.ErrServerShuttingDown)
+				b.Guard.Disconnect(cl, drainedCode)
 			}()
 		}
 		wg.Wait()

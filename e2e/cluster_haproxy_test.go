@@ -253,8 +253,8 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	for _, c := range onX {
 		select {
 		case d := <-c.disconnect:
-			if d.ReasonCode != 0x8B {
-				t.Fatalf("a client of the drained node was disconnected with %#x, want 0x8B", d.ReasonCode)
+			if d.ReasonCode != 0x8B || d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "draining") {
+				t.Fatalf("a client of the drained node was disconnected with %#x %+v, want 0x8B saying the node drains", d.ReasonCode, d.Properties)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("a client of the drained node was not disconnected within 10s")

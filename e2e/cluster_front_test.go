@@ -1,15 +1,20 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"homemq/agent"
 	"homemq/auth"
+	"homemq/certs"
+	"homemq/cluster"
 )
 
 // clusterAgentConfig is the test agent h1/pi1 (one lamp) for the given
@@ -98,4 +103,72 @@ func TestClusterClientsKnowSeveralNodes(t *testing.T) {
 			t.Fatalf("send with no server up: exit %v, want an error naming each server\n%s", err, out)
 		}
 	})
+}
+
+// TestSIGTERMDrainsAClusterNode: homemq serve as a (one-node) cluster node
+// drains on SIGTERM before it stops: its MQTT 5 client gets DISCONNECT
+// 0x8B saying the node drains, and the process exits 0. homemq drain on a
+// single node says it cannot drain.
+func TestSIGTERMDrainsAClusterNode(t *testing.T) {
+	t.Run("single node", func(t *testing.T) {
+		b := startBroker(t)
+		out, err := exec.Command(homemqBinary(t), "drain", "--data", b.Data, "--server", b.Addrs()["https"]).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "single node cannot drain") {
+			t.Fatalf("homemq drain on a single node: exit %v, want it to say it cannot drain\n%s", err, out)
+		}
+		if code, body := healthz(t, b, b.Addrs()["https"]); code != 200 || body != "ok\n" {
+			t.Fatalf("/healthz after a refused drain: %d %q", code, body)
+		}
+	})
+
+	data := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "cluster.secret")
+	cfg := filepath.Join(t.TempDir(), "homemq.yaml")
+	if err := os.WriteFile(secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf("cluster:\n  embedded:\n    name: solo\n    cluster_listen: %s\n  secret_file: %s\ndrain:\n  period: 2s\n", freeAddr(t), secret)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := serveBinary(t, data, "--config", cfg)
+	tok, err := exec.Command(homemqBinary(t), "token", "mint", "--data", data, "--sub", "user:ann", "--home", "h1=viewer").Output()
+	if err != nil {
+		t.Fatalf("token mint: %v", err)
+	}
+	pool, err := certs.CertPool(filepath.Join(data, "certs", certs.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &testBroker{t: t, Data: data, pool: pool}
+	conn, err := tls.Dial("tcp", s.addrs["mqtts"], tb.tlsConfig())
+	if err != nil {
+		t.Fatalf("dial the node: %v", err)
+	}
+	c, ca, err := tb.v5over(conn, "user:ann", strings.TrimSpace(string(tok)))
+	if err != nil {
+		t.Fatalf("connect: %v %+v", err, ca)
+	}
+
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-c.disconnect:
+		if d.ReasonCode != 0x8B || d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "draining") {
+			t.Fatalf("on SIGTERM the client got %#x %+v, want 0x8B saying the node drains", d.ReasonCode, d.Properties)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGTERM did not disconnect the client within 10s")
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- s.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("homemq serve exited with %v after SIGTERM, want 0", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("homemq serve did not exit within 20s of SIGTERM")
+	}
 }

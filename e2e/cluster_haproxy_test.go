@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -202,13 +201,13 @@ func TestClusterBehindHAProxy(t *testing.T) {
 		t.Fatalf("MQTT over WSS through the front: %v (%+v)", err, ca)
 	}
 
-	startAgent(t, clusterAgentConfig(t, a, "mqtts://"+fr.mqtts), agent.Options{})
-	h, err := fr.home(t, a, "front")
+	h, err := fr.home(t, a, "front") // before the agent: retained messages do not cross nodes yet
 	if err != nil {
 		t.Fatal(err)
 	}
+	startAgent(t, clusterAgentConfig(t, a, "mqtts://"+fr.mqtts), agent.Options{})
 	h.waitOnline(15 * time.Second)
-	commandWorks(t, h, "on")
+	commandWorks(t, h, "on", 15*time.Second)
 
 	if err := a.Revoked.Add(auth.Revocation{Sub: "user:viewer", Until: time.Now().Add(time.Hour).Unix()}); err != nil {
 		t.Fatal(err)
@@ -282,16 +281,5 @@ func TestClusterBehindHAProxy(t *testing.T) {
 		h2, err = fr.home(t, a, "after")
 		return err == nil
 	})
-	eventually(t, 20*time.Second, "a command reaches the agent after the drain", func() bool {
-		nonce := h2.send("lamp", `{"action":"off"}`, time.Minute)
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		for ctx.Err() == nil {
-			if acks := h2.acks("lamp", nonce); len(acks) > 0 {
-				return acks[0].OK
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return false
-	})
+	commandWorks(t, h2, "off", 20*time.Second)
 }

@@ -119,7 +119,7 @@ func TestSIGTERMDrainsAClusterNode(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), "single node cannot drain") {
 			t.Fatalf("homemq drain on a single node: exit %v, want it to say it cannot drain\n%s", err, out)
 		}
-		if code, body := healthz(t, b, b.Addrs()["https"]); code != 200 || body != "ok\n" {
+		if code, body := healthzAt(t, b, b.Addrs()["https"]); code != 200 || body != "ok\n" {
 			t.Fatalf("/healthz after a refused drain: %d %q", code, body)
 		}
 	})

@@ -72,7 +72,7 @@ func TestClusterKeepsTheRulesOfOneNode(t *testing.T) {
 
 		// A member of h1 on B may not read h2.
 		member := b.mustV5(overTLS, "user:mem", b.mint("user:mem", "h1=member"))
-		for _, f := range []string{h2States, "homes/+/agents/+/devices/+/state", "homes/#"} {
+		for _, f := range []string{h2States, "homes/+/agents/+/devices/+/state", "homes/#", "$share/g/" + h2States} {
 			if code := member.subscribe(t, f, 1); code != 0x87 {
 				t.Errorf("member of h1 on B subscribing %q: SUBACK %#x, want 0x87", f, code)
 			}

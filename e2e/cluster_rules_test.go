@@ -138,7 +138,7 @@ func TestClusterKeepsTheRulesOfOneNode(t *testing.T) {
 	})
 
 	t.Run("expiry cut-off", func(t *testing.T) {
-		tok, claims := c.mintSpec(auth.Spec{Sub: "user:short", Homes: map[string]string{"h1": "viewer"}, TTL: 3 * time.Second})
+		tok, claims := c.mintSpec(auth.Spec{Sub: "user:short", Homes: map[string]string{"h1": "viewer"}, TTL: 4 * time.Second})
 		exp := claims.ExpiresAtTime()
 		short := c.mustV5(overTLS, "user:short", tok)
 		if code := short.subscribe(t, h1State, 1); code != 1 {

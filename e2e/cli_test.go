@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -32,15 +33,27 @@ type servedBinary struct {
 // for its welcome text.
 func serveBinary(t *testing.T, data string, extra ...string) *servedBinary {
 	t.Helper()
-	args := append([]string{"serve", "--data", data, "--mqtt", "127.0.0.1:0", "--https", "127.0.0.1:0", "--mqtt-plain", "127.0.0.1:0"}, extra...)
-	cmd := exec.Command(homemqBinary(t), args...)
-	out, err := cmd.StdoutPipe()
+	s, err := launchServe(t, homemqBinary(t), data, 20*time.Second, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// launchServe starts `bin serve` on free ports with data and extra and
+// waits up to within for its welcome text; unlike serveBinary it may run
+// on several goroutines at once (a cluster's nodes start together). The
+// process is killed when the test ends.
+func launchServe(t *testing.T, bin, data string, within time.Duration, extra ...string) (*servedBinary, error) {
+	args := append([]string{"serve", "--data", data, "--mqtt", "127.0.0.1:0", "--https", "127.0.0.1:0", "--mqtt-plain", "127.0.0.1:0"}, extra...)
+	cmd := exec.Command(bin, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	s := &servedBinary{cmd: cmd, data: data, stdout: new(bytes.Buffer), addrs: map[string]string{}}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
@@ -54,15 +67,12 @@ func serveBinary(t *testing.T, data string, extra ...string) *servedBinary {
 			if strings.HasPrefix(line, "Mint more tokens") || strings.Contains(line, "CA certificate") && !strings.Contains(strings.Join(args, " "), "--data") {
 				return
 			}
-			if strings.HasPrefix(line, "Mint more tokens") {
-				return
-			}
 		}
 	}()
 	select {
 	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("serve printed no welcome: %q", s.lines)
+	case <-time.After(within):
+		return nil, fmt.Errorf("serve printed no welcome within %v: %q", within, s.lines)
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 	re := regexp.MustCompile(`(mqtts|wss|https|mqtt)://([0-9.]+:[0-9]+)`)
@@ -73,7 +83,7 @@ func serveBinary(t *testing.T, data string, extra ...string) *servedBinary {
 			}
 		}
 	}
-	return s
+	return s, nil
 }
 
 func (s *servedBinary) line(prefix string) string {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"homemq/auth"
 	"homemq/cluster"
 	"homemq/tokenapi"
@@ -27,6 +30,8 @@ func (b *Broker) joinCluster() error {
 		ReplayTTL:   b.cfg.Envelope.Policy.Horizon(),
 		Log:         b.log,
 		Disconnect:  b.Guard.Disconnect,
+		Forget:      b.forgetSession,
+		Adopt:       b.adoptSession,
 	})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
@@ -45,7 +50,31 @@ func (b *Broker) joinCluster() error {
 	if err := b.Server.AddHook(n.Clients(), nil); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
-	return b.Server.AddHook(n.Hook(), nil)
+	if err := b.Server.AddHook(n.Hook(), nil); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	return b.Server.AddHook(n.Sessions(), nil)
+}
+
+// forgetSession drops what the Guard and the store keep of a session the
+// cluster handed to another node.
+func (b *Broker) forgetSession(cl *mqtt.Client) {
+	b.Guard.OnClientExpired(cl)
+	if b.store != nil {
+		b.store.OnClientExpired(cl)
+	}
+}
+
+// adoptSession stores the subscriptions of a session moved to this node.
+func (b *Broker) adoptSession(cl *mqtt.Client, pk packets.Packet) {
+	if b.store == nil {
+		return
+	}
+	granted := make([]byte, len(pk.Filters))
+	for i, f := range pk.Filters {
+		granted[i] = f.Qos
+	}
+	b.store.OnSubscribed(cl, pk, granted)
 }
 
 // rotateKeysHandler serves auth.KeysRotatePath: a single node rotates its

@@ -61,6 +61,13 @@ type Deps struct {
 	// StartTimeout bounds how long Start waits for JetStream (0:
 	// StartTimeout).
 	StartTimeout time.Duration
+	// Forget drops what the node's other hooks keep of a session handed to
+	// another node, as mochi's session expiry does (the store's records,
+	// the Guard's offline rights); nil: nothing.
+	Forget func(cl *mqtt.Client)
+	// Adopt stores the subscriptions of a session moved to this node (the
+	// store's OnSubscribed); nil: nothing.
+	Adopt func(cl *mqtt.Client, pk packets.Packet)
 }
 
 // Node is this homemq process as a member of the cluster: its NATS
@@ -91,7 +98,8 @@ type Node struct {
 	done    chan struct{} // closed by Close
 	closing sync.Once
 
-	clients *Clients // client-id owners (clients.go)
+	clients  *Clients  // client-id owners (clients.go)
+	sessions *Sessions // persistent sessions moving between nodes (sessions.go)
 
 	status // counters and the last Health (status.go)
 }
@@ -293,6 +301,13 @@ func (n *Node) trySetup(ctx context.Context, streams []jetstream.StreamConfig, r
 		}
 		n.hook = h
 	}
+	if n.sessions == nil {
+		s, err := newSessions(octx, n, r)
+		if err != nil {
+			return err
+		}
+		n.sessions = s
+	}
 	if n.feed == nil {
 		if err := n.followRevocations(octx); err != nil {
 			return err
@@ -317,6 +332,10 @@ func (n *Node) Ledger() *Ledger { return n.ledger }
 // Clients is the mochi hook that keeps client ids unique across the
 // nodes, and the Guard's count of connections on the other nodes.
 func (n *Node) Clients() *Clients { return n.clients }
+
+// Sessions is the mochi hook that moves persistent sessions between
+// nodes; add it after the Guard and the store.
+func (n *Node) Sessions() *Sessions { return n.sessions }
 
 // Close stops receiving and leaves the cluster: the NATS connection and
 // the embedded server.

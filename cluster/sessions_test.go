@@ -1,0 +1,94 @@
+package cluster
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+func TestSessionRecordExpired(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	for _, tc := range []struct {
+		name string
+		rec  sessionRecord
+		want bool
+	}{
+		{"connected", sessionRecord{Expiry: 1}, false},
+		{"offline within its expiry", sessionRecord{Expiry: 3600, Gone: now.Unix() - 60}, false},
+		{"offline past its expiry", sessionRecord{Expiry: 60, Gone: now.Unix() - 61}, true},
+		{"longest expiry", sessionRecord{Expiry: ^uint32(0), Gone: 1}, false},
+	} {
+		if got := tc.rec.expired(now); got != tc.want {
+			t.Errorf("%s: expired = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestSessionSubjects(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{{"a", "b"}, {"node-a", "node-b"}, {"x.y", "x*y"}} {
+		ta, tb := nodeToken(tc.a), nodeToken(tc.b)
+		if ta == tb || len(ta) != 16 || !hexOnly(ta) {
+			t.Errorf("node tokens %q %q for %q %q: want distinct 16-hex tokens", ta, tb, tc.a, tc.b)
+		}
+		if sessionKey(tc.a) == sessionKey(tc.b) || len(sessionKey(tc.a)) != 64 {
+			t.Errorf("session keys of %q and %q collide or are not 64 hex", tc.a, tc.b)
+		}
+	}
+}
+
+func hexOnly(s string) bool {
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPersistentSession(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		version byte
+		clean   bool
+		expiry  uint32
+		want    bool
+	}{
+		{"MQTT 5, expiry", 5, false, 3600, true},
+		{"MQTT 5, no expiry", 5, false, 0, false},
+		{"MQTT 5, clean start and expiry", 5, true, 60, true},
+		{"3.1.1 persistent", 4, false, 0, true},
+		{"3.1.1 clean", 4, true, 0, false},
+	} {
+		cl := &mqtt.Client{Properties: mqtt.ClientProperties{ProtocolVersion: tc.version, Clean: tc.clean,
+			Props: packets.Properties{SessionExpiryInterval: tc.expiry}}}
+		if got := persistentSession(cl); got != tc.want {
+			t.Errorf("%s: persistent = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A take reply carries a queued command intact: its expiry, packet id and
+// properties survive the JSON between nodes.
+func TestTakeReplyRoundTrip(t *testing.T) {
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "homes/h1/agents/a1/devices/d1/cmd",
+		Payload: []byte(`{"v":1}`), PacketID: 7, Expiry: 1_000_060, Created: 1_000_000, ProtocolVersion: 5,
+		Properties: packets.Properties{MessageExpiryInterval: 60, User: []packets.UserProperty{{Key: "k", Val: "v"}}}}
+	in := takeReply{Found: true, Session: sessionRecord{Node: "a", Client: "agent:a1", Expiry: 3600,
+		Subs: []packets.Subscription{{Filter: "homes/h1/agents/a1/devices/+/cmd", Qos: 1, NoLocal: true}}}, Queue: []packets.Packet{pk}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out takeReply
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	got := out.Queue[0]
+	if got.PacketID != 7 || got.Expiry != pk.Expiry || string(got.Payload) != `{"v":1}` || got.Properties.User[0].Val != "v" ||
+		got.FixedHeader.Qos != 1 || out.Session.Subs[0].Filter != in.Session.Subs[0].Filter || !out.Session.Subs[0].NoLocal {
+		t.Fatalf("round trip changed the session: %+v", out)
+	}
+}

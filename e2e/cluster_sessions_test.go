@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// queuedOn counts the messages a node holds queued or in flight for its
+// sessions (connected or not).
+func queuedOn(b *testBroker) int {
+	n := 0
+	for _, cl := range b.Server.Clients.GetAll() {
+		if !cl.Net.Inline {
+			n += cl.State.Inflight.Len()
+		}
+	}
+	return n
+}
+
+// sessionsOn counts the sessions (connected or not) a node holds.
+func sessionsOn(b *testBroker) int {
+	n := 0
+	for _, cl := range b.Server.Clients.GetAll() {
+		if !cl.Net.Inline {
+			n++
+		}
+	}
+	return n
+}
+
+// TestClusterSessionsMove: an agent's persistent session follows it to
+// another node. Commands published on C while the agent is away from A
+// are delivered once on B, where it reconnects (session present), and the
+// one whose envelope expired while queued never; A keeps nothing of the
+// session, and the agent back on A gets no duplicate. With A dead, the
+// agent reconnecting to B still finds its subscriptions there.
+func TestClusterSessionsMove(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	const (
+		filter = "homes/h1/agents/a1/devices/+/cmd"
+		lamp   = "homes/h1/agents/a1/devices/lamp/cmd"
+		lock   = "homes/h1/agents/a1/devices/lock/cmd"
+	)
+	token := a.mint("agent:a1", "h1=agent")
+
+	agent := a.mustV5(overTLS, "agent:a1", token, persistent)
+	if code := agent.subscribe(t, filter, 1); code != 1 {
+		t.Fatalf("agent SUBACK %#x, want 1", code)
+	}
+	if err := agent.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+
+	s := newSealer(c, "user:owner")
+	commander := c.mustV5(overTLS, "user:owner", s.token)
+	short := s.seal(t, lock, `{"action":"unlock"}`, time.Now(), 2*time.Second)
+	live := s.seal(t, lamp, `{"action":"on"}`, time.Now(), time.Minute)
+	for _, cmd := range []struct {
+		topic string
+		env   []byte
+	}{{lock, short}, {lamp, live}} {
+		if pr := commander.publish(t, cmd.topic, cmd.env, 1, false); pr.ReasonCode != 0 {
+			t.Fatalf("command to %s on C: PUBACK %#x", cmd.topic, pr.ReasonCode)
+		}
+	}
+	eventually(t, 10*time.Second, "A queues the commands for the offline agent", func() bool { return queuedOn(a) >= 2 })
+	var e struct{ Exp int64 }
+	if err := json.Unmarshal(short, &e); err != nil || e.Exp == 0 {
+		t.Fatalf("the short command has no exp: %v", err)
+	}
+	waitPast(t, time.Unix(e.Exp+1, 0), "the short command's exp while it is queued on A")
+
+	t.Run("reconnect to another node", func(t *testing.T) {
+		onB, ca, err := b.v5(overTLS, "agent:a1", token, persistent)
+		if err != nil {
+			t.Fatalf("agent on B: %v", err)
+		}
+		if !ca.SessionPresent {
+			t.Fatal("the agent on B: CONNACK session present = false, want its session from A")
+		}
+		eventually(t, 5*time.Second, "the queued command on B", func() bool { return len(onB.received()) >= 1 })
+		never(t, 1500*time.Millisecond, "a second delivery (a duplicate or the expired command)", func() bool { return len(onB.received()) > 1 })
+		if got := onB.received()[0]; got.Topic != lamp || !bytes.Equal(got.Payload, live) {
+			t.Fatalf("delivered %s %s, want only the live command", got.Topic, got.Payload)
+		}
+		eventually(t, 5*time.Second, "A forgets the session it handed over", func() bool { return sessionsOn(a) == 0 && queuedOn(a) == 0 })
+
+		// a command published now reaches the agent on B
+		now := s.seal(t, lamp, `{"action":"off"}`, time.Now(), time.Minute)
+		if pr := commander.publish(t, lamp, now, 1, false); pr.ReasonCode != 0 {
+			t.Fatalf("command on C: PUBACK %#x", pr.ReasonCode)
+		}
+		eventually(t, 5*time.Second, "a new command on B", func() bool { return len(onB.received()) == 2 })
+		if err := onB.Disconnect(&paho.Disconnect{}); err != nil {
+			t.Fatal(err)
+		}
+
+		backOnA, ca, err := a.v5(overTLS, "agent:a1", token, persistent)
+		if err != nil {
+			t.Fatalf("agent back on A: %v", err)
+		}
+		if !ca.SessionPresent {
+			t.Fatal("the agent back on A: CONNACK session present = false")
+		}
+		never(t, 1500*time.Millisecond, "a command delivered again on A", func() bool { return len(backOnA.received()) > 0 })
+		eventually(t, 5*time.Second, "B forgets the session", func() bool { return sessionsOn(b) == 0 })
+		if err := backOnA.Disconnect(&paho.Disconnect{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("the holder died", func(t *testing.T) {
+		eventually(t, 5*time.Second, "A holds the offline session", func() bool { return sessionsOn(a) == 1 })
+		a.Close()
+		onB, ca, err := b.v5(overTLS, "agent:a1", token, persistent)
+		if err != nil {
+			t.Fatalf("agent on B: %v", err)
+		}
+		if !ca.SessionPresent {
+			t.Fatal("the agent on B after A died: CONNACK session present = false, want its recorded subscriptions")
+		}
+		var sent [][]byte
+		eventually(t, 30*time.Second, "C accepts a command after A died", func() bool {
+			env := s.seal(t, lamp, `{"action":"on"}`, time.Now(), time.Minute)
+			sent = append(sent, env)
+			return commander.publish(t, lamp, env, 1, false).ReasonCode == 0
+		})
+		eventually(t, 10*time.Second, "the agent on B gets a command published after A died", func() bool {
+			for _, p := range onB.received() {
+				if bytes.Equal(p.Payload, sent[len(sent)-1]) {
+					return true
+				}
+			}
+			return false
+		})
+	})
+}

@@ -139,33 +139,29 @@ func persistentSession(cl *mqtt.Client) bool {
 // when this node holds none for a client that asks to keep its session,
 // it fetches the session from the node the bucket names and installs it
 // as an offline session, which mochi inherits (session present, queued
-// messages sent after the CONNACK).
+// messages sent after the CONNACK). A session this node restored from its
+// store that has since moved to another node (this node was down) gets
+// that node's subscriptions and queue added.
 func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if cl.Net.Inline || pk.Connect.Clean {
 		return
 	}
-	srv := s.n.d.Server
-	if _, ok := srv.Clients.Get(cl.ID); ok {
-		return // held here: mochi inherits it
+	local, held := s.n.d.Server.Clients.Get(cl.ID)
+	if _, mine := s.recorded.Load(cl.ID); held && mine {
+		return // this node's in this run: mochi inherits it
 	}
-	key := sessionKey(cl.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	e, err := s.kv.Get(ctx, sessionPrefix+key)
-	if err != nil {
-		if !errors.Is(err, jetstream.ErrKeyNotFound) {
-			s.n.log.Warn("cluster: could not read a session's record; the client starts a new session", "client", cl.ID, "error", err)
-		}
-		return
-	}
-	var rec sessionRecord
-	if json.Unmarshal(e.Value(), &rec) != nil || rec.Client != cl.ID || rec.expired(time.Now()) {
+	rec, ok := s.lookup(ctx, cl.ID)
+	if !ok || held && rec.Node == s.n.name {
 		return
 	}
 	var queue []packets.Packet
 	if rec.Node != s.n.name {
 		r, err := s.take(cl.ID, rec.Node)
 		switch {
+		case err != nil && held:
+			return // keep the restored session as it is
 		case err != nil:
 			s.n.log.Warn("cluster: the node holding a session did not hand it over; the client gets its recorded subscriptions, not its queue",
 				"client", cl.ID, "holder", rec.Node, "error", err)
@@ -175,11 +171,38 @@ func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 			rec, queue = r.Session, r.Queue
 		}
 	}
-	s.install(cl, rec, queue)
+	if !held {
+		local = s.n.d.Server.NewClient(nil, cl.Net.Listener, cl.ID, false)
+		local.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
+		local.Properties.Props.SessionExpiryInterval, local.Properties.Props.SessionExpiryIntervalFlag = rec.Expiry, true
+		local.Stop(packets.ErrSessionTakenOver)
+	}
+	s.install(local, rec, queue)
+	if !held {
+		s.n.d.Server.Clients.Add(local)
+	}
+	s.moved.Store(cl.ID, struct{}{})
 	if err := s.n.hook.refresh(ctx); err != nil {
 		s.n.log.Warn("cluster: could not update this node's interest for a moved session", "error", err)
 		s.n.hook.poke()
 	}
+}
+
+// lookup reads the record of a session key; ok is false when there is
+// none, or it expired.
+func (s *Sessions) lookup(ctx context.Context, clientID string) (sessionRecord, bool) {
+	var rec sessionRecord
+	e, err := s.kv.Get(ctx, sessionPrefix+sessionKey(clientID))
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			s.n.log.Warn("cluster: could not read a session's record; the client starts without it", "client", clientID, "error", err)
+		}
+		return rec, false
+	}
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.Client != clientID || rec.expired(time.Now()) {
+		return rec, false
+	}
+	return rec, true
 }
 
 // take asks node for the session of clientID.
@@ -195,16 +218,13 @@ func (s *Sessions) take(clientID, node string) (takeReply, error) {
 	return r, nil
 }
 
-// install puts rec's subscriptions and queue into an offline session of
-// cl's id, as mochi restores a stored one, for mochi to inherit.
-func (s *Sessions) install(cl *mqtt.Client, rec sessionRecord, queue []packets.Packet) {
+// install adds rec's subscriptions and queue to old, an offline session
+// of the connecting client's id, for mochi to inherit. Queued messages get
+// packet ids free in old.
+func (s *Sessions) install(old *mqtt.Client, rec sessionRecord, queue []packets.Packet) {
 	srv := s.n.d.Server
-	old := srv.NewClient(nil, cl.Net.Listener, cl.ID, false)
-	old.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
-	old.Properties.Props.SessionExpiryInterval, old.Properties.Props.SessionExpiryIntervalFlag = rec.Expiry, true
-	old.Stop(packets.ErrSessionTakenOver)
 	for _, sub := range rec.Subs {
-		if srv.Topics.Subscribe(cl.ID, sub) {
+		if srv.Topics.Subscribe(old.ID, sub) {
 			atomic.AddInt64(&srv.Info.Subscriptions, 1)
 		}
 		old.State.Subscriptions.Add(sub.Filter, sub)
@@ -214,13 +234,17 @@ func (s *Sessions) install(cl *mqtt.Client, rec sessionRecord, queue []packets.P
 		if m.FixedHeader.Type != packets.Publish || m.Expiry > 0 && m.Expiry <= now {
 			continue // expired while queued: never delivered
 		}
+		id, err := old.NextPacketID()
+		if err != nil {
+			s.n.log.Warn("cluster: no packet id left for a message of a moved session", "client", old.ID, "topic", m.TopicName)
+			continue
+		}
+		m.PacketID = uint16(id)
 		old.State.Inflight.Set(m)
 		atomic.AddInt64(&srv.Info.Inflight, 1)
 	}
-	srv.Clients.Add(old)
-	s.moved.Store(cl.ID, struct{}{})
-	s.n.log.Info("cluster: session moved to this node", "client", cl.ID, "from", rec.Node,
-		"subscriptions", len(rec.Subs), "queued", old.State.Inflight.Len())
+	s.n.log.Info("cluster: session moved to this node", "client", old.ID, "from", rec.Node,
+		"subscriptions", len(rec.Subs), "queued", len(queue))
 }
 
 // serveTake hands a session this node holds to the node asking for it:
@@ -334,8 +358,8 @@ func (s *Sessions) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		close(done)
 		return
 	}
-	if cl.Net.Inline || cl.StopCause() == packets.ErrSessionTakenOver {
-		return // its successor records it
+	if cl.Net.Inline || cl.Net.Conn == nil || cl.StopCause() == packets.ErrSessionTakenOver {
+		return // a session mochi restores from its store, or one whose successor records it
 	}
 	if expire {
 		s.forget(cl.ID)

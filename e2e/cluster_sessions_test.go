@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"homemq/broker"
 )
 
 // queuedOn counts the messages a node holds queued or in flight for its
@@ -37,7 +39,9 @@ func sessionsOn(b *testBroker) int {
 // are delivered once on B, where it reconnects (session present), and the
 // one whose envelope expired while queued never; A keeps nothing of the
 // session, and the agent back on A gets no duplicate. With A dead, the
-// agent reconnecting to B still finds its subscriptions there.
+// agent reconnecting to B still finds its subscriptions there; when A
+// comes back with its stale copy, the agent reconnecting to A gets what B
+// queued meanwhile, once.
 func TestClusterSessionsMove(t *testing.T) {
 	nodes := startCluster(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
@@ -114,10 +118,15 @@ func TestClusterSessionsMove(t *testing.T) {
 		}
 	})
 
+	var aConfig broker.Config
+	var onB *v5client
 	t.Run("the holder died", func(t *testing.T) {
 		eventually(t, 5*time.Second, "A holds the offline session", func() bool { return sessionsOn(a) == 1 })
+		aConfig = a.Config()
 		a.Close()
-		onB, ca, err := b.v5(overTLS, "agent:a1", token, persistent)
+		var ca *paho.Connack
+		var err error
+		onB, ca, err = b.v5(overTLS, "agent:a1", token, persistent)
 		if err != nil {
 			t.Fatalf("agent on B: %v", err)
 		}
@@ -138,5 +147,38 @@ func TestClusterSessionsMove(t *testing.T) {
 			}
 			return false
 		})
+	})
+
+	// A comes back with the stale copy of the session in its store: the
+	// agent reconnecting to it gets what B queued meanwhile.
+	t.Run("the old holder comes back", func(t *testing.T) {
+		if onB == nil {
+			t.Skip("no session on B")
+		}
+		if err := onB.Disconnect(&paho.Disconnect{}); err != nil {
+			t.Fatal(err)
+		}
+		queued := s.seal(t, lamp, `{"action":"pulse"}`, time.Now(), time.Minute)
+		if pr := commander.publish(t, lamp, queued, 1, false); pr.ReasonCode != 0 {
+			t.Fatalf("command on C: PUBACK %#x", pr.ReasonCode)
+		}
+		eventually(t, 10*time.Second, "B queues the command for the offline agent", func() bool { return queuedOn(b) >= 1 })
+		a = restartNode(t, aConfig)
+		if sessionsOn(a) != 1 {
+			t.Fatalf("A restarted with %d sessions, want the agent's from its store", sessionsOn(a))
+		}
+		backOnA, ca, err := a.v5(overTLS, "agent:a1", token, persistent)
+		if err != nil {
+			t.Fatalf("agent on the restarted A: %v", err)
+		}
+		if !ca.SessionPresent {
+			t.Fatal("the agent on the restarted A: CONNACK session present = false")
+		}
+		eventually(t, 5*time.Second, "the command B queued, on A", func() bool { return len(backOnA.received()) >= 1 })
+		never(t, 1500*time.Millisecond, "a second delivery", func() bool { return len(backOnA.received()) > 1 })
+		if got := backOnA.received()[0]; !bytes.Equal(got.Payload, queued) {
+			t.Fatalf("delivered %s, want the command B queued", got.Payload)
+		}
+		eventually(t, 5*time.Second, "B forgets the session", func() bool { return sessionsOn(b) == 0 })
 	})
 }

@@ -143,7 +143,11 @@ func persistentSession(cl *mqtt.Client) bool {
 // store that has since moved to another node (this node was down) gets
 // that node's subscriptions and queue added.
 func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
-	if cl.Net.Inline || pk.Connect.Clean {
+	if cl.Net.Inline {
+		return
+	}
+	if pk.Connect.Clean {
+		s.discard(cl)
 		return
 	}
 	local, held := s.n.d.Server.Clients.Get(cl.ID)
@@ -185,6 +189,24 @@ func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if err := s.n.hook.refresh(ctx); err != nil {
 		s.n.log.Warn("cluster: could not update this node's interest for a moved session", "error", err)
 		s.n.hook.poke()
+	}
+}
+
+// discard ends the session another node holds for a client that connects
+// here with clean start, as mochi ends a local one: the holder hands it
+// over and forgets it, and its queue is dropped.
+func (s *Sessions) discard(cl *mqtt.Client) {
+	if _, held := s.n.d.Server.Clients.Get(cl.ID); held {
+		return // mochi ends it
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	rec, ok := s.lookup(ctx, cl.ID)
+	if !ok || rec.Node == s.n.name {
+		return
+	}
+	if _, err := s.take(cl.ID, rec.Node); err != nil {
+		s.n.log.Debug("cluster: the node holding a session did not end it; it expires there", "client", cl.ID, "holder", rec.Node, "error", err)
 	}
 }
 
@@ -295,7 +317,7 @@ func (s *Sessions) serveTake(msg *nats.Msg) {
 	if s.n.d.Forget != nil {
 		s.n.d.Forget(cl)
 	}
-	s.recorded.Delete(id)
+	s.forget(id) // the taker records it again, unless it ends it
 	reply(takeReply{Found: true, Session: rec, Queue: queue})
 	s.n.log.Info("cluster: session handed to another node", "client", id, "subscriptions", len(rec.Subs), "queued", len(queue))
 }

@@ -43,6 +43,7 @@ func sessionsOn(b *testBroker) int {
 // comes back with its stale copy, the agent reconnecting to A gets what B
 // queued meanwhile, once.
 func TestClusterSessionsMove(t *testing.T) {
+	outer := t
 	nodes := startCluster(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	const (
@@ -151,6 +152,7 @@ func TestClusterSessionsMove(t *testing.T) {
 
 	// A comes back with the stale copy of the session in its store: the
 	// agent reconnecting to it gets what B queued meanwhile.
+	var backOnA *v5client
 	t.Run("the old holder comes back", func(t *testing.T) {
 		if onB == nil {
 			t.Skip("no session on B")
@@ -163,11 +165,13 @@ func TestClusterSessionsMove(t *testing.T) {
 			t.Fatalf("command on C: PUBACK %#x", pr.ReasonCode)
 		}
 		eventually(t, 10*time.Second, "B queues the command for the offline agent", func() bool { return queuedOn(b) >= 1 })
-		a = restartNode(t, aConfig)
+		a = restartNode(outer, aConfig) // it serves the next subtest too
 		if sessionsOn(a) != 1 {
 			t.Fatalf("A restarted with %d sessions, want the agent's from its store", sessionsOn(a))
 		}
-		backOnA, ca, err := a.v5(overTLS, "agent:a1", token, persistent)
+		var ca *paho.Connack
+		var err error
+		backOnA, ca, err = a.v5(overTLS, "agent:a1", token, persistent)
 		if err != nil {
 			t.Fatalf("agent on the restarted A: %v", err)
 		}
@@ -180,5 +184,32 @@ func TestClusterSessionsMove(t *testing.T) {
 			t.Fatalf("delivered %s, want the command B queued", got.Payload)
 		}
 		eventually(t, 5*time.Second, "B forgets the session", func() bool { return sessionsOn(b) == 0 })
+	})
+
+	// a clean start elsewhere ends the session where it is
+	t.Run("a clean start on another node", func(t *testing.T) {
+		if backOnA == nil {
+			t.Skip("no session on A")
+		}
+		if err := backOnA.Disconnect(&paho.Disconnect{}); err != nil {
+			t.Fatal(err)
+		}
+		dropped := s.seal(t, lamp, `{"action":"off"}`, time.Now(), time.Minute)
+		if pr := commander.publish(t, lamp, dropped, 1, false); pr.ReasonCode != 0 {
+			t.Fatalf("command on C: PUBACK %#x", pr.ReasonCode)
+		}
+		eventually(t, 10*time.Second, "A queues the command for the offline agent", func() bool { return queuedOn(a) >= 1 })
+		onC, ca, err := c.v5(overTLS, "agent:a1", token, func(cp *paho.Connect) {
+			persistent(cp)
+			cp.CleanStart = true
+		})
+		if err != nil {
+			t.Fatalf("agent on C: %v", err)
+		}
+		if ca.SessionPresent {
+			t.Fatal("a clean start on C: CONNACK session present = true")
+		}
+		eventually(t, 5*time.Second, "A ends the session", func() bool { return sessionsOn(a) == 0 && queuedOn(a) == 0 })
+		never(t, 1500*time.Millisecond, "the dropped command delivered on C", func() bool { return len(onC.received()) > 0 })
 	})
 }

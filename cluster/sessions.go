@@ -70,7 +70,8 @@ type takeReply struct {
 // disconnects its connection, stops queueing and hands over the
 // subscriptions and queue), and installs it as an offline session mochi
 // then inherits, so the client finds it with session present. A holder
-// that does not answer leaves the node the record's subscriptions.
+// that does not answer leaves the node the record's subscriptions. A
+// clean start ends the session on its holder, as mochi ends a local one.
 type Sessions struct {
 	mqtt.HookBase
 	n     *Node

@@ -187,6 +187,9 @@ func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		s.n.d.Server.Clients.Add(local)
 	}
 	s.moved.Store(cl.ID, struct{}{})
+	if s.n.hook == nil {
+		return // a unit test's node
+	}
 	if err := s.n.hook.refresh(ctx); err != nil {
 		s.n.log.Warn("cluster: could not update this node's interest for a moved session", "error", err)
 		s.n.hook.poke()

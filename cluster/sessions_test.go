@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -90,5 +91,74 @@ func TestTakeReplyRoundTrip(t *testing.T) {
 	if got.PacketID != 7 || got.Expiry != pk.Expiry || string(got.Payload) != `{"v":1}` || got.Properties.User[0].Val != "v" ||
 		got.FixedHeader.Qos != 1 || out.Session.Subs[0].Filter != in.Session.Subs[0].Filter || !out.Session.Subs[0].NoLocal {
 		t.Fatalf("round trip changed the session: %+v", out)
+	}
+}
+
+// TestSessionsHandOver: on a one-server JetStream, a session offline on
+// node a (a subscription, a live and an expired queued command) is handed
+// to node b when its client connects there: b holds the subscription and
+// the live command only, a holds nothing of it. With a gone, a third node
+// c starts the session from the record: subscriptions, no queue.
+func TestSessionsHandOver(t *testing.T) {
+	node := jetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := func(name string) *Sessions {
+		n := node(name)
+		n.d.Server = mqtt.New(nil)
+		s, err := newSessions(ctx, n, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := start("a"), start("b")
+	const id = "agent:a1"
+	const filter = "homes/h1/agents/a1/devices/+/cmd"
+	hour := uint32(3600)
+	connecting := func(srv *mqtt.Server) *mqtt.Client {
+		cl := srv.NewClient(nil, "t", id, false)
+		cl.Properties.ProtocolVersion = 5
+		cl.Properties.Props.SessionExpiryInterval = hour
+		return cl
+	}
+
+	old := connecting(a.n.d.Server)
+	old.Stop(packets.ErrServerShuttingDown)
+	sub := packets.Subscription{Filter: filter, Qos: 1}
+	a.n.d.Server.Topics.Subscribe(id, sub)
+	old.State.Subscriptions.Add(filter, sub)
+	now := time.Now().Unix()
+	for i, exp := range []int64{now + 60, now - 1} {
+		old.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+			TopicName: "homes/h1/agents/a1/devices/d1/cmd", Payload: []byte{byte(i)}, PacketID: uint16(i + 1), Expiry: exp})
+	}
+	a.n.d.Server.Clients.Add(old)
+	a.record(old, now)
+
+	cl := connecting(b.n.d.Server)
+	b.OnSessionEstablish(cl, packets.Packet{})
+	got, ok := b.n.d.Server.Clients.Get(id)
+	if !ok {
+		t.Fatal("b holds no session after the hand-over")
+	}
+	if got.State.Subscriptions.Len() != 1 || len(b.n.d.Server.Topics.Subscribers("homes/h1/agents/a1/devices/d1/cmd").Subscriptions) != 1 {
+		t.Fatalf("b has %d subscriptions, want the one from a", got.State.Subscriptions.Len())
+	}
+	if q := got.State.Inflight.GetAll(false); len(q) != 1 || q[0].Payload[0] != 0 {
+		t.Fatalf("b queued %+v, want the live command only", q)
+	}
+	if _, ok := a.n.d.Server.Clients.Get(id); ok || len(a.n.d.Server.Topics.Subscribers("homes/h1/agents/a1/devices/d1/cmd").Subscriptions) != 0 {
+		t.Fatal("a still holds the session it handed over")
+	}
+	b.OnSessionEstablished(got, packets.Packet{}) // mochi's inheritance gives the connection got's state
+
+	c := start("c")
+	b.n.Close() // b is gone: no responder
+	cl = connecting(c.n.d.Server)
+	c.OnSessionEstablish(cl, packets.Packet{})
+	got, ok = c.n.d.Server.Clients.Get(id)
+	if !ok || got.State.Subscriptions.Len() != 1 || got.State.Inflight.Len() != 0 {
+		t.Fatalf("c after b died: session %v %+v, want the recorded subscription and no queue", ok, got)
 	}
 }

@@ -101,6 +101,9 @@ func TestClusterExternalNATSWithPasswordAndTLS(t *testing.T) {
 	}
 	defer watcher.Close()
 	seen, err := watcher.SubscribeSync("homemq.msg.>")
+	if err == nil {
+		err = watcher.Flush() // the server has the subscription before the node publishes
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,15 +101,13 @@ type Clients struct {
 // content), deletes what an earlier run of this node left in it and starts
 // the heartbeat.
 func newClients(ctx context.Context, n *Node, replicas int) (*Clients, error) {
-	kv, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := n.sharedBucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      ClientsBucket,
 		Description: "homemq: the node holding each client id's connection, and node heartbeats",
 		TTL:         clientsTTL,
-		Replicas:    replicas,
-		Storage:     jetstream.FileStorage,
-	})
+	}, replicas)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", ClientsBucket, err)
+		return nil, err
 	}
 	c := &Clients{n: n, kv: kv, owners: map[string]ownerEntry{}, local: map[string]localConn{},
 		subs: map[string]map[string]int{}, beats: map[string]time.Time{}}

@@ -134,12 +134,7 @@ func (n *Node) Keys() *Keys { return n.keys }
 func (k *Keys) open(ctx context.Context) error {
 	octx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	kv, err := k.n.js.CreateOrUpdateKeyValue(octx, jetstream.KeyValueConfig{
-		Bucket:   KeysBucket,
-		History:  1,
-		Replicas: k.n.cfg.replicas(),
-		Storage:  jetstream.FileStorage,
-	})
+	kv, err := k.n.sharedBucket(octx, jetstream.KeyValueConfig{Bucket: KeysBucket, History: 1}, k.n.cfg.replicas())
 	k.kv = kv
 	return err
 }

@@ -271,14 +271,12 @@ func (n *Node) trySetup(ctx context.Context, streams []jetstream.StreamConfig, r
 		}
 	}
 	if n.ledger == nil {
-		kv, err := n.js.CreateOrUpdateKeyValue(octx, jetstream.KeyValueConfig{
-			Bucket:   ReplayBucket,
-			TTL:      max(n.d.ReplayTTL, time.Second),
-			Replicas: r,
-			Storage:  jetstream.FileStorage,
-		})
+		kv, err := n.sharedBucket(octx, jetstream.KeyValueConfig{
+			Bucket: ReplayBucket,
+			TTL:    max(n.d.ReplayTTL, time.Second),
+		}, r)
 		if err != nil {
-			return fmt.Errorf("bucket %s: %w", ReplayBucket, err)
+			return err
 		}
 		n.ledger = &Ledger{kv: kv, counts: &n.counters}
 	}
@@ -317,6 +315,19 @@ func (n *Node) trySetup(ctx context.Context, streams []jetstream.StreamConfig, r
 		return n.followRegistry(ctx)
 	}
 	return nil
+}
+
+// sharedBucket makes (or updates) the replicated KV bucket name the nodes
+// share: file storage and replicas copies, with what the caller sets in
+// cfg (description, TTL, history). Every shared bucket is made here, so
+// they all keep their state the same way.
+func (n *Node) sharedBucket(ctx context.Context, cfg jetstream.KeyValueConfig, replicas int) (jetstream.KeyValue, error) {
+	cfg.Replicas, cfg.Storage = replicas, jetstream.FileStorage
+	kv, err := n.js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
 }
 
 // Name is this node's name.

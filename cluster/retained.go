@@ -96,15 +96,13 @@ type retained struct {
 
 // followRetained makes the bucket and starts watching it.
 func (n *Node) followRetained(ctx context.Context, replicas int) error {
-	kv, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := n.sharedBucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      RetainedBucket,
 		Description: "homemq retained messages, by topic",
 		History:     1,
-		Replicas:    replicas,
-		Storage:     jetstream.FileStorage,
-	})
+	}, replicas)
 	if err != nil {
-		return fmt.Errorf("bucket %s: %w", RetainedBucket, err)
+		return err
 	}
 	st, err := kv.Status(ctx)
 	if err != nil {
@@ -187,13 +185,7 @@ func (m meta) retainedPacket(payload []byte, created time.Time) packets.Packet {
 		Expiry:      m.Expiry,
 		// mochi's expiry sweep looks only at MQTT 5 packets.
 		ProtocolVersion: 5,
-		Properties: packets.Properties{
-			ContentType: m.ContentType, ResponseTopic: m.ResponseTopic,
-			CorrelationData: m.Correlation, User: m.User,
-		},
-	}
-	if m.PayloadFormat != nil {
-		pk.Properties.PayloadFormat, pk.Properties.PayloadFormatFlag = *m.PayloadFormat, true
+		Properties:      m.properties(),
 	}
 	if m.Expiry > 0 {
 		pk.Properties.MessageExpiryInterval = uint32(max(m.Expiry-time.Now().Unix(), 1))

@@ -99,15 +99,13 @@ func sessionKey(clientID string) string {
 
 // newSessions makes the bucket and answers take requests for this node.
 func newSessions(ctx context.Context, n *Node, replicas int) (*Sessions, error) {
-	kv, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := n.sharedBucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      SessionsBucket,
 		Description: "homemq: each persistent session's node, subscriptions and expiry",
 		TTL:         sessionsTTL,
-		Replicas:    replicas,
-		Storage:     jetstream.FileStorage,
-	})
+	}, replicas)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", SessionsBucket, err)
+		return nil, err
 	}
 	s := &Sessions{n: n, kv: kv, token: nodeToken(n.name), handing: map[*mqtt.Client]chan struct{}{}}
 	if s.sub, err = n.nc.Subscribe(takePrefix+s.token+".*", s.serveTake); err != nil {

@@ -45,6 +45,19 @@ type meta struct {
 	User          []packets.UserProperty `json:"up,omitempty"`
 }
 
+// properties are the MQTT 5 properties m carries, as mochi sets them on a
+// packet (message expiry aside: it depends on when the packet is made).
+func (m meta) properties() packets.Properties {
+	p := packets.Properties{
+		ContentType: m.ContentType, ResponseTopic: m.ResponseTopic,
+		CorrelationData: m.Correlation, User: m.User,
+	}
+	if m.PayloadFormat != nil {
+		p.PayloadFormat, p.PayloadFormatFlag = *m.PayloadFormat, true
+	}
+	return p
+}
+
 // Hook is the mochi hook of a clustered node. Outbound, it publishes what
 // the hooks before it (the Guard) accepted to JetStream; it keeps the
 // node's consumer filtered to the local subscriptions (interest);
@@ -255,13 +268,7 @@ func (h *Hook) receive(msg jetstream.Msg) {
 		TopicName:   m.Topic,
 		Payload:     msg.Data(),
 		PacketID:    uint16(m.QoS), // mochi's own inline Publish does this: a packet id for its validity checks
-		Properties: packets.Properties{
-			ContentType: m.ContentType, ResponseTopic: m.ResponseTopic,
-			CorrelationData: m.Correlation, User: m.User,
-		},
-	}
-	if m.PayloadFormat != nil {
-		pk.Properties.PayloadFormat, pk.Properties.PayloadFormatFlag = *m.PayloadFormat, true
+		Properties:  m.properties(),
 	}
 	if m.Expiry > 0 {
 		left := m.Expiry - time.Now().Unix()

@@ -4,7 +4,7 @@ NODE_DIR  := e2e/node
 FUZZTIME  ?= 20s
 BENCHTIME ?= 1s
 
-.PHONY: build run test unit e2e node-deps bench bench-cutoff fuzz lint build-pi bench-compare clean
+.PHONY: build run test unit e2e node-deps bench bench-cutoff fuzz lint build-pi bench-compare bench-cluster clean
 
 ## build: bin/homemq (everything) and bin/homemq-agent (the Pi agent alone) for this machine
 build:
@@ -38,6 +38,11 @@ bench-cutoff:
 ## bench-compare: homemq vs bare mochi vs Mosquitto under load (5 rounds, about 15 minutes, not part of test); writes docs/performance.md
 bench-compare:
 	GO=$(GO) bench/compare.sh
+
+## bench-cluster: a cluster's scale (idle agents over three node processes, cross-node command round trip, re-admission after kill -9; about 3 minutes); prints the tables of docs/performance.md "A cluster's scale"
+bench-cluster:
+	$(GO) build -o $${TMPDIR:-/tmp}/homemq-bench-scale ./cmd/homemq-bench
+	$${TMPDIR:-/tmp}/homemq-bench-scale cluster-scale $(ARGS)
 
 ## fuzz: every fuzz target for FUZZTIME each (corpus in testdata/fuzz)
 fuzz:

@@ -51,7 +51,7 @@ func main() {
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: homemq-bench run|compare|inproc|cluster [flags] (-h for the flags)")
+		return errors.New("usage: homemq-bench run|compare|inproc|cluster|cluster-scale [flags] (-h for the flags)")
 	}
 	switch args[0] {
 	case "run":
@@ -62,8 +62,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return inprocCmd(ctx, args[1:], stdout, stderr)
 	case "cluster":
 		return clusterCmd(ctx, args[1:], stdout, stderr)
+	case "cluster-scale":
+		return clusterScaleCmd(ctx, args[1:], stdout, stderr)
+	case "scale-node":
+		return scaleNodeCmd(args[1:], os.Stdin, stdout, stderr)
 	}
-	return fmt.Errorf("unknown command %q: want run, compare, inproc or cluster", args[0])
+	return fmt.Errorf("unknown command %q: want run, compare, inproc, cluster or cluster-scale", args[0])
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -58,6 +58,28 @@ func (a *Agent) Connect(ctx context.Context, addr string, timeout time.Duration)
 	return nil
 }
 
+// leave is an MQTT 5 DISCONNECT (normal) that sets the session expiry
+// to 0: the broker forgets the session.
+var leave = []byte{mqttc.TypeDisconnect << 4, 7, 0x00, 5, 0x11, 0, 0, 0, 0}
+
+// Leave ends the agent's session for good (DISCONNECT with a session
+// expiry of 0) and closes its connection, so that no offline session of
+// one measurement stays subscribed into the next.
+func (a *Agent) Leave() {
+	if a.conn == nil {
+		return
+	}
+	if a.conn.Write(leave) == nil && a.conn.Flush() == nil {
+		_ = a.conn.NetConn().SetReadDeadline(time.Now().Add(2 * time.Second))
+		for { // the broker closes the connection
+			if _, err := a.conn.ReadPacket(); err != nil {
+				break
+			}
+		}
+	}
+	a.Close()
+}
+
 // Close closes the agent's connection.
 func (a *Agent) Close() {
 	if a.conn != nil {

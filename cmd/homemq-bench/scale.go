@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ func scaleNodeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 // scaleResult is what clusterScaleCmd measured.
 type scaleResult struct {
 	Machine     string             `json:"machine"`
-	PerNode     int                `json:"per_node"`
+	Steps       []int              `json:"steps"`
 	Single      []scale.IdleNode   `json:"single_idle"`
 	Cluster     []scale.IdleNode   `json:"cluster_idle"`
 	RoundTrips  []roundTrips       `json:"round_trips"`
@@ -66,15 +67,21 @@ type roundTrips struct {
 func clusterScaleCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cluster-scale", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	perNode := fs.Int("per-node", 3000, "idle agents per node (the single node gets as many)")
+	stepsFlag := fs.String("steps", "100,200,400", "idle agents per node at each reading (the single node gets as many)")
 	commands := fs.Int("commands", 200, "commands per round-trip run")
 	rounds := fs.Int("rounds", 3, "round-trip rounds (single node and cluster alternate)")
-	agents := fs.Int("agents", 1000, "agents on the node that is killed")
+	agents := fs.Int("agents", 300, "agents on the node that is killed")
 	backoff := fs.Duration("backoff", time.Second, "the agents' first reconnect wait (the Pi agent's reconnect.min)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	steps, err := parseSteps(*stepsFlag)
+	if err != nil || len(steps) == 0 {
+		return fmt.Errorf("--steps: %v", err)
+	}
+	slices.Sort(steps)
+	steps = slices.Compact(steps)
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -86,7 +93,7 @@ func clusterScaleCmd(ctx context.Context, args []string, stdout, stderr io.Write
 	defer os.RemoveAll(dir)
 	raiseFileLimit()
 	start := time.Now()
-	res := scaleResult{PerNode: *perNode, Machine: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
+	res := scaleResult{Steps: steps, Machine: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
 	res.Load[0] = loadAvg()
 	logf := func(f string, a ...any) { fmt.Fprintf(stderr, "[cluster-scale] "+f+"\n", a...) }
 
@@ -121,15 +128,14 @@ func clusterScaleCmd(ctx context.Context, args []string, stdout, stderr io.Write
 		out   *[]scale.IdleNode
 	}{{"single", single, &res.Single}, {"cluster", cl, &res.Cluster}} {
 		t0 := time.Now()
-		idle, closeAll, err := scale.IdleSpread(ctx, ts[run.name], run.procs, *perNode, 2*time.Second)
-		closeAll()
+		idle, err := scale.IdleSpread(ctx, ts[run.name], run.procs, steps, 2*time.Second)
 		if err != nil {
 			return fmt.Errorf("idle agents on the %s: %w", run.name, err)
 		}
 		*run.out = idle
 		for _, n := range idle {
-			logf("idle %s node %s: %d agents, RSS %.1f KB/conn, heap %.1f KB/conn, stacks %.1f KB/conn (%.1fs)",
-				run.name, n.Node, n.Conns, n.RSSPerConn/1024, n.HeapPerConn/1024, n.StackPerConn/1024, time.Since(t0).Seconds())
+			logf("idle %s node %s: %d agents (%.0f/s), RSS %.1f KB/conn, heap %.1f KB/conn, stacks %.1f KB/conn (%.1fs)",
+				run.name, n.Node, n.Conns, n.Rate, n.RSSPerConn/1024, n.HeapPerConn/1024, n.StackPerConn/1024, time.Since(t0).Seconds())
 		}
 	}
 
@@ -163,7 +169,7 @@ func clusterScaleCmd(ctx context.Context, args []string, stdout, stderr io.Write
 			return err
 		}
 		addrs := []string{cl[0].Addr, cl[1].Addr, cl[2].Addr}
-		r, err := scale.Readmit(ctx, as, addrs, 1, cl[1].Kill, *backoff, time.Minute, 90*time.Second)
+		r, err := scale.Readmit(ctx, as, addrs, 1, cl[1].Kill, *backoff, time.Minute, 2*time.Minute)
 		for _, a := range as {
 			a.Close()
 		}
@@ -197,13 +203,13 @@ func loadAvg() string {
 func (r scaleResult) markdown(cl []*bench.NodeProc) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s, load average %s before, %s after, %.0f s\n\n", r.Machine, r.Load[0], r.Load[1], r.Seconds)
-	b.WriteString("| idle agents | node | connections | RSS / conn | heap / conn | stacks / conn | RSS of the node |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| idle agents | node | connections | connects/s to reach it | RSS / conn | heap / conn | stacks / conn | RSS of the node |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, set := range []struct {
 		name string
 		ns   []scale.IdleNode
 	}{{"one node", r.Single}, {"three nodes", r.Cluster}} {
 		for _, n := range set.ns {
-			fmt.Fprintf(&b, "| %s | %s | %d | %.1f KB | %.1f KB | %.1f KB | %.0f MiB |\n", set.name, n.Node, n.Conns,
+			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.1f KB | %.1f KB | %.1f KB | %.0f MiB |\n", set.name, n.Node, n.Conns, n.Rate,
 				n.RSSPerConn/1024, n.HeapPerConn/1024, n.StackPerConn/1024, float64(n.RSS)/(1<<20))
 		}
 	}

@@ -344,6 +344,28 @@ type Readmission struct {
 	Times Quantiles `json:"times"`
 	// Attempts is the total of connection attempts (one per address tried).
 	Attempts int64 `json:"attempts"`
+	// Failures counts the failed attempts by what went wrong (the error
+	// with the agent and the address left out).
+	Failures map[string]int `json:"failures,omitempty"`
+}
+
+// failureKind names what went wrong in a failed attempt, without the
+// agent, the address or the ports: "connection refused", "no SUBACK in
+// time", "no CONNACK in time", "refused 0xNN …", or the error's last part.
+func failureKind(err error) string {
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "connection refused"):
+		return "connection refused"
+	case strings.Contains(s, "SUBACK") && strings.Contains(s, "timeout"):
+		return "no SUBACK in time"
+	case strings.Contains(s, "timeout"), strings.Contains(s, "deadline exceeded"):
+		return "no CONNACK in time"
+	}
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		return s[i+2:]
+	}
+	return s
 }
 
 // Readmit connects the agents to addrs[victim], kills that node with
@@ -355,7 +377,7 @@ func Readmit(ctx context.Context, as []*Agent, addrs []string, victim int, kill 
 	if err := ConnectAgents(ctx, as, addrs[victim], 32); err != nil {
 		return Readmission{}, err
 	}
-	res := Readmission{Agents: len(as), Where: map[string]int{}}
+	res := Readmission{Agents: len(as), Where: map[string]int{}, Failures: map[string]int{}}
 	var (
 		mu       sync.Mutex
 		times    []time.Duration
@@ -386,13 +408,16 @@ func Readmit(ctx context.Context, as []*Agent, addrs []string, victim int, kill 
 				}
 				for _, addr := range Rotate(addrs, victim+1) {
 					attempts.Add(1)
-					if a.Connect(ctx, addr, 5*time.Second) == nil {
-						mu.Lock()
+					err := a.Connect(ctx, addr, 5*time.Second)
+					mu.Lock()
+					if err == nil {
 						times = append(times, time.Since(killed))
 						res.Where[addr]++
 						mu.Unlock()
 						return
 					}
+					res.Failures[failureKind(err)]++
+					mu.Unlock()
 				}
 			}
 		})

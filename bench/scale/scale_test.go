@@ -1,6 +1,7 @@
 package scale
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -110,6 +111,24 @@ func TestEnvelopeMsg(t *testing.T) {
 		got, ok := envelopeMsg([]byte(tc.in))
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("envelopeMsg(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestFailureKind(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+	}{
+		{"bench: connect agent k1-a to 127.0.0.1:4000: mqttc: dial 127.0.0.1:4000: dial tcp 127.0.0.1:4000: connect: connection refused",
+			"connection refused"},
+		{`bench: agent k2-a on 127.0.0.1:4001: mqttc: wait for SUBACK of "x": read tcp 127.0.0.1:5->127.0.0.1:4001: i/o timeout`,
+			"no SUBACK in time"},
+		{"bench: connect agent k3-a to 127.0.0.1:4001: mqttc: read CONNACK: read tcp 127.0.0.1:5->127.0.0.1:4001: i/o timeout",
+			"no CONNACK in time"},
+		{"bench: connect agent k4-a to 127.0.0.1:4001: mqttc: CONNACK 0x88: server unavailable", "server unavailable"},
+	} {
+		if got := failureKind(errors.New(tc.in)); got != tc.want {
+			t.Errorf("failureKind(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

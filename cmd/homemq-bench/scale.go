@@ -228,6 +228,9 @@ func (r scaleResult) markdown(cl []*bench.NodeProc) string {
 			fmt.Fprintf(&b, "%s %d ", p.Name, ra.Where[p.Addr])
 		}
 		b.WriteString("\n")
+		for k, n := range ra.Failures {
+			fmt.Fprintf(&b, "- %d failed attempts: %s\n", n, k)
+		}
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(&b, "\nerror: %s\n", e)

@@ -19,6 +19,10 @@ import (
 // agentBuffers is the read and write buffer of an idle agent's connection.
 const agentBuffers = 512
 
+// agentWait is how long the Pi agent waits for its CONNACK and then for
+// its SUBACK (agent's connectTimeout and ackWait).
+const agentWait = 10 * time.Second
+
 // agentSession is the session expiry an agent asks for: a persistent
 // session, as the Pi agent's (clean session off).
 const agentSession = 3600
@@ -371,8 +375,8 @@ func failureKind(err error) string {
 // Readmit connects the agents to addrs[victim], kills that node with
 // kill, and has every agent come back as the Pi agent does: after a loss
 // it waits its first backoff (lo), tries the addresses from the one after
-// the lost node, and backs off (lo…hi) between rounds. It returns when all
-// are back or after limit.
+// the lost node (agentWait for CONNACK, again for SUBACK), and backs off
+// (lo…hi) between rounds. It returns when all are back or after limit.
 func Readmit(ctx context.Context, as []*Agent, addrs []string, victim int, kill func(), lo, hi, limit time.Duration) (Readmission, error) {
 	if err := ConnectAgents(ctx, as, addrs[victim], 32); err != nil {
 		return Readmission{}, err
@@ -408,7 +412,7 @@ func Readmit(ctx context.Context, as []*Agent, addrs []string, victim int, kill 
 				}
 				for _, addr := range Rotate(addrs, victim+1) {
 					attempts.Add(1)
-					err := a.Connect(ctx, addr, 5*time.Second)
+					err := a.Connect(ctx, addr, agentWait)
 					mu.Lock()
 					if err == nil {
 						times = append(times, time.Since(killed))

@@ -9,8 +9,11 @@
 # IDLE_CONNS (15000), INPROC_CONNS (100000 in-process idle connections; 0
 # skips them), OUT (docs/performance.md), BENCHTIME (300ms for the Go
 # benchmarks), CLUSTER_ROUNDS (3 rounds of the three-node cluster next to
-# one node, about a minute; 0 skips it), KEEP=1 keeps the work folder
-# (configs, logs, results.json).
+# one node, about a minute; 0 skips it), CLUSTER_SCALE=1 also runs
+# `homemq-bench cluster-scale` (make bench-cluster, a few minutes) and
+# prints its tables (docs/performance.md "A cluster's scale" is written by
+# hand from them), KEEP=1 keeps the work folder (configs, logs,
+# results.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +26,7 @@ OUT=${OUT:-docs/performance.md}
 BENCHTIME=${BENCHTIME:-300ms}
 INPROC_CONNS=${INPROC_CONNS:-100000}
 CLUSTER_ROUNDS=${CLUSTER_ROUNDS:-3}
+CLUSTER_SCALE=${CLUSTER_SCALE:-0}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/homemq-bench-compare.XXXXXX")
 pid=""
@@ -85,4 +89,12 @@ echo "bench-compare: load runs (load average now: $(cut -d' ' -f1-3 /proc/loadav
 pid=$!
 wait "$pid"
 pid=""
+if [ "$CLUSTER_SCALE" = 1 ]; then
+	echo "bench-compare: a cluster's scale (homemq-bench cluster-scale; load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+	"$WORK/bin/homemq-bench" cluster-scale >"$WORK/cluster-scale.md" &
+	pid=$!
+	wait "$pid"
+	pid=""
+	cat "$WORK/cluster-scale.md"
+fi
 echo "bench-compare: done; see $OUT"

@@ -197,6 +197,13 @@ func (k *Keys) createOrGet(ctx context.Context, key string, value []byte) ([]byt
 		return nil, 0, fmt.Errorf("cluster: store %s/%s: %w", KeysBucket, key, err)
 	}
 	e, err := k.kv.Get(octx, key)
+	for errors.Is(err, jetstream.ErrKeyNotFound) && octx.Err() == nil {
+		// The create was refused because the key exists, but a KV read
+		// may be answered by a replica that has not stored it yet
+		// (JetStream's direct get): ask again until one has.
+		time.Sleep(50 * time.Millisecond)
+		e, err = k.kv.Get(octx, key)
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("cluster: read %s/%s: %w", KeysBucket, key, err)
 	}

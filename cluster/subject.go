@@ -93,36 +93,134 @@ func overlap(a, b string) bool {
 	}
 }
 
+// maxFilters bounds the filter subjects of a node's consumer: each update
+// sends them all to JetStream in one request, which must stay well under
+// NATS's 1 MB payload limit and cheap to apply.
+const maxFilters = 1000
+
 // interest reduces filter subjects to a sorted set JetStream accepts for
 // one consumer: no duplicates and no two that overlap. A filter covered by
 // another is dropped; if two still overlap, everything ("homemq.msg.>") is
 // asked for and mochi's own matching picks what local subscribers want.
-// No filters gives noInterest.
+// Beyond maxFilters, filters are widened to their group (a home's
+// "homemq.msg.homes.{id}.>"), and beyond that again to everything. No
+// filters gives noInterest.
+//
+// Filters are compared only within their group (the first two levels,
+// when both are literal) and with the filters that have no group (a
+// wildcard in the first two levels): two filters of different groups can
+// neither cover nor overlap each other. A node with many agents thus pays
+// about one comparison per filter, not one per pair.
 func interest(filters []string) []string {
 	slices.Sort(filters)
 	filters = slices.Compact(filters)
-	var kept []string
-	for i, f := range filters {
-		dropped := false
-		for j, g := range filters {
-			if i != j && covers(g, f) {
-				dropped = true
-				break
+	kept := reduce(filters)
+	if len(kept) > maxFilters {
+		wide := make([]string, 0, len(kept))
+		for _, f := range kept {
+			if g, ok := group(f); ok {
+				f = msgPrefix + g + ".>"
+			}
+			wide = append(wide, f)
+		}
+		slices.Sort(wide)
+		kept = reduce(slices.Compact(wide))
+	}
+	switch {
+	case len(kept) == 0:
+		return []string{noInterest}
+	case len(kept) > maxFilters:
+		return []string{msgPrefix + ">"}
+	}
+	return kept
+}
+
+// reduce drops the sorted, distinct filters that another covers, and
+// returns everything if two of those left overlap.
+func reduce(filters []string) []string {
+	groups := map[string][]string{}
+	var loose []string // no group: compared with every filter
+	for _, f := range filters {
+		if g, ok := group(f); ok {
+			groups[g] = append(groups[g], f)
+		} else {
+			loose = append(loose, f)
+		}
+	}
+	coveredBy := func(f string, others ...[]string) bool {
+		for _, set := range others {
+			for _, g := range set {
+				if g != f && covers(g, f) {
+					return true
+				}
 			}
 		}
-		if !dropped {
+		return false
+	}
+	var kept, keptLoose []string
+	for _, f := range loose {
+		if !coveredBy(f, loose) {
+			keptLoose = append(keptLoose, f)
+		}
+	}
+	for _, f := range filters {
+		g, ok := group(f)
+		if !ok {
+			continue
+		}
+		if !coveredBy(f, groups[g], loose) {
 			kept = append(kept, f)
 		}
 	}
-	for i := range kept {
-		for j := i + 1; j < len(kept); j++ {
-			if overlap(kept[i], kept[j]) {
-				return []string{msgPrefix + ">"}
+	if overlapping(kept, keptLoose) {
+		return []string{msgPrefix + ">"}
+	}
+	kept = append(kept, keptLoose...)
+	slices.Sort(kept)
+	return kept
+}
+
+// overlapping reports whether two of the grouped filters kept (sorted, so
+// a group's filters are next to each other) or any of them and a loose
+// one overlap.
+func overlapping(kept, loose []string) bool {
+	for i, f := range kept {
+		g, _ := group(f)
+		for _, h := range kept[i+1:] {
+			if hg, _ := group(h); hg != g {
+				break
+			}
+			if overlap(f, h) {
+				return true
+			}
+		}
+		for _, l := range loose {
+			if overlap(f, l) {
+				return true
 			}
 		}
 	}
-	if len(kept) == 0 {
-		return []string{noInterest}
+	for i, f := range loose {
+		for _, l := range loose[i+1:] {
+			if overlap(f, l) {
+				return true
+			}
+		}
 	}
-	return kept
+	return false
+}
+
+// group is a filter's first two levels after msgPrefix ("homes.h1"), when
+// both are literal: a filter of one group matches no subject of another.
+func group(f string) (string, bool) {
+	rest := strings.TrimPrefix(f, msgPrefix)
+	first, after, ok := strings.Cut(rest, ".")
+	if !ok || first == "*" || first == ">" {
+		return "", false
+	}
+	second, _, _ := strings.Cut(after, ".")
+	if second == "*" || second == ">" || second == "" {
+		return "", false
+	}
+	return first + "." + second, true
 }

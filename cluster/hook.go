@@ -73,10 +73,23 @@ type Hook struct {
 	filters  []string   // the consumer's filter subjects now
 	changed  chan struct{}
 	consumer jetstream.Consumer
+
+	widening widening // SUBSCRIBEs waiting for the consumer (widen)
+}
+
+// widening batches the consumer updates SUBSCRIBEs wait for: one update
+// serves every subscription made before it started.
+type widening struct {
+	mu      sync.Mutex
+	done    *sync.Cond
+	asked   uint64 // SUBSCRIBEs that asked for an update
+	applied uint64 // asks covered by a finished update
+	running bool
 }
 
 func newHook(n *Node) (*Hook, error) {
 	h := &Hook{n: n, changed: make(chan struct{}, 1)}
+	h.widening.done = sync.NewCond(&h.widening.mu)
 	h.injector = n.d.Server.NewClient(nil, "local", injectorID, true)
 	h.injector.Properties.ProtocolVersion = 5 // mochi honours message expiry on MQTT 5 packets only
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -162,10 +175,43 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 func (h *Hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if err := h.refresh(ctx); err != nil {
+	if err := h.widen(ctx); err != nil {
 		h.n.log.Warn("cluster: could not update this node's interest", "error", err)
 		h.poke()
 	}
+}
+
+// widen returns once the consumer's filter holds every subscription made
+// before the call. Calls that arrive while an update runs wait for the
+// next one, which one of them makes for all: a burst of SUBSCRIBEs (agents
+// reconnecting after a restart) costs a few consumer updates, not one
+// each.
+func (h *Hook) widen(ctx context.Context) error {
+	w := &h.widening
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.asked++
+	mine := w.asked
+	for w.applied < mine {
+		if w.running {
+			w.done.Wait()
+			continue
+		}
+		w.running = true
+		target := w.asked
+		w.mu.Unlock()
+		err := h.refresh(ctx)
+		w.mu.Lock()
+		w.running = false
+		if err == nil {
+			w.applied = max(w.applied, target)
+		}
+		w.done.Broadcast()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // OnUnsubscribed narrows the interest, later: a filter wider than needed

@@ -78,6 +78,10 @@ var (
 func (q *quickstart) banner() (link, token, mqttAddr string) {
 	q.t.Helper()
 	eventually(q.t, 30*time.Second, "the invite link is printed", func() bool { return inviteLink.MatchString(q.output()) })
+	// the banner is written line by line: wait for its last lines too
+	eventually(q.t, 10*time.Second, "the banner's homemq send, token and member lines", func() bool {
+		return q.printed("send") != "" && q.printed("token") != "" && q.printed("member") != ""
+	})
 	out := q.output()
 	w := watchToken.FindStringSubmatch(out)
 	if w == nil {

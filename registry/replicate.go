@@ -64,7 +64,7 @@ const (
 	writeAttempts = 8
 	// recheckTimeout bounds the wait of a refused credential for the
 	// log's last entry (recheck).
-	recheckTimeout = 2 * time.Second
+	recheckTimeout = 5 * time.Second
 )
 
 // replicated are the buckets every node shares; bucketMeta is local.

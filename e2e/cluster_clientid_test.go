@@ -23,6 +23,7 @@ import (
 // nothing over. With conns_per_sub 2, two connections on A make a third on
 // C refused 0x97 with the reason one node gives, until one of them ends.
 func TestClusterClientIDs(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3, func(c *broker.Config) { c.Limits.ConnsPerSub = 2 })
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	const filter = "homes/h1/agents/a1/devices/+/state"

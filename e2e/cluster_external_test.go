@@ -22,6 +22,7 @@ import (
 // With a wrong password or without the NATS's CA it does not start, and
 // the error says why.
 func TestClusterExternalNATSWithPasswordAndTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca, err := certs.NewAuthority("external NATS CA")
 	if err != nil {

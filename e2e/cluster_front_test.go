@@ -74,6 +74,7 @@ func commandWorks(t *testing.T, h *home, action string, within time.Duration) {
 // homemq send --server tries its addresses in order and names each
 // failure when none accepts.
 func TestClusterClientsKnowSeveralNodes(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	dead := "mqtts://" + freeAddr(t)
@@ -113,6 +114,7 @@ func TestClusterClientsKnowSeveralNodes(t *testing.T) {
 // 0x8B saying the node drains, and the process exits 0. homemq drain on a
 // single node says it cannot drain.
 func TestSIGTERMDrainsAClusterNode(t *testing.T) {
+	t.Parallel()
 	t.Run("single node", func(t *testing.T) {
 		b := startBroker(t)
 		out, err := exec.Command(homemqBinary(t), "drain", "--data", b.Data, "--server", b.Addrs()["https"]).CombinedOutput()

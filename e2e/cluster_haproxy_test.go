@@ -178,6 +178,7 @@ func healthzAt(t *testing.T, b *testBroker, addr string) (int, string) {
 // is refused 0x88 (server unavailable), the agent ends up on another node
 // through the front and commands keep working.
 func TestClusterBehindHAProxy(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3)
 	a := nodes[0]
 	fr := startHAProxy(t, nodes)

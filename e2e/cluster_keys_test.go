@@ -52,6 +52,7 @@ func kidsIn(t *testing.T, jwks []byte) []string {
 // (through B's admin API, as an operator does) signs B's next tokens with
 // a new kid that C accepts and A and C list within 5 s.
 func TestClusterSharesSigningKeys(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 

@@ -37,6 +37,7 @@ import (
 // either: its start fails and its log says the peer's certificate is not
 // trusted, while the cluster's clients see only the three nodes.
 func TestClusterLinksNeedTheSecret(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3)
 	conf := func(i int) *cluster.Embedded { return nodes[i].Config().Cluster.Embedded }
 	a := conf(0)

@@ -113,6 +113,7 @@ func operatorStatus(t *testing.T, b *testBroker) cluster.Status {
 // connection on C within 5 s. Their status shows the external servers
 // holding the shared streams.
 func TestClusterOnExternalNATS(t *testing.T) {
+	t.Parallel()
 	urls := startNATSCluster(t, 3)
 	nodes := startCluster(t, 3, onExternalNATS(urls))
 	a, b, c := nodes[0], nodes[1], nodes[2]

@@ -135,6 +135,7 @@ func (p *processNode) mustConnect(t *testing.T, clientID, token string) *v5clien
 // token minted on B is accepted on C; a client id connecting on C takes
 // over its connection on A.
 func TestClusterOfThreeProcesses(t *testing.T) {
+	t.Parallel()
 	nodes := startClusterProcesses(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	const (

@@ -26,6 +26,7 @@ import (
 // and the sign-in works on A; a home added on two nodes one after the
 // other exists once.
 func TestClusterSharesTheRegistry(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	a.mustAdmin(registry.Request{Op: registry.OpHomeAdd, Home: "h1"})

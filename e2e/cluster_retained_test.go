@@ -65,6 +65,7 @@ func restartNode(t *testing.T, cfg broker.Config) *testBroker {
 // while C is down, C serves the bucket's state after its restart, never a
 // stale or expired message.
 func TestClusterRetainedStore(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	const (
@@ -158,6 +159,7 @@ func TestClusterRetainedStore(t *testing.T) {
 // they are copied into the new, empty bucket instead of being dropped as
 // "not in the bucket".
 func TestClusterKeepsRetainedOfASingleNode(t *testing.T) {
+	t.Parallel()
 	const state = "homes/h1/agents/a1/devices/d1/state"
 	data := t.TempDir()
 	single := startBrokerIn(t, data)

@@ -26,6 +26,7 @@ import (
 // envelope refusals, the cut-off at a token's expiry, re-authentication
 // with fewer rights or another sub, and the SignalR bridge's sessions.
 func TestClusterKeepsTheRulesOfOneNode(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3, shortLeeway)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	const (

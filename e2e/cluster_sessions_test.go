@@ -43,6 +43,7 @@ func sessionsOn(b *testBroker) int {
 // comes back with its stale copy, the agent reconnecting to A gets what B
 // queued meanwhile, once.
 func TestClusterSessionsMove(t *testing.T) {
+	t.Parallel()
 	outer := t
 	nodes := startCluster(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]

@@ -73,6 +73,7 @@ func TestSingleNodeHealthzHasNoCluster(t *testing.T) {
 // refuses commands (fail closed) and cluster status fails, naming the
 // problem.
 func TestClusterStatus(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3)
 	a, c := nodes[0], nodes[2]
 

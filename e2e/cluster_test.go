@@ -26,6 +26,10 @@ import (
 // it), so a client trusts every node, and a front before them, with one
 // CA file. The nodes start at once: each waits for enough peers to hold
 // JetStream's replicas. edit may change each node's config.
+//
+// The cluster tests run in parallel with each other (t.Parallel): a
+// cluster spends most of its time waiting on elections and timeouts, and
+// every cluster has its own secret, so none can join another.
 func startCluster(t *testing.T, n int, edit ...func(*broker.Config)) []*testBroker {
 	t.Helper()
 	dirs, routes := make([]string, n), make([]string, n)
@@ -115,6 +119,7 @@ func publishes(c *v5client, topic string) []*paho.Publish {
 // on A cuts a connection on C within a bound; a command A accepted just
 // before it died is still refused on B.
 func TestClusterOfThreeNodes(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	const (

@@ -46,6 +46,30 @@ func StartSingle(dir string, log *slog.Logger) (*Nodes, error) {
 	return &Nodes{Addrs: []string{b.Addrs()["mqtt"]}, Data: dir, brokers: []*broker.Broker{b}}, nil
 }
 
+// prepareNodes makes the data folders of n nodes under dir (sharing one
+// key set), a free loopback route address for each and the cluster
+// secret they share.
+func prepareNodes(dir string, n int) (dirs, routes []string, secret string, err error) {
+	dirs, routes = make([]string, n), make([]string, n)
+	for i := range n {
+		dirs[i] = filepath.Join(dir, "node-"+strconv.Itoa(i))
+		if err = os.MkdirAll(dirs[i], 0o700); err != nil {
+			return nil, nil, "", err
+		}
+		if routes[i], err = freeLoopback(); err != nil {
+			return nil, nil, "", err
+		}
+	}
+	if err = shareKeys(dirs); err != nil {
+		return nil, nil, "", err
+	}
+	secret = filepath.Join(dir, "cluster.secret")
+	if err = os.WriteFile(secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {
+		return nil, nil, "", err
+	}
+	return dirs, routes, secret, nil
+}
+
 // StartCluster starts n homemq nodes (n ≥ 2) as StartSingle does, each
 // in a folder of its own under dir, with embedded NATS servers routed to
 // each other on loopback and JetStream replicas min(3, n): the cluster of
@@ -54,22 +78,8 @@ func StartCluster(dir string, n int, log *slog.Logger) (*Nodes, error) {
 	if n < 2 {
 		return nil, fmt.Errorf("bench: a cluster needs 2 nodes or more, not %d", n)
 	}
-	dirs, routes := make([]string, n), make([]string, n)
-	for i := range n {
-		dirs[i] = filepath.Join(dir, "node-"+strconv.Itoa(i))
-		if err := os.MkdirAll(dirs[i], 0o700); err != nil {
-			return nil, err
-		}
-		var err error
-		if routes[i], err = freeLoopback(); err != nil {
-			return nil, err
-		}
-	}
-	if err := shareKeys(dirs); err != nil {
-		return nil, err
-	}
-	secret := filepath.Join(dir, "cluster.secret")
-	if err := os.WriteFile(secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {
+	dirs, routes, secret, err := prepareNodes(dir, n)
+	if err != nil {
 		return nil, err
 	}
 	nodes := &Nodes{Data: dirs[0], Addrs: make([]string, n), brokers: make([]*broker.Broker, n)}

@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -79,22 +77,8 @@ func (p *NodeProc) Stop() {
 // single node when n is 1, else a cluster with embedded NATS routed on
 // loopback, as StartCluster makes in one process.
 func StartNodeProcs(ctx context.Context, exe, dir string, n int) ([]*NodeProc, error) {
-	dirs, routes := make([]string, n), make([]string, n)
-	for i := range n {
-		dirs[i] = filepath.Join(dir, "node-"+strconv.Itoa(i))
-		if err := os.MkdirAll(dirs[i], 0o700); err != nil {
-			return nil, err
-		}
-		var err error
-		if routes[i], err = freeLoopback(); err != nil {
-			return nil, err
-		}
-	}
-	if err := shareKeys(dirs); err != nil {
-		return nil, err
-	}
-	secret := filepath.Join(dir, "cluster.secret")
-	if err := os.WriteFile(secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {
+	dirs, routes, secret, err := prepareNodes(dir, n)
+	if err != nil {
 		return nil, err
 	}
 	procs := make([]*NodeProc, n)

@@ -214,6 +214,21 @@ func (c *Conn) ReadPacket() (Packet, error) {
 	return Packet{Type: b >> 4, Flags: b & 0x0F, Body: c.buf}, nil
 }
 
+// ReadPublish reads packets until a PUBLISH and returns it parsed; other
+// packets (acks, pings) are skipped. Its payload is valid until the next
+// read, as a packet's body.
+func (c *Conn) ReadPublish() (Publish, error) {
+	for {
+		pk, err := c.ReadPacket()
+		if err != nil {
+			return Publish{}, err
+		}
+		if pk.Type == TypePublish {
+			return ParsePublish(pk)
+		}
+	}
+}
+
 // Buffered reports how many bytes are read from the network but not yet
 // returned as packets: when it is 0, the next ReadPacket may block, so a
 // reader should Flush what it has written before.

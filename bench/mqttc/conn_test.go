@@ -183,3 +183,20 @@ func FuzzReadPacket(f *testing.F) {
 		}
 	})
 }
+
+// TestReadPublishSkipsOtherPackets: a PUBACK and a PINGRESP before a
+// PUBLISH are skipped, the PUBLISH comes back parsed.
+func TestReadPublishSkipsOtherPackets(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	go func() {
+		defer server.Close()
+		in := []byte{0x40, 2, 0, 7, 0xD0, 0}
+		in = AppendPublish(in, "a/b", 0, 0, []byte("hi"))
+		_, _ = server.Write(in)
+	}()
+	p, err := New(client).ReadPublish()
+	if err != nil || string(p.Topic) != "a/b" || string(p.Payload) != "hi" {
+		t.Fatalf("ReadPublish = %+v, %v, want a/b hi", p, err)
+	}
+}

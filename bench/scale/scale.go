@@ -195,14 +195,7 @@ func RoundTrips(ctx context.Context, t load.Target, home, adminAddr, agentAddr s
 	go func() {
 		defer close(acks)
 		for {
-			pk, err := ac.ReadPacket()
-			if err != nil {
-				return
-			}
-			if pk.Type != mqttc.TypePublish {
-				continue
-			}
-			p, err := mqttc.ParsePublish(pk)
+			p, err := ac.ReadPublish()
 			if err != nil {
 				return
 			}
@@ -269,14 +262,7 @@ func waitAck(c *mqttc.Conn, acks <-chan delivery, msg string, d time.Duration) b
 func ackCommands(c *mqttc.Conn, ackTopic string) {
 	var buf []byte
 	for {
-		pk, err := c.ReadPacket()
-		if err != nil {
-			return
-		}
-		if pk.Type != mqttc.TypePublish {
-			continue
-		}
-		p, err := mqttc.ParsePublish(pk)
+		p, err := c.ReadPublish()
 		if err != nil {
 			return
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"homemq/certs"
-	"homemq/cluster"
 )
 
 // processNode is one `homemq serve` process of a cluster, with what a
@@ -34,36 +33,16 @@ type processNode struct {
 func startClusterProcesses(t *testing.T, n int) []*processNode {
 	t.Helper()
 	bin := homemqBinary(t)
-	secret := filepath.Join(t.TempDir(), "cluster.secret")
-	if err := os.WriteFile(secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := certs.NewAuthority("homemq cluster CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	routes := make([]string, n)
-	for i := range routes {
-		routes[i] = freeAddr(t)
-	}
+	l := newClusterLayout(t, n)
 	nodes := make([]*processNode, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range nodes {
-		data := t.TempDir()
-		if err := ca.Save(filepath.Join(data, "certs")); err != nil {
-			t.Fatal(err)
-		}
-		var peers []string
-		for j, r := range routes {
-			if j != i {
-				peers = append(peers, "nats-route://"+r)
-			}
-		}
+		data := l.dirs[i]
 		name := string(rune('a' + i))
 		cfg := filepath.Join(t.TempDir(), "homemq.yaml")
 		yaml := fmt.Sprintf("log:\n  level: warn\nlimits:\n  connect_rate: 0\ncluster:\n  embedded:\n    name: %s\n    cluster_listen: %s\n    routes: [%s]\n  secret_file: %s\n",
-			name, routes[i], strings.Join(peers, ", "), secret)
+			name, l.routes[i], strings.Join(l.peers(i), ", "), l.secret)
 		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,46 @@ import (
 	"homemq/cluster"
 )
 
+// clusterLayout is what the nodes of a test cluster are given: a data
+// folder each holding one shared dev CA (each node issues its own server
+// certificate from it, so one CA file trusts every node), a free route
+// address each, and the cluster secret file they share.
+type clusterLayout struct {
+	dirs, routes []string
+	secret       string
+}
+
+func newClusterLayout(t *testing.T, n int) clusterLayout {
+	t.Helper()
+	l := clusterLayout{dirs: make([]string, n), routes: make([]string, n)}
+	ca, err := certs.NewAuthority("homemq cluster dev CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		l.dirs[i], l.routes[i] = t.TempDir(), freeAddr(t)
+		if err := ca.Save(filepath.Join(l.dirs[i], "certs")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.secret = filepath.Join(t.TempDir(), "cluster.secret")
+	if err := os.WriteFile(l.secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// peers are the route URLs node i dials: every other node's.
+func (l clusterLayout) peers(i int) []string {
+	var out []string
+	for j, r := range l.routes {
+		if j != i {
+			out = append(out, "nats-route://"+r)
+		}
+	}
+	return out
+}
+
 // startCluster runs n homemq nodes side by side in this process, each
 // with its own data folder and an embedded NATS server on loopback, routed
 // to each other. Each node makes its own signing keys and message master
@@ -32,42 +72,19 @@ import (
 // every cluster has its own secret, so none can join another.
 func startCluster(t *testing.T, n int, edit ...func(*broker.Config)) []*testBroker {
 	t.Helper()
-	dirs, routes := make([]string, n), make([]string, n)
-	for i := range dirs {
-		dirs[i] = t.TempDir()
-		routes[i] = freeAddr(t)
-	}
-	ca, err := certs.NewAuthority("homemq cluster dev CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range dirs {
-		if err := ca.Save(filepath.Join(d, "certs")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	secret := filepath.Join(t.TempDir(), "cluster.secret")
-	if err := os.WriteFile(secret, []byte(cluster.NewSecret().String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	l := newClusterLayout(t, n)
 	nodes := make([]*testBroker, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range nodes {
-		var peers []string
-		for j, r := range routes {
-			if j != i {
-				peers = append(peers, "nats-route://"+r)
-			}
-		}
 		cfg := broker.DefaultConfig()
-		cfg.Data = dirs[i]
+		cfg.Data = l.dirs[i]
 		cfg.Listeners = broker.ListenersConfig{MQTT: "127.0.0.1:0", HTTPS: "127.0.0.1:0", MQTTPlain: "127.0.0.1:0"}
 		cfg.Log.Level = "warn"
 		cfg.Limits.ConnectRate = 0
 		cfg.Cluster = &cluster.Config{Embedded: &cluster.Embedded{
-			Name: string(rune('a' + i)), Listen: freeAddr(t), ClusterListen: routes[i], Routes: peers,
-		}, SecretFile: secret}
+			Name: string(rune('a' + i)), Listen: freeAddr(t), ClusterListen: l.routes[i], Routes: l.peers(i),
+		}, SecretFile: l.secret}
 		for _, f := range edit {
 			f(&cfg)
 		}
@@ -84,7 +101,7 @@ func startCluster(t *testing.T, n int, edit ...func(*broker.Config)) []*testBrok
 				errs[i] = err
 				return
 			}
-			nodes[i] = &testBroker{Broker: b, t: t, Data: dirs[i]}
+			nodes[i] = &testBroker{Broker: b, t: t, Data: l.dirs[i]}
 		}()
 	}
 	wg.Wait()

@@ -85,12 +85,20 @@ func (l *fakeLog) follow(t *testing.T, r *Registry) (stop func()) {
 // node opens a registry that writes through l and follows it.
 func (l *fakeLog) node(t *testing.T) *Registry {
 	t.Helper()
+	r := l.joined(t)
+	l.follow(t, r)
+	return r
+}
+
+// joined is a copy that writes through the log but does not follow it:
+// it sees other copies' writes only when a test lets it catch up.
+func (l *fakeLog) joined(t *testing.T) *Registry {
+	t.Helper()
 	r, _ := openTest(t)
 	if err := r.Seed(context.Background(), l, "test-log"); err != nil {
 		t.Fatal(err)
 	}
 	r.Replicate(l)
-	l.follow(t, r)
 	return r
 }
 
@@ -179,11 +187,7 @@ func TestChangeLogApply(t *testing.T) {
 func TestWriteAfterConflict(t *testing.T) {
 	l := newFakeLog()
 	a := l.node(t)
-	b, _ := openTest(t)
-	if err := b.Seed(context.Background(), l, "test-log"); err != nil {
-		t.Fatal(err)
-	}
-	b.Replicate(l)
+	b := l.joined(t)
 	// lagging runs write on a while b's consumer is stopped, then b writes
 	// with its consumer coming back a moment later
 	back := make(chan func(), 1)
@@ -246,11 +250,7 @@ func TestWriteAfterConflict(t *testing.T) {
 func TestRefusalCheckedAgainstTheLog(t *testing.T) {
 	l := newFakeLog()
 	a := l.node(t)
-	b, _ := openTest(t)
-	if err := b.Seed(context.Background(), l, "test-log"); err != nil {
-		t.Fatal(err)
-	}
-	b.Replicate(l)
+	b := l.joined(t)
 	stop := l.follow(t, b)
 	stop() // b lags until it must catch up
 	if _, err := a.AddHome("h1"); err != nil {
@@ -274,11 +274,7 @@ func TestRefusalCheckedAgainstTheLog(t *testing.T) {
 func TestCredentialCheckedAgainstTheLog(t *testing.T) {
 	l := newFakeLog()
 	a := l.node(t)
-	b, _ := openTest(t)
-	if err := b.Seed(context.Background(), l, "test-log"); err != nil {
-		t.Fatal(err)
-	}
-	b.Replicate(l)
+	b := l.joined(t)
 	if _, err := a.AddHome("h1"); err != nil {
 		t.Fatal(err)
 	}

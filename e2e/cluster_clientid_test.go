@@ -34,13 +34,9 @@ func TestClusterClientIDs(t *testing.T) {
 		never(t, time.Second, "bob's connection with the id phone takes over alice's", func() bool { return len(aliceA.disconnect) > 0 })
 
 		aliceC := c.mustV5(overTLS, "phone", c.mint("user:alice", "h1=viewer"))
-		select {
-		case d := <-aliceA.disconnect:
-			if d.ReasonCode != 0x8E {
-				t.Fatalf("alice on A: DISCONNECT %#x, want 0x8E (session taken over)", d.ReasonCode)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("alice on A was not disconnected within 5 s of connecting with the same id on C")
+		d := aliceA.disconnected(t, 5*time.Second, "the connect with the same id on C")
+		if d.ReasonCode != 0x8E {
+			t.Fatalf("alice on A: DISCONNECT %#x, want 0x8E (session taken over)", d.ReasonCode)
 		}
 		if code := aliceC.subscribe(t, filter, 1); code != 1 {
 			t.Fatalf("alice on C after the takeover: SUBACK %#x, want 1", code)

@@ -158,13 +158,9 @@ func TestSIGTERMDrainsAClusterNode(t *testing.T) {
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case d := <-c.disconnect:
-		if d.ReasonCode != 0x8B || d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "draining") {
-			t.Fatalf("on SIGTERM the client got %#x %+v, want 0x8B saying the node drains", d.ReasonCode, d.Properties)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("SIGTERM did not disconnect the client within 10s")
+	d := c.disconnected(t, 10*time.Second, "SIGTERM")
+	if d.ReasonCode != 0x8B || d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "draining") {
+		t.Fatalf("on SIGTERM the client got %#x %+v, want 0x8B saying the node drains", d.ReasonCode, d.Properties)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- s.cmd.Wait() }()

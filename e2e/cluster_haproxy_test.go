@@ -213,13 +213,9 @@ func TestClusterBehindHAProxy(t *testing.T) {
 	if err := a.Revoked.Add(auth.Revocation{Sub: "user:viewer", Until: time.Now().Add(time.Hour).Unix()}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case d := <-viewer.disconnect:
-		if d.ReasonCode != 0x87 {
-			t.Fatalf("the viewer was disconnected with %#x, want 0x87", d.ReasonCode)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a revocation did not cut the viewer connected through the front within 5s")
+	d := viewer.disconnected(t, 5*time.Second, "a revocation (client through the front)")
+	if d.ReasonCode != 0x87 {
+		t.Fatalf("the viewer was disconnected with %#x, want 0x87", d.ReasonCode)
 	}
 
 	// drain the agent's node
@@ -251,13 +247,9 @@ func TestClusterBehindHAProxy(t *testing.T) {
 		t.Fatalf("/healthz of the drained node: %d %q, want 503 draining", code, body)
 	}
 	for _, c := range onX {
-		select {
-		case d := <-c.disconnect:
-			if d.ReasonCode != 0x8B || d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "draining") {
-				t.Fatalf("a client of the drained node was disconnected with %#x %+v, want 0x8B saying the node drains", d.ReasonCode, d.Properties)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("a client of the drained node was not disconnected within 10s")
+		d := c.disconnected(t, 10*time.Second, "draining the node")
+		if d.ReasonCode != 0x8B || d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "draining") {
+			t.Fatalf("a client of the drained node was disconnected with %#x %+v, want 0x8B saying the node drains", d.ReasonCode, d.Properties)
 		}
 	}
 	if conn, err := tls.Dial("tcp", x.Addrs()["mqtts"], x.tlsConfig()); err == nil {

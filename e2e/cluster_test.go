@@ -220,13 +220,9 @@ func TestClusterOfThreeNodes(t *testing.T) {
 	if err := a.Revoked.Add(auth.Revocation{Sub: "user:viewer", Until: time.Now().Add(time.Hour).Unix()}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case d := <-viewer.disconnect:
-		if d.ReasonCode != 0x87 {
-			t.Fatalf("the viewer on C was disconnected with %#x, want 0x87", d.ReasonCode)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a revocation on A did not cut the viewer on C within 5s")
+	d := viewer.disconnected(t, 5*time.Second, "a revocation on A")
+	if d.ReasonCode != 0x87 {
+		t.Fatalf("the viewer on C was disconnected with %#x, want 0x87", d.ReasonCode)
 	}
 
 	// A accepts a command and dies: its replay on B is still refused, and

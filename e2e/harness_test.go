@@ -370,6 +370,19 @@ func (b *testBroker) v5conn(conn net.Conn, clientID, token string) *v5client {
 	return c
 }
 
+// disconnected waits up to within for the server's DISCONNECT to c and
+// returns it; without one the test fails, naming what should have cut c.
+func (c *v5client) disconnected(t testing.TB, within time.Duration, what string) *paho.Disconnect {
+	t.Helper()
+	select {
+	case d := <-c.disconnect:
+		return d
+	case <-time.After(within):
+		t.Fatalf("%s did not disconnect the client within %v", what, within)
+		return nil
+	}
+}
+
 // tampered returns s with one character near its end changed, so a token's
 // signature or a credential's secret is always wrong (replacing the last few
 // characters with fixed ones could, by chance, leave them as they were).

@@ -92,20 +92,49 @@ func newHook(n *Node) (*Hook, error) {
 	h.widening.done = sync.NewCond(&h.widening.mu)
 	h.injector = n.d.Server.NewClient(nil, "local", injectorID, true)
 	h.injector.Properties.ProtocolVersion = 5 // mochi honours message expiry on MQTT 5 packets only
+	return h, nil
+}
+
+// start makes the node's consumer carry the local interest and starts
+// receiving: once mochi restored the node's sessions (Sessions.OnStarted),
+// so that what other nodes sent while this node was down reaches them. A
+// consumer JetStream cannot make yet is tried again every few seconds.
+func (h *Hook) start() {
+	go func() {
+		for {
+			err := h.consume()
+			if err == nil {
+				h.watch()
+				return
+			}
+			h.n.log.Warn("cluster: cannot receive the other nodes' messages yet; trying again", "error", err)
+			select {
+			case <-h.n.done:
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}()
+}
+
+// consume updates the consumer and starts receiving from it.
+func (h *Hook) consume() error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if err := h.refresh(ctx); err != nil {
-		return nil, err
+		return err
 	}
-	cc, err := h.consumer.Consume(h.receive, pullExpiry, pullHeartbeat, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		n.log.Debug("cluster: consuming messages", "error", err)
+	h.mu.Lock()
+	c := h.consumer
+	h.mu.Unlock()
+	cc, err := c.Consume(h.receive, pullExpiry, pullHeartbeat, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		h.n.log.Debug("cluster: consuming messages", "error", err)
 	}))
 	if err != nil {
-		return nil, fmt.Errorf("consume %s: %w", MessagesStream, err)
+		return fmt.Errorf("consume %s: %w", MessagesStream, err)
 	}
-	n.msgs = cc
-	go h.watch()
-	return h, nil
+	h.n.setMsgs(cc)
+	return nil
 }
 
 // ID names the hook.

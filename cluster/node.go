@@ -68,6 +68,10 @@ type Deps struct {
 	// Adopt stores the subscriptions of a session moved to this node (the
 	// store's OnSubscribed); nil: nothing.
 	Adopt func(cl *mqtt.Client, pk packets.Packet)
+	// CanRead reports whether a connecting client may receive a message of
+	// topic: the Guard's judgement of a queue recovered from a dead node
+	// (sessions.go); nil: every message.
+	CanRead func(cl *mqtt.Client, topic string) bool
 }
 
 // Node is this homemq process as a member of the cluster: its NATS
@@ -89,7 +93,8 @@ type Node struct {
 	keys   *Keys                    // the shared signing keys (keys.go); nil until ShareKeys
 	sig    *msgSigner               // signs what crosses nodes (msgsig.go)
 	feed   jetstream.ConsumeContext // revocations
-	msgs   jetstream.ConsumeContext // messages for local subscribers
+	msgsMu sync.Mutex
+	msgs   jetstream.ConsumeContext // messages for local subscribers, once started (Hook.start)
 
 	retained *retained    // the cluster's retained store (retained.go)
 	registry *registryLog // the registry's change log (registry.go)
@@ -348,14 +353,29 @@ func (n *Node) Clients() *Clients { return n.clients }
 // nodes; add it after the Guard and the store.
 func (n *Node) Sessions() *Sessions { return n.sessions }
 
+// setMsgs keeps the consumption Close stops; one that starts after Close
+// is stopped at once.
+func (n *Node) setMsgs(cc jetstream.ConsumeContext) {
+	n.msgsMu.Lock()
+	defer n.msgsMu.Unlock()
+	select {
+	case <-n.done:
+		cc.Stop()
+	default:
+		n.msgs = cc
+	}
+}
+
 // Close stops receiving and leaves the cluster: the NATS connection and
 // the embedded server.
 func (n *Node) Close() {
 	n.closing.Do(func() {
 		close(n.done)
+		n.msgsMu.Lock()
 		if n.msgs != nil {
 			n.msgs.Stop()
 		}
+		n.msgsMu.Unlock()
 		if n.feed != nil {
 			n.feed.Stop()
 		}

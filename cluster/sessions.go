@@ -123,7 +123,7 @@ func (s *Sessions) ID() string { return "homemq-cluster-sessions" }
 // Provides lists the hook methods Sessions implements.
 func (s *Sessions) Provides(b byte) bool {
 	return bytes.Contains([]byte{mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnSubscribed,
-		mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnClientExpired}, []byte{b})
+		mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnStarted}, []byte{b})
 }
 
 // persistentSession reports whether cl's session outlives its connection.
@@ -391,6 +391,15 @@ func (s *Sessions) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	}
 	if persistentSession(cl) {
 		s.record(cl, time.Now().Unix())
+	}
+}
+
+// OnStarted runs once mochi restored this node's sessions from its store,
+// and starts receiving the other nodes' messages, so that those sent while
+// this node was down reach the sessions it restored.
+func (s *Sessions) OnStarted() {
+	if s.n.hook != nil {
+		s.n.hook.start()
 	}
 }
 

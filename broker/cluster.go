@@ -32,6 +32,7 @@ func (b *Broker) joinCluster() error {
 		Disconnect:  b.Guard.Disconnect,
 		Forget:      b.forgetSession,
 		Adopt:       b.adoptSession,
+		CanRead:     func(cl *mqtt.Client, topic string) bool { return b.Guard.OnACLCheck(cl, topic, false) },
 	})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
@@ -44,6 +45,9 @@ func (b *Broker) joinCluster() error {
 	b.master = master
 	b.Guard.UseMaster(master)
 	b.cluster = n
+	if b.store != nil {
+		b.store.Elsewhere = n.Sessions().Elsewhere
+	}
 	b.Guard.ShareReplay(n.Ledger())
 	b.watchCluster(n)
 	b.Guard.ShareConnections(n.Clients())

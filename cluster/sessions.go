@@ -78,6 +78,7 @@ type Sessions struct {
 	kv    jetstream.KeyValue
 	sub   *nats.Subscription
 	token string // this node's subject token
+	queue *queueMirror
 
 	mu       sync.Mutex
 	handing  map[*mqtt.Client]chan struct{} // sessions being handed to another node; closed at their OnDisconnect
@@ -108,6 +109,9 @@ func newSessions(ctx context.Context, n *Node, replicas int) (*Sessions, error) 
 		return nil, err
 	}
 	s := &Sessions{n: n, kv: kv, token: nodeToken(n.name), handing: map[*mqtt.Client]chan struct{}{}}
+	if s.queue, err = newQueueMirror(ctx, n, replicas, s.token); err != nil {
+		return nil, err
+	}
 	if s.sub, err = n.nc.Subscribe(takePrefix+s.token+".*", s.serveTake); err != nil {
 		return nil, fmt.Errorf("subscribe to session requests: %w", err)
 	}
@@ -123,7 +127,8 @@ func (s *Sessions) ID() string { return "homemq-cluster-sessions" }
 // Provides lists the hook methods Sessions implements.
 func (s *Sessions) Provides(b byte) bool {
 	return bytes.Contains([]byte{mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnSubscribed,
-		mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnStarted}, []byte{b})
+		mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnQosPublish, mqtt.OnQosDropped,
+		mqtt.OnStarted}, []byte{b})
 }
 
 // persistentSession reports whether cl's session outlives its connection.
@@ -157,41 +162,81 @@ func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	defer cancel()
 	rec, ok := s.lookup(ctx, cl.ID)
 	if !ok || held && rec.Node == s.n.name {
-		return
+		return // mochi inherits what this node restored
 	}
 	var queue []packets.Packet
-	if rec.Node != s.n.name {
-		r, err := s.take(cl.ID, rec.Node)
-		switch {
-		case err != nil && held:
-			return // keep the restored session as it is
-		case err != nil:
-			s.n.log.Warn("cluster: the node holding a session did not hand it over; the client gets its recorded subscriptions, not its queue",
-				"client", cl.ID, "holder", rec.Node, "error", err)
-		case !r.Found:
-			return // the holder has no such session (expired, or cleaned): a new one
-		default:
-			rec, queue = r.Session, r.Queue
-		}
+	var err error
+	r := takeReply{Found: true, Session: rec}
+	if rec.Node != s.n.name { // else: recorded here, lost from the store; its subscriptions
+		r, err = s.take(cl.ID, rec.Node)
 	}
-	if !held {
+	dead := err != nil
+	switch {
+	case dead:
+		s.n.log.Info("cluster: the node holding a session did not answer; its queue is recovered from the cluster",
+			"client", cl.ID, "holder", rec.Node, "error", err)
+	case !r.Found:
+		return // the holder has no such session (expired, or cleaned): a new one
+	default:
+		rec, queue = r.Session, r.Queue
+	}
+	if held {
+		s.reset(local) // a stale copy: the holder's session replaces it
+	} else {
 		local = s.n.d.Server.NewClient(nil, cl.Net.Listener, cl.ID, false)
 		local.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
 		local.Properties.Props.SessionExpiryInterval, local.Properties.Props.SessionExpiryIntervalFlag = rec.Expiry, true
 		local.Stop(packets.ErrSessionTakenOver)
 	}
-	s.install(local, rec, queue)
+	s.installSubs(local, rec)
 	if !held {
-		s.n.d.Server.Clients.Add(local)
+		s.n.d.Server.Clients.Add(local) // its subscriptions count in the interest
 	}
+	if s.n.hook != nil { // nil: a unit test's node
+		if err := s.n.hook.refresh(ctx); err != nil {
+			s.n.log.Warn("cluster: could not update this node's interest for a moved session", "error", err)
+			s.n.hook.poke()
+		}
+	}
+	if dead {
+		queue = s.recover(ctx, rec)
+	}
+	s.installQueue(local, cl, rec.Node, queue)
 	s.moved.Store(cl.ID, struct{}{})
-	if s.n.hook == nil {
-		return // a unit test's node
+}
+
+// recover gathers the queue of a session whose holder is gone: the copy
+// of its offline queue (QueuesBucket) and what the holder's consumer had
+// not handled yet (replay).
+func (s *Sessions) recover(ctx context.Context, rec sessionRecord) []packets.Packet {
+	queue, keys, err := s.queue.load(ctx, rec.Client)
+	if err != nil {
+		s.n.log.Warn("cluster: could not read the queue of a session whose node is gone", "client", rec.Client, "error", err)
 	}
-	if err := s.n.hook.refresh(ctx); err != nil {
-		s.n.log.Warn("cluster: could not update this node's interest for a moved session", "error", err)
-		s.n.hook.poke()
+	s.queue.purge(ctx, keys)
+	up := uint64(0)
+	if info, err := s.n.js.Stream(ctx, MessagesStream); err == nil {
+		up = info.CachedInfo().State.LastSeq
 	}
+	missed, err := s.replay(ctx, rec, up)
+	if err != nil {
+		s.n.log.Warn("cluster: could not read the messages a dead node left for a session", "client", rec.Client, "holder", rec.Node, "error", err)
+	}
+	return append(queue, missed...)
+}
+
+// reset empties a stale copy of a session this node restored from its
+// store before the session of the node holding it replaces it.
+func (s *Sessions) reset(local *mqtt.Client) {
+	s.n.d.Server.UnsubscribeClient(local)
+	for _, m := range local.State.Inflight.GetAll(false) {
+		if local.State.Inflight.Delete(m.PacketID) {
+			atomic.AddInt64(&s.n.d.Server.Info.Inflight, -1)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	s.queue.removeAll(ctx, local.ID)
 }
 
 // discard ends the session another node holds for a client that connects
@@ -208,7 +253,17 @@ func (s *Sessions) discard(cl *mqtt.Client) {
 		return
 	}
 	if _, err := s.take(cl.ID, rec.Node); err != nil {
-		s.n.log.Debug("cluster: the node holding a session did not end it; it expires there", "client", cl.ID, "holder", rec.Node, "error", err)
+		// the holder is gone: end the record (this node, expired), so that
+		// it does not restore the session when it returns, and the copy of
+		// its queue
+		s.n.log.Debug("cluster: the node holding a session did not answer; ended its record", "client", cl.ID, "holder", rec.Node, "error", err)
+		val, _ := json.Marshal(sessionRecord{Node: s.n.name, Client: cl.ID, Gone: 1})
+		if _, err := s.kv.Put(ctx, sessionPrefix+sessionKey(cl.ID), val); err != nil {
+			s.n.log.Warn("cluster: could not end a session's record", "client", cl.ID, "error", err)
+		}
+		if _, keys, err := s.queue.load(ctx, cl.ID); err == nil {
+			s.queue.purge(ctx, keys)
+		}
 	}
 }
 
@@ -242,10 +297,9 @@ func (s *Sessions) take(clientID, node string) (takeReply, error) {
 	return r, nil
 }
 
-// install adds rec's subscriptions and queue to old, an offline session
-// of the connecting client's id, for mochi to inherit. Queued messages get
-// packet ids free in old.
-func (s *Sessions) install(old *mqtt.Client, rec sessionRecord, queue []packets.Packet) {
+// installSubs adds rec's subscriptions to old, an offline session of the
+// connecting client's id, for mochi to inherit.
+func (s *Sessions) installSubs(old *mqtt.Client, rec sessionRecord) {
 	srv := s.n.d.Server
 	for _, sub := range rec.Subs {
 		if srv.Topics.Subscribe(old.ID, sub) {
@@ -253,10 +307,22 @@ func (s *Sessions) install(old *mqtt.Client, rec sessionRecord, queue []packets.
 		}
 		old.State.Subscriptions.Add(sub.Filter, sub)
 	}
-	now := time.Now().Unix()
+}
+
+// installQueue adds a moved session's queue to old with packet ids free
+// there. A message cl may not read is left out; one that expired on the
+// way is dropped as mochi drops it, so the broker answers "expired" for
+// a command, once.
+func (s *Sessions) installQueue(old, cl *mqtt.Client, from string, queue []packets.Packet) {
+	srv := s.n.d.Server
+	installed := 0
 	for _, m := range queue {
-		if m.FixedHeader.Type != packets.Publish || m.Expiry > 0 && m.Expiry <= now {
-			continue // expired while queued: never delivered
+		if m.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		if s.n.d.CanRead != nil && !s.n.d.CanRead(cl, m.TopicName) {
+			s.n.log.Info("cluster: left out a queued message the client may no longer read", "client", old.ID, "topic", m.TopicName)
+			continue
 		}
 		id, err := old.NextPacketID()
 		if err != nil {
@@ -264,11 +330,16 @@ func (s *Sessions) install(old *mqtt.Client, rec sessionRecord, queue []packets.
 			continue
 		}
 		m.PacketID = uint16(id)
+		if m.ProtocolVersion == 0 {
+			m.ProtocolVersion = old.Properties.ProtocolVersion
+		}
 		old.State.Inflight.Set(m)
 		atomic.AddInt64(&srv.Info.Inflight, 1)
+		installed++
 	}
-	s.n.log.Info("cluster: session moved to this node", "client", old.ID, "from", rec.Node,
-		"subscriptions", len(rec.Subs), "queued", len(queue))
+	dropped := old.ClearExpiredInflights(time.Now().Unix(), srv.Options.Capabilities.MaximumMessageExpiryInterval)
+	s.n.log.Info("cluster: session moved to this node", "client", old.ID, "from", from,
+		"subscriptions", old.State.Subscriptions.Len(), "queued", installed-len(dropped), "expired", len(dropped))
 }
 
 // serveTake hands a session this node holds to the node asking for it:
@@ -308,6 +379,7 @@ func (s *Sessions) serveTake(msg *nats.Msg) {
 	}
 	srv.UnsubscribeClient(cl) // nothing more is queued for it here
 	now := time.Now().Unix()
+	cl.ClearExpiredInflights(now, srv.Options.Capabilities.MaximumMessageExpiryInterval) // "expired" answered here, once
 	var queue []packets.Packet
 	for _, m := range cl.State.Inflight.GetAll(false) {
 		if m.FixedHeader.Type == packets.Publish && (m.Expiry == 0 || m.Expiry > now) {
@@ -316,6 +388,9 @@ func (s *Sessions) serveTake(msg *nats.Msg) {
 	}
 	srv.Clients.Delete(id)
 	cl.ClearInflights()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	s.queue.removeAll(ctx, id)
 	if s.n.d.Forget != nil {
 		s.n.d.Forget(cl)
 	}
@@ -356,6 +431,9 @@ func (s *Sessions) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		s.n.d.Adopt(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, Filters: subs})
 	}
 	s.record(cl, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	s.queue.removeAll(ctx, cl.ID) // online: its queue is the connection's
 }
 
 // OnSubscribed records a persistent session's new subscriptions.
@@ -390,14 +468,79 @@ func (s *Sessions) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		return
 	}
 	if persistentSession(cl) {
+		s.mirror(cl)
 		s.record(cl, time.Now().Unix())
 	}
 }
 
-// OnStarted runs once mochi restored this node's sessions from its store,
-// and starts receiving the other nodes' messages, so that those sent while
-// this node was down reach the sessions it restored.
+// mirror copies the queue of a session that just went offline (what was
+// in flight to it) to QueuesBucket.
+func (s *Sessions) mirror(cl *mqtt.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	for i, pk := range cl.State.Inflight.GetAll(false) {
+		if i == maxMirrored {
+			s.n.log.Warn("cluster: a session's queue is longer than the copy kept for another node", "client", cl.ID, "copied", maxMirrored)
+			return
+		}
+		if pk.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		if err := s.queue.put(ctx, cl, pk); err != nil {
+			s.n.log.Warn("cluster: could not copy a session's queue; if this node dies it is delivered only here", "client", cl.ID, "error", err)
+			return
+		}
+	}
+}
+
+// OnQosPublish copies a message queued for an offline persistent session
+// to QueuesBucket before mochi moves on: if this node dies, the node the
+// client reconnects to delivers it.
+func (s *Sessions) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
+	if cl.Net.Inline || pk.FixedHeader.Type != packets.Publish || !cl.Closed() || !persistentSession(cl) ||
+		s.handingOver(cl) || cl.StopCause() == packets.ErrSessionTakenOver {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := s.queue.put(ctx, cl, pk); err != nil {
+		s.n.log.Warn("cluster: could not copy a queued message; if this node dies it is delivered only here", "client", cl.ID, "topic", pk.TopicName, "error", err)
+	}
+}
+
+// OnQosDropped deletes the copy of a queued message mochi dropped.
+func (s *Sessions) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type != packets.Publish {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	s.queue.remove(ctx, cl.ID, pk.PacketID)
+}
+
+// Elsewhere reports whether another node holds the session of clientID
+// now: this node's store does not restore it (hooks.Store.Elsewhere).
+func (s *Sessions) Elsewhere(clientID string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	e, err := s.kv.Get(ctx, sessionPrefix+sessionKey(clientID))
+	if err != nil {
+		return false
+	}
+	var rec sessionRecord
+	return json.Unmarshal(e.Value(), &rec) == nil && rec.Client == clientID && rec.Node != s.n.name
+}
+
+// OnStarted runs once mochi restored this node's sessions from its store:
+// it notes the copies of their queues this node wrote before it stopped,
+// then starts receiving the other nodes' messages, so that those sent
+// while this node was down reach the sessions it restored.
 func (s *Sessions) OnStarted() {
+	for _, cl := range s.n.d.Server.Clients.GetAll() {
+		if !cl.Net.Inline && cl.State.Inflight.Len() > 0 {
+			s.queue.adopt(cl)
+		}
+	}
 	if s.n.hook != nil {
 		s.n.hook.start()
 	}
@@ -425,11 +568,12 @@ func (s *Sessions) record(cl *mqtt.Client, gone int64) {
 // forget deletes the record of a session this node recorded, if it still
 // names this node.
 func (s *Sessions) forget(clientID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	s.queue.removeAll(ctx, clientID)
 	if _, ok := s.recorded.LoadAndDelete(clientID); !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
 	key := sessionPrefix + sessionKey(clientID)
 	e, err := s.kv.Get(ctx, key)
 	if err != nil {

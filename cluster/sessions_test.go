@@ -98,7 +98,7 @@ func TestTakeReplyRoundTrip(t *testing.T) {
 // node a (a subscription, a live and an expired queued command) is handed
 // to node b when its client connects there: b holds the subscription and
 // the live command only, a holds nothing of it. With a gone, a third node
-// c starts the session from the record: subscriptions, no queue.
+// c starts the session from the record and the copy of b's queue.
 func TestSessionsHandOver(t *testing.T) {
 	node := jetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -131,7 +131,8 @@ func TestSessionsHandOver(t *testing.T) {
 	now := time.Now().Unix()
 	for i, exp := range []int64{now + 60, now - 1} {
 		old.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-			TopicName: "homes/h1/agents/a1/devices/d1/cmd", Payload: []byte{byte(i)}, PacketID: uint16(i + 1), Expiry: exp})
+			TopicName: "homes/h1/agents/a1/devices/d1/cmd", Payload: []byte{byte(i)}, PacketID: uint16(i + 1), Expiry: exp,
+			Created: now - 5, ProtocolVersion: 5})
 	}
 	a.n.d.Server.Clients.Add(old)
 	a.record(old, now)
@@ -153,12 +154,30 @@ func TestSessionsHandOver(t *testing.T) {
 	}
 	b.OnSessionEstablished(got, packets.Packet{}) // mochi's inheritance gives the connection got's state
 
+	// mochi's inheritance: the connection takes got's state; the agent
+	// goes away from b, which queues (and copies) a command
+	onB := connecting(b.n.d.Server)
+	onB.State.Subscriptions = got.State.Subscriptions
+	b.n.d.Server.Clients.Add(onB)
+	onB.Stop(packets.ErrServerShuttingDown)
+	queued := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName: "homes/h1/agents/a1/devices/d1/cmd", Payload: []byte("queued on b"), PacketID: 7,
+		Created: now, Expiry: now + 60, ProtocolVersion: 5}
+	onB.State.Inflight.Set(queued)
+	b.OnQosPublish(onB, queued, now, 0)
+
 	c := start("c")
 	b.n.Close() // b is gone: no responder
 	cl = connecting(c.n.d.Server)
 	c.OnSessionEstablish(cl, packets.Packet{})
 	got, ok = c.n.d.Server.Clients.Get(id)
-	if !ok || got.State.Subscriptions.Len() != 1 || got.State.Inflight.Len() != 0 {
-		t.Fatalf("c after b died: session %v %+v, want the recorded subscription and no queue", ok, got)
+	if !ok || got.State.Subscriptions.Len() != 1 {
+		t.Fatalf("c after b died: session %v %+v, want the recorded subscription", ok, got)
+	}
+	if q := got.State.Inflight.GetAll(false); len(q) != 1 || string(q[0].Payload) != "queued on b" {
+		t.Fatalf("c after b died queued %+v, want the command b queued", q)
+	}
+	if _, keys, err := c.queue.load(ctx, id); err != nil || len(keys) != 0 {
+		t.Fatalf("the copy of the queue is still there after c took it: %v %v", keys, err)
 	}
 }

@@ -82,6 +82,9 @@ func TestClusterSessionsMove(t *testing.T) {
 	waitPast(t, time.Unix(e.Exp+1, 0), "the short command's exp while it is queued on A")
 
 	t.Run("reconnect to another node", func(t *testing.T) {
+		if code := commander.subscribe(t, "homes/h1/agents/a1/devices/lock/ack", 1); code != 1 {
+			t.Fatalf("owner SUBACK %#x on the lock's acks, want 1", code)
+		}
 		onB, ca, err := b.v5(overTLS, "agent:a1", token, persistent)
 		if err != nil {
 			t.Fatalf("agent on B: %v", err)
@@ -94,6 +97,17 @@ func TestClusterSessionsMove(t *testing.T) {
 		if got := onB.received()[0]; got.Topic != lamp || !bytes.Equal(got.Payload, live) {
 			t.Fatalf("delivered %s %s, want only the live command", got.Topic, got.Payload)
 		}
+		expired := func() int {
+			n := 0
+			for _, p := range commander.received() {
+				if bytes.Contains(p.Payload, []byte(`"error":"expired"`)) {
+					n++
+				}
+			}
+			return n
+		}
+		eventually(t, 5*time.Second, "the broker's expired ack for the short command", func() bool { return expired() >= 1 })
+		never(t, 1500*time.Millisecond, "a second expired ack", func() bool { return expired() > 1 })
 		eventually(t, 5*time.Second, "A forgets the session it handed over", func() bool { return sessionsOn(a) == 0 && queuedOn(a) == 0 })
 
 		// a command published now reaches the agent on B
@@ -124,6 +138,11 @@ func TestClusterSessionsMove(t *testing.T) {
 	var onB *v5client
 	t.Run("the holder died", func(t *testing.T) {
 		eventually(t, 5*time.Second, "A holds the offline session", func() bool { return sessionsOn(a) == 1 })
+		onDeadA := s.seal(t, lamp, `{"action":"toggle"}`, time.Now(), time.Minute)
+		if pr := commander.publish(t, lamp, onDeadA, 1, false); pr.ReasonCode != 0 {
+			t.Fatalf("command on C: PUBACK %#x", pr.ReasonCode)
+		}
+		eventually(t, 10*time.Second, "A queues the command for the offline agent", func() bool { return queuedOn(a) >= 1 })
 		aConfig = a.Config()
 		a.Close()
 		var ca *paho.Connack
@@ -149,10 +168,14 @@ func TestClusterSessionsMove(t *testing.T) {
 			}
 			return false
 		})
+		if n := count(onB.received(), onDeadA); n != 1 {
+			t.Fatalf("the command queued on A before it died reached the agent on B %d times, want once", n)
+		}
 	})
 
-	// A comes back with the stale copy of the session in its store: the
-	// agent reconnecting to it gets what B queued meanwhile.
+	// A comes back with a stale copy of the session in its store, which it
+	// drops (B holds the session now): the agent reconnecting to A gets
+	// what B queued meanwhile, and nothing of the stale copy.
 	var backOnA *v5client
 	t.Run("the old holder comes back", func(t *testing.T) {
 		if onB == nil {
@@ -167,8 +190,8 @@ func TestClusterSessionsMove(t *testing.T) {
 		}
 		eventually(t, 10*time.Second, "B queues the command for the offline agent", func() bool { return queuedOn(b) >= 1 })
 		a = restartNode(outer, aConfig) // it serves the next subtest too
-		if sessionsOn(a) != 1 {
-			t.Fatalf("A restarted with %d sessions, want the agent's from its store", sessionsOn(a))
+		if n := sessionsOn(a); n != 0 {
+			t.Fatalf("A restarted with %d sessions, want none: B holds the agent's", n)
 		}
 		var ca *paho.Connack
 		var err error
@@ -213,4 +236,15 @@ func TestClusterSessionsMove(t *testing.T) {
 		eventually(t, 5*time.Second, "A ends the session", func() bool { return sessionsOn(a) == 0 && queuedOn(a) == 0 })
 		never(t, 1500*time.Millisecond, "the dropped command delivered on C", func() bool { return len(onC.received()) > 0 })
 	})
+}
+
+// count is how many of ps carry payload.
+func count(ps []*paho.Publish, payload []byte) int {
+	n := 0
+	for _, p := range ps {
+		if bytes.Equal(p.Payload, payload) {
+			n++
+		}
+	}
+	return n
 }

@@ -53,6 +53,13 @@ type Store struct {
 	skipped sync.Map          // inbound QoS 1 acks not stored, by storeKey
 	logged  sync.Map          // write-ahead records written, by storeKey
 	stored  sync.Map          // client ids with a session record on disk
+
+	// Elsewhere, when set before Serve, reports whether another node of a
+	// cluster holds a stored session now (it took the session while this
+	// node was down): such a session is not restored, and its records are
+	// deleted (docs/cluster.md).
+	Elsewhere func(clientID string) bool
+	moved     map[string]bool // sessions Elsewhere named at start
 }
 
 // NewStore returns the storage hook for server.
@@ -164,10 +171,35 @@ func (s *Store) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // StoredClients reads the stored sessions and remembers their ids.
 func (s *Store) StoredClients() ([]storage.Client, error) {
 	v, err := s.Hook.StoredClients()
+	keep := v[:0]
 	for _, c := range v {
+		if s.Elsewhere != nil && s.Elsewhere(c.ID) {
+			if s.moved == nil {
+				s.moved = map[string]bool{}
+			}
+			s.moved[c.ID] = true
+			s.Hook.OnClientExpired(&mqtt.Client{ID: c.ID})
+			continue
+		}
 		s.stored.Store(c.ID, struct{}{})
+		keep = append(keep, c)
 	}
-	return v, err
+	return keep, err
+}
+
+// StoredSubscriptions reads the stored subscriptions, minus (deleted)
+// those of sessions another node holds now.
+func (s *Store) StoredSubscriptions() ([]storage.Subscription, error) {
+	v, err := s.Hook.StoredSubscriptions()
+	keep := v[:0]
+	for _, sub := range v {
+		if s.moved[sub.Client] {
+			s.Hook.OnUnsubscribed(&mqtt.Client{ID: sub.Client}, packets.Packet{Filters: packets.Subscriptions{{Filter: sub.Filter}}})
+			continue
+		}
+		keep = append(keep, sub)
+	}
+	return keep, err
 }
 
 // OnQosPublish stores an in-flight message, except the PUBACK mochi holds
@@ -313,6 +345,10 @@ func (s *Store) StoredInflightMessages() ([]storage.Message, error) {
 		m.PacketID = id
 		if strings.HasPrefix(m.Client, walPrefix) {
 			s.pending = append(s.pending, m)
+			continue
+		}
+		if s.moved[m.Client] {
+			s.Hook.OnQosDropped(&mqtt.Client{ID: m.Client}, packets.Packet{PacketID: id})
 			continue
 		}
 		if exp := s.expiry(m); m.FixedHeader.Type == packets.Publish && exp > 0 && exp <= now {

@@ -1,0 +1,158 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// QueuesBucket is the JetStream KV bucket that holds the queue of every
+// offline persistent session: what its node would deliver when the client
+// returns, replicated so that another node can deliver it if that node
+// dies (docs/cluster.md).
+const QueuesBucket = "HOMEMQ_QUEUES"
+
+// queuePrefix starts a key of QueuesBucket: queuePrefix + the session
+// key's hash + "." + the holding node's token + "." + the packet id.
+const queuePrefix = "q."
+
+// maxMirrored bounds the messages of one session mirrored at its
+// disconnect, as mochi's inflight limit bounds its queue.
+const maxMirrored = 1024
+
+// queueMirror copies the outbound queue of offline persistent sessions
+// into QueuesBucket: each message queued while the client is away is
+// written before the node acknowledges it to the stream it came from (or
+// before mochi moves on, for a local publish), and deleted when the client
+// acknowledges it or it is dropped. A node that takes a session whose
+// holder is gone reads the copy (load) and owns it from then on.
+type queueMirror struct {
+	kv    jetstream.KeyValue
+	token string // the node's subject token
+
+	mu   sync.Mutex
+	held map[string]map[uint16]struct{} // session key -> packet ids this node wrote
+}
+
+func newQueueMirror(ctx context.Context, n *Node, replicas int, token string) (*queueMirror, error) {
+	kv, err := n.sharedBucket(ctx, jetstream.KeyValueConfig{
+		Bucket:      QueuesBucket,
+		Description: "homemq: the queued messages of offline persistent sessions",
+		TTL:         sessionsTTL,
+	}, replicas)
+	if err != nil {
+		return nil, err
+	}
+	return &queueMirror{kv: kv, token: token, held: map[string]map[uint16]struct{}{}}, nil
+}
+
+// sessionQueuePrefix starts every key of clientID's queue, of any node.
+func sessionQueuePrefix(clientID string) string {
+	return queuePrefix + sessionKey(clientID) + "."
+}
+
+func (q *queueMirror) key(clientID string, id uint16) string {
+	return sessionQueuePrefix(clientID) + q.token + "." + strconv.Itoa(int(id))
+}
+
+// put writes one queued message of cl.
+func (q *queueMirror) put(ctx context.Context, cl *mqtt.Client, pk packets.Packet) error {
+	val, err := json.Marshal(pk)
+	if err != nil {
+		return err
+	}
+	if _, err := q.kv.Put(ctx, q.key(cl.ID, pk.PacketID), val); err != nil {
+		return fmt.Errorf("write a queued message of %s to %s: %w", cl.ID, QueuesBucket, err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ids := q.held[cl.ID]
+	if ids == nil {
+		ids = map[uint16]struct{}{}
+		q.held[cl.ID] = ids
+	}
+	ids[pk.PacketID] = struct{}{}
+	return nil
+}
+
+// adopt notes the packet ids of a session this node restored from its
+// store, whose copies it wrote before it stopped.
+func (q *queueMirror) adopt(cl *mqtt.Client) {
+	ids := map[uint16]struct{}{}
+	for _, pk := range cl.State.Inflight.GetAll(false) {
+		ids[pk.PacketID] = struct{}{}
+	}
+	q.mu.Lock()
+	q.held[cl.ID] = ids
+	q.mu.Unlock()
+}
+
+// remove deletes the copy of one message of clientID, if this node wrote
+// one.
+func (q *queueMirror) remove(ctx context.Context, clientID string, id uint16) {
+	q.mu.Lock()
+	ids := q.held[clientID]
+	_, ok := ids[id]
+	delete(ids, id)
+	if len(ids) == 0 {
+		delete(q.held, clientID)
+	}
+	q.mu.Unlock()
+	if ok {
+		_ = q.kv.Delete(ctx, q.key(clientID, id))
+	}
+}
+
+// removeAll deletes every copy this node wrote of clientID's queue.
+func (q *queueMirror) removeAll(ctx context.Context, clientID string) {
+	q.mu.Lock()
+	ids := q.held[clientID]
+	delete(q.held, clientID)
+	q.mu.Unlock()
+	for id := range ids {
+		_ = q.kv.Delete(ctx, q.key(clientID, id))
+	}
+}
+
+// load reads the copies of clientID's queue written by any node, oldest
+// first, with the keys to delete once they are installed.
+func (q *queueMirror) load(ctx context.Context, clientID string) ([]packets.Packet, []string, error) {
+	lister, err := q.kv.ListKeysFiltered(ctx, sessionQueuePrefix(clientID)+">")
+	if err != nil {
+		return nil, nil, fmt.Errorf("list the queue of %s: %w", clientID, err)
+	}
+	var out []packets.Packet
+	var keys []string
+	for k := range lister.Keys() {
+		e, err := q.kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			_ = lister.Stop()
+			return nil, nil, fmt.Errorf("read the queue of %s: %w", clientID, err)
+		}
+		var pk packets.Packet
+		if json.Unmarshal(e.Value(), &pk) != nil || pk.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		out, keys = append(out, pk), append(keys, k)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created < out[j].Created })
+	return out, keys, nil
+}
+
+// purge deletes keys read by load.
+func (q *queueMirror) purge(ctx context.Context, keys []string) {
+	for _, k := range keys {
+		_ = q.kv.Delete(ctx, k)
+	}
+}

@@ -177,7 +177,8 @@ type rotatingClient struct {
 	addr   string // host:port of the last connection attempt that succeeded
 	trying string
 	n      int
-	subbed bool // the phone subscribed (or resumed a session)
+	upAt   time.Time // when the last connection came up
+	subbed bool      // the phone subscribed (or resumed a session)
 	got    []received
 }
 
@@ -200,8 +201,15 @@ func (r *rotatingClient) ups() int {
 
 func (r *rotatingClient) up() {
 	r.mu.Lock()
-	r.addr, r.n = r.trying, r.n+1
+	r.addr, r.n, r.upAt = r.trying, r.n+1, time.Now()
 	r.mu.Unlock()
+}
+
+// lastUp says when, relative to t, the last connection came up.
+func (r *rotatingClient) lastUp(t time.Time) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprintf("%+dms", r.upAt.Sub(t).Milliseconds())
 }
 
 func (r *rotatingClient) record(topic string) {

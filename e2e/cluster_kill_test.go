@@ -269,6 +269,7 @@ func TestClusterKillNodeUnderLoad(t *testing.T) {
 			s := ha.server()
 			return ha.ups() > 1 && s != "" && s != victim.addrs["mqtts"]
 		})
+		t.Logf("the phone reconnected %s from the kill, the integration %s", phone.lastUp(killedAt), ha.lastUp(killedAt))
 		ag := agents[0] // was on C
 		lamp := topics.StateTopic(home, ag.id, "lamp")
 		since := time.Now()

@@ -59,18 +59,23 @@ func launchServe(t *testing.T, bin, data string, within time.Duration, extra ...
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	sc := bufio.NewScanner(out)
 	done := make(chan struct{})
+	welcomed := false
 	go func() {
 		defer close(done)
 		for sc.Scan() {
 			line := sc.Text()
 			s.lines = append(s.lines, line)
 			if strings.HasPrefix(line, "Mint more tokens") || strings.Contains(line, "CA certificate") && !strings.Contains(strings.Join(args, " "), "--data") {
+				welcomed = true
 				return
 			}
 		}
 	}()
 	select {
 	case <-done:
+		if !welcomed {
+			return nil, fmt.Errorf("serve ended before its welcome (its error is on stderr above): %q", s.lines)
+		}
 	case <-time.After(within):
 		return nil, fmt.Errorf("serve printed no welcome within %v: %q", within, s.lines)
 	}
@@ -84,6 +89,16 @@ func launchServe(t *testing.T, bin, data string, within time.Duration, extra ...
 		}
 	}
 	return s, nil
+}
+
+// TestLaunchServeReportsAnEarlyExit: a serve that exits before its
+// welcome (here: a config file that does not exist) is an error of
+// launchServe, not a broker without addresses.
+func TestLaunchServeReportsAnEarlyExit(t *testing.T) {
+	_, err := launchServe(t, homemqBinary(t), t.TempDir(), 20*time.Second, "--config", filepath.Join(t.TempDir(), "missing.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "ended before its welcome") {
+		t.Fatalf("launchServe of a serve that cannot start: %v, want an error", err)
+	}
 }
 
 func (s *servedBinary) line(prefix string) string {

@@ -5,14 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
+	"maps"
+	"slices"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// replayBatch is how many messages one fetch of a replay asks for.
-const replayBatch = 256
+// maxReplayed bounds the messages replayed for one session, as mochi's
+// inflight limit bounds its queue.
+const maxReplayed = 4096
 
 // replay reads from MessagesStream what the dead node of rec never
 // handled for the session: the messages its durable consumer had not
@@ -23,17 +25,17 @@ const replayBatch = 256
 // oldest first; an expired one is kept, for mochi to drop (and answer
 // "expired" for). up is the stream's last sequence once this node's
 // consumer carries the session's filters: later messages reach the
-// session live.
+// session live. It reads with the stream's message-get API, one
+// subscription filter at a time (an ordered consumer cannot be made on a
+// replicated stream with interest retention).
 func (s *Sessions) replay(ctx context.Context, rec sessionRecord, up uint64) ([]packets.Packet, error) {
 	subs := map[string]packets.Subscription{} // filter subject -> subscription
-	var filters []string
 	for _, sub := range rec.Subs {
 		if f, ok := filterSubject(sub.Filter); ok && sub.Qos > 0 {
 			subs[f] = sub
-			filters = append(filters, f)
 		}
 	}
-	if len(filters) == 0 {
+	if len(subs) == 0 {
 		return nil, nil
 	}
 	dead, err := s.n.js.Consumer(ctx, MessagesStream, "node-"+rec.Node)
@@ -44,75 +46,65 @@ func (s *Sessions) replay(ctx context.Context, rec sessionRecord, up uint64) ([]
 		return nil, fmt.Errorf("read consumer node-%s: %w", rec.Node, err)
 	}
 	from := dead.CachedInfo().AckFloor.Stream + 1
-	if from > up {
-		return nil, nil
-	}
-	oc, err := s.n.js.OrderedConsumer(ctx, MessagesStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: interest(filters),
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    from,
-	})
+	stream, err := s.n.js.Stream(ctx, MessagesStream)
 	if err != nil {
-		return nil, fmt.Errorf("replay %s from %d: %w", MessagesStream, from, err)
+		return nil, fmt.Errorf("read %s: %w", MessagesStream, err)
 	}
+	found := map[uint64]*jetstream.RawStreamMsg{}
+	for f := range subs {
+		for seq := from; seq <= up && len(found) < maxReplayed; {
+			msg, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(f))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("replay %s from %d: %w", MessagesStream, seq, err)
+			}
+			if msg.Sequence > up {
+				break
+			}
+			found[msg.Sequence] = msg
+			seq = msg.Sequence + 1
+		}
+	}
+	seqs := slices.Sorted(maps.Keys(found))
 	var out []packets.Packet
-	for {
-		batch, err := oc.Fetch(replayBatch, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			return out, fmt.Errorf("replay %s: %w", MessagesStream, err)
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			md, err := msg.Metadata()
-			if err != nil || md.Sequence.Stream > up {
-				return out, nil
-			}
-			if pk, ok := s.replayed(msg, subs); ok {
-				out = append(out, pk)
-			}
-			if md.NumPending == 0 || md.Sequence.Stream == up {
-				return out, nil
-			}
-		}
-		if n == 0 {
-			return out, batch.Error()
+	for _, seq := range seqs {
+		if pk, ok := s.replayed(found[seq], subs); ok {
+			out = append(out, pk)
 		}
 	}
+	return out, nil
 }
 
 // replayed is msg as queued for a session whose subscriptions by filter
 // subject are subs, if one of them wants it at QoS 1 or 2.
-func (s *Sessions) replayed(msg jetstream.Msg, subs map[string]packets.Subscription) (packets.Packet, bool) {
-	if !s.n.sig.check(msg.Subject(), msg.Headers(), msg.Data()) {
+func (s *Sessions) replayed(msg *jetstream.RawStreamMsg, subs map[string]packets.Subscription) (packets.Packet, bool) {
+	if !s.n.sig.check(msg.Subject, msg.Header, msg.Data) {
 		return packets.Packet{}, false
 	}
 	var m meta
-	if json.Unmarshal([]byte(msg.Headers().Get(metaHeader)), &m) != nil || m.Topic == "" || m.QoS == 0 {
+	if json.Unmarshal([]byte(msg.Header.Get(metaHeader)), &m) != nil || m.Topic == "" || m.QoS == 0 {
 		return packets.Packet{}, false
 	}
 	var qos byte
 	var sub packets.Subscription
 	for f, sb := range subs {
-		if covers(f, msg.Subject()) && sb.Qos > qos {
+		if covers(f, msg.Subject) && sb.Qos > qos {
 			qos, sub = min(sb.Qos, m.QoS), sb
 		}
 	}
 	if qos == 0 {
 		return packets.Packet{}, false
 	}
-	pk := packets.Packet{
+	return packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: m.Retain && sub.RetainAsPublished},
 		TopicName:       m.Topic,
-		Payload:         msg.Data(),
+		Payload:         msg.Data,
 		Properties:      m.properties(),
-		Created:         time.Now().Unix(),
+		Created:         msg.Time.Unix(),
 		Expiry:          m.Expiry,
 		ProtocolVersion: 5,
 		Origin:          injectorID,
-	}
-	if md, err := msg.Metadata(); err == nil {
-		pk.Created = md.Timestamp.Unix()
-	}
-	return pk, true
+	}, true
 }

@@ -192,17 +192,34 @@ func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if !held {
 		s.n.d.Server.Clients.Add(local) // its subscriptions count in the interest
 	}
-	if s.n.hook != nil { // nil: a unit test's node
-		if err := s.n.hook.refresh(ctx); err != nil {
-			s.n.log.Warn("cluster: could not update this node's interest for a moved session", "error", err)
-			s.n.hook.poke()
-		}
-	}
+	widened := s.widen(ctx)
 	if dead {
-		queue = s.recover(ctx, rec)
+		// a node that died may have led the streams: their new leaders can
+		// take a few seconds, which the first wait may have used up
+		rctx, rcancel := context.WithTimeout(context.Background(), opTimeout)
+		defer rcancel()
+		if !widened {
+			s.widen(rctx)
+		}
+		queue = s.recover(rctx, rec)
 	}
 	s.installQueue(local, cl, rec.Node, queue)
 	s.moved.Store(cl.ID, struct{}{})
+}
+
+// widen makes this node's consumer carry the subscriptions of a session
+// being installed; false if JetStream did not answer in time (the hook
+// tries again later).
+func (s *Sessions) widen(ctx context.Context) bool {
+	if s.n.hook == nil {
+		return true // a unit test's node
+	}
+	if err := s.n.hook.refresh(ctx); err != nil {
+		s.n.log.Warn("cluster: could not update this node's interest for a moved session", "error", err)
+		s.n.hook.poke()
+		return false
+	}
+	return true
 }
 
 // recover gathers the queue of a session whose holder is gone: the copy

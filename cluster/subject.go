@@ -210,6 +210,31 @@ func interest(filters []string) []string {
 	return kept
 }
 
+// within reports whether a consumer filtered by interest (sorted, as
+// interest returns it) takes every subject of the filter subject f.
+func within(interest []string, f string) bool {
+	if _, ok := slices.BinarySearch(interest, msgPrefix+">"); ok {
+		return true
+	}
+	if shard, _, _ := strings.Cut(strings.TrimPrefix(f, msgPrefix), "."); isShard(shard) {
+		if _, ok := slices.BinarySearch(interest, msgPrefix+shard+".homes.>"); ok {
+			return true
+		}
+	}
+	return slices.ContainsFunc(interest, func(g string) bool { return covers(g, f) })
+}
+
+// widens reports whether a consumer filtered by next takes every subject
+// one filtered by prev takes.
+func widens(next, prev []string) bool {
+	for _, f := range prev {
+		if f != noInterest && !within(next, f) {
+			return false
+		}
+	}
+	return true
+}
+
 // isShard reports whether a subject token is a home's shard (shardOf).
 func isShard(token string) bool {
 	return len(token) == 2 && token[0] >= '0' && token[0] <= '9' && token[1] >= '0' && token[1] <= '9'

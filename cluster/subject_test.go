@@ -199,6 +199,46 @@ func TestInterest(t *testing.T) {
 	}
 }
 
+func TestWithinAndWidens(t *testing.T) {
+	p := msgPrefix
+	h1, h2 := shardOf("h1"), shardOf("h2")
+	shard1 := []string{p + h1 + ".homes.>"}
+	for _, tc := range []struct {
+		interest []string
+		f        string
+		within   bool
+	}{
+		{shard1, p + h1 + ".homes.h1.agents.a1.devices.*.cmd", true},
+		{shard1, p + h2 + ".homes.h2.agents.a1.devices.*.cmd", false},
+		{shard1, p + "*.homes.*.status", false},
+		{shard1, p + "_.x", false},
+		{[]string{p + ">"}, p + "*.homes.*.status", true},
+		{[]string{p + "*.homes.>"}, p + h2 + ".homes.h2.x", true},
+		{[]string{p + "_.a.>"}, p + "_.a.b", true},
+		{[]string{noInterest}, p + h1 + ".homes.h1.x", false},
+	} {
+		if got := within(tc.interest, tc.f); got != tc.within {
+			t.Errorf("within(%q, %q) = %v", tc.interest, tc.f, got)
+		}
+	}
+	both := sorted(p+h1+".homes.>", p+h2+".homes.>")
+	for _, tc := range []struct {
+		next, prev []string
+		widens     bool
+	}{
+		{both, shard1, true},
+		{shard1, both, false},
+		{shard1, []string{noInterest}, true},
+		{[]string{noInterest}, shard1, false},
+		{[]string{p + ">"}, both, true},
+		{both, []string{p + ">"}, false},
+	} {
+		if got := widens(tc.next, tc.prev); got != tc.widens {
+			t.Errorf("widens(%q, %q) = %v", tc.next, tc.prev, got)
+		}
+	}
+}
+
 func sorted(s ...string) []string { slices.Sort(s); return s }
 
 // TestInterestOfManyAgents: however many homes a node serves, its interest

@@ -300,7 +300,9 @@ func (h *Hook) localFilters() []string {
 // interest. Before an update that narrows it (a shard without local
 // subscribers left), SUBSCRIBEs stop relying on the filters (taken) and
 // the interest is read again, so a subscription that relied on a shard
-// about to go keeps it.
+// about to go keeps it. After a failed update, SUBSCRIBEs rely on what
+// they relied on before a widening (the consumer took that already) and
+// on nothing after a narrowing, until an update succeeds.
 func (h *Hook) refresh(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -327,6 +329,7 @@ func (h *Hook) refresh(ctx context.Context) error {
 		MaxAckPending:  10000,
 	})
 	if err != nil {
+		h.filters = nil // unknown now: the next refresh writes them again
 		return fmt.Errorf("consumer node-%s of %s: %w", h.n.name, MessagesStream, err)
 	}
 	h.consumer, h.filters = c, want

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -73,6 +74,11 @@ type Hook struct {
 	filters  []string   // the consumer's filter subjects now
 	changed  chan struct{}
 	consumer jetstream.Consumer
+
+	// kept is the filter subjects a SUBSCRIBE may rely on without
+	// waiting: the consumer's, nil while an update that narrows it runs
+	// (refresh).
+	kept atomic.Pointer[[]string]
 
 	widening widening // SUBSCRIBEs waiting for the consumer (widen)
 }
@@ -200,14 +206,36 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 }
 
 // OnSubscribed widens the node's interest before mochi writes the SUBACK,
-// so a subscriber that has its SUBACK gets what any node accepts after.
+// so a subscriber that has its SUBACK gets what any node accepts after. A
+// SUBSCRIBE whose filters the consumer takes already (its home's shard is
+// in the node's interest) waits for nothing.
 func (h *Hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	if h.taken(pk.Filters) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if err := h.widen(ctx); err != nil {
 		h.n.log.Warn("cluster: could not update this node's interest", "error", err)
 		h.poke()
 	}
+}
+
+// taken reports whether the consumer takes every subject of subs already
+// and will go on taking them: mochi has added them to the client's
+// subscriptions before OnSubscribed, so an update that narrows the
+// consumer after this call sees them (refresh).
+func (h *Hook) taken(subs packets.Subscriptions) bool {
+	kept := h.kept.Load()
+	if kept == nil {
+		return false
+	}
+	for _, sub := range subs {
+		if f, ok := filterSubject(sub.Filter); ok && !within(*kept, f) {
+			return false
+		}
+	}
+	return true
 }
 
 // widen returns once the consumer's filter holds every subscription made
@@ -298,13 +326,27 @@ func (h *Hook) localFilters() []string {
 }
 
 // refresh makes the node's durable consumer filter exactly the local
-// interest.
+// interest. Before an update that narrows it (a shard without local
+// subscribers left), SUBSCRIBEs stop relying on the filters (taken) and
+// the interest is read again, so a subscription that relied on a shard
+// about to go keeps it. After a failed update, SUBSCRIBEs rely on what
+// they relied on before a widening (the consumer took that already) and
+// on nothing after a narrowing, until an update succeeds.
 func (h *Hook) refresh(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	want := interest(h.localFilters())
 	if h.consumer != nil && slices.Equal(want, h.filters) {
 		return nil
+	}
+	if h.consumer != nil && !widens(want, h.filters) {
+		h.kept.Store(nil)
+		want = interest(h.localFilters())
+		if slices.Equal(want, h.filters) {
+			kept := h.filters
+			h.kept.Store(&kept)
+			return nil
+		}
 	}
 	c, err := h.n.js.CreateOrUpdateConsumer(ctx, MessagesStream, jetstream.ConsumerConfig{
 		Durable:        "node-" + h.n.name,
@@ -316,9 +358,11 @@ func (h *Hook) refresh(ctx context.Context) error {
 		MaxAckPending:  10000,
 	})
 	if err != nil {
+		h.filters = nil // unknown now: the next refresh writes them again
 		return fmt.Errorf("consumer node-%s of %s: %w", h.n.name, MessagesStream, err)
 	}
 	h.consumer, h.filters = c, want
+	h.kept.Store(&want)
 	return nil
 }
 

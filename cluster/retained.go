@@ -27,15 +27,15 @@ const RetainedBucket = "HOMEMQ_RETAINED"
 const loadTimeout = 30 * time.Second
 
 // retainedKey maps a topic to its key in RetainedBucket: its levels joined
-// by ".", as in its NATS subject. A topic that does not cross nodes, or
-// whose levels hold a character KV keys do not allow (outside
-// [-/_=a-zA-Z0-9]), is not in the bucket: it stays retained on its node.
+// by ".", as in its NATS subject after the shard. A topic that does not
+// cross nodes, or whose levels hold a character KV keys do not allow
+// (outside [-/_=a-zA-Z0-9]), is not in the bucket: it stays retained on
+// its node.
 func retainedKey(topic string) (string, bool) {
-	subject, ok := subjectOf(topic)
+	key, ok := topicTokens(topic)
 	if !ok {
 		return "", false
 	}
-	key := strings.TrimPrefix(subject, msgPrefix)
 	for _, c := range []byte(key) {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':

@@ -132,7 +132,8 @@ func TestClusterLinksNeedTheSecret(t *testing.T) {
 			t.Fatalf("viewer SUBACK %#x, want 1", code)
 		}
 		for _, sig := range []string{"", "bm90IGEgc2lnbmF0dXJl"} {
-			msg := &nats.Msg{Subject: "homemq.msg." + strings.ReplaceAll(state, "/", "."), Data: []byte("forged"), Header: nats.Header{
+			subject, _ := cluster.MessageSubject(state)
+			msg := &nats.Msg{Subject: subject, Data: []byte("forged"), Header: nats.Header{
 				"Homemq-Meta": []string{`{"node":"x","topic":"` + state + `","qos":1}`},
 			}}
 			if sig != "" {

@@ -27,8 +27,9 @@ func TestReplayWhatTheDeadNodeLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	home, _ := filterSubject("homes/h1/#")
 	dead, err := n.js.CreateOrUpdateConsumer(ctx, MessagesStream, jetstream.ConsumerConfig{Durable: "node-a",
-		FilterSubjects: []string{msgPrefix + "homes.h1.>"}, AckPolicy: jetstream.AckExplicitPolicy})
+		FilterSubjects: []string{home}, AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -156,3 +156,48 @@ func (q *queueMirror) purge(ctx context.Context, keys []string) {
 		_ = q.kv.Delete(ctx, k)
 	}
 }
+
+// mirror copies the queue of a session that just went offline (what was
+// in flight to it) to QueuesBucket.
+func (s *Sessions) mirror(cl *mqtt.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	for i, pk := range cl.State.Inflight.GetAll(false) {
+		if i == maxMirrored {
+			s.n.log.Warn("cluster: a session's queue is longer than the copy kept for another node", "client", cl.ID, "copied", maxMirrored)
+			return
+		}
+		if pk.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		if err := s.queue.put(ctx, cl, pk); err != nil {
+			s.n.log.Warn("cluster: could not copy a session's queue; if this node dies it is delivered only here", "client", cl.ID, "error", err)
+			return
+		}
+	}
+}
+
+// OnQosPublish copies a message queued for an offline persistent session
+// to QueuesBucket before mochi moves on: if this node dies, the node the
+// client reconnects to delivers it.
+func (s *Sessions) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
+	if cl.Net.Inline || pk.FixedHeader.Type != packets.Publish || !cl.Closed() || !persistentSession(cl) ||
+		s.handingOver(cl) || cl.StopCause() == packets.ErrSessionTakenOver {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := s.queue.put(ctx, cl, pk); err != nil {
+		s.n.log.Warn("cluster: could not copy a queued message; if this node dies it is delivered only here", "client", cl.ID, "topic", pk.TopicName, "error", err)
+	}
+}
+
+// OnQosDropped deletes the copy of a queued message mochi dropped.
+func (s *Sessions) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type != packets.Publish {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	s.queue.remove(ctx, cl.ID, pk.PacketID)
+}

@@ -192,16 +192,18 @@ func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if !held {
 		s.n.d.Server.Clients.Add(local) // its subscriptions count in the interest
 	}
-	widened := s.widen(ctx)
-	if dead {
-		// a node that died may have led the streams: their new leaders can
-		// take a few seconds, which the first wait may have used up
-		rctx, rcancel := context.WithTimeout(context.Background(), opTimeout)
-		defer rcancel()
-		if !widened {
-			s.widen(rctx)
+	if !dead {
+		s.widen(ctx)
+	} else {
+		// the dead node may have led the streams, whose new leaders can take
+		// seconds: what cannot be read now is delivered once it can be
+		r := &recovery{rec: rec}
+		rctx, rcancel := context.WithTimeout(context.Background(), recoverTimeout)
+		queue = s.recover(rctx, r)
+		rcancel()
+		if !r.done() {
+			s.recoverLater(cl.ID, r)
 		}
-		queue = s.recover(rctx, rec)
 	}
 	s.installQueue(local, cl, rec.Node, queue)
 	s.moved.Store(cl.ID, struct{}{})
@@ -220,26 +222,6 @@ func (s *Sessions) widen(ctx context.Context) bool {
 		return false
 	}
 	return true
-}
-
-// recover gathers the queue of a session whose holder is gone: the copy
-// of its offline queue (QueuesBucket) and what the holder's consumer had
-// not handled yet (replay).
-func (s *Sessions) recover(ctx context.Context, rec sessionRecord) []packets.Packet {
-	queue, keys, err := s.queue.load(ctx, rec.Client)
-	if err != nil {
-		s.n.log.Warn("cluster: could not read the queue of a session whose node is gone", "client", rec.Client, "error", err)
-	}
-	s.queue.purge(ctx, keys)
-	up := uint64(0)
-	if info, err := s.n.js.Stream(ctx, MessagesStream); err == nil {
-		up = info.CachedInfo().State.LastSeq
-	}
-	missed, err := s.replay(ctx, rec, up)
-	if err != nil {
-		s.n.log.Warn("cluster: could not read the messages a dead node left for a session", "client", rec.Client, "holder", rec.Node, "error", err)
-	}
-	return append(queue, missed...)
 }
 
 // reset empties a stale copy of a session this node restored from its
@@ -301,19 +283,6 @@ func (s *Sessions) lookup(ctx context.Context, clientID string) (sessionRecord, 
 	return rec, true
 }
 
-// take asks node for the session of clientID.
-func (s *Sessions) take(clientID, node string) (takeReply, error) {
-	var r takeReply
-	msg, err := s.n.nc.Request(takePrefix+nodeToken(node)+"."+sessionKey(clientID), []byte(clientID), takeTimeout)
-	if err != nil {
-		return r, err
-	}
-	if err := json.Unmarshal(msg.Data, &r); err != nil {
-		return r, fmt.Errorf("malformed session from %s: %w", node, err)
-	}
-	return r, nil
-}
-
 // installSubs adds rec's subscriptions to old, an offline session of the
 // connecting client's id, for mochi to inherit.
 func (s *Sessions) installSubs(old *mqtt.Client, rec sessionRecord) {
@@ -357,80 +326,6 @@ func (s *Sessions) installQueue(old, cl *mqtt.Client, from string, queue []packe
 	dropped := old.ClearExpiredInflights(time.Now().Unix(), srv.Options.Capabilities.MaximumMessageExpiryInterval)
 	s.n.log.Info("cluster: session moved to this node", "client", old.ID, "from", from,
 		"subscriptions", old.State.Subscriptions.Len(), "queued", installed-len(dropped), "expired", len(dropped))
-}
-
-// serveTake hands a session this node holds to the node asking for it:
-// it disconnects the session's connection (0x8E), stops queueing for it,
-// and answers with its subscriptions and queue, then forgets it.
-func (s *Sessions) serveTake(msg *nats.Msg) {
-	id := string(msg.Data)
-	reply := func(r takeReply) {
-		b, _ := json.Marshal(r)
-		_ = msg.Respond(b)
-	}
-	srv := s.n.d.Server
-	cl, ok := srv.Clients.Get(id)
-	if !ok || cl.Net.Inline || takePrefix+s.token+"."+sessionKey(id) != msg.Subject {
-		reply(takeReply{})
-		return
-	}
-	done := make(chan struct{})
-	s.mu.Lock()
-	s.handing[cl] = done
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.handing, cl)
-		s.mu.Unlock()
-	}()
-	if !cl.Closed() {
-		s.n.clients.disconnect(cl)
-		select { // its hooks run: nothing of it is written after the hand-over
-		case <-done:
-		case <-time.After(opTimeout):
-		}
-	}
-	rec := sessionRecord{Node: s.n.name, Client: id, Expiry: s.expiryOf(cl)}
-	for _, sub := range cl.State.Subscriptions.GetAll() {
-		rec.Subs = append(rec.Subs, sub)
-	}
-	srv.UnsubscribeClient(cl) // nothing more is queued for it here
-	now := time.Now().Unix()
-	cl.ClearExpiredInflights(now, srv.Options.Capabilities.MaximumMessageExpiryInterval) // "expired" answered here, once
-	var queue []packets.Packet
-	for _, m := range cl.State.Inflight.GetAll(false) {
-		if m.FixedHeader.Type == packets.Publish && (m.Expiry == 0 || m.Expiry > now) {
-			queue = append(queue, m)
-		}
-	}
-	srv.Clients.Delete(id)
-	cl.ClearInflights()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	s.queue.removeAll(ctx, id)
-	if s.n.d.Forget != nil {
-		s.n.d.Forget(cl)
-	}
-	s.forget(id) // the taker records it again, unless it ends it
-	reply(takeReply{Found: true, Session: rec, Queue: queue})
-	s.n.log.Info("cluster: session handed to another node", "client", id, "subscriptions", len(rec.Subs), "queued", len(queue))
-}
-
-// expiryOf is the session expiry interval of cl, as mochi applies it.
-func (s *Sessions) expiryOf(cl *mqtt.Client) uint32 {
-	limit := s.n.d.Server.Options.Capabilities.MaximumSessionExpiryInterval
-	if cl.Properties.ProtocolVersion == 5 {
-		return min(cl.Properties.Props.SessionExpiryInterval, limit)
-	}
-	return limit
-}
-
-// handingOver reports whether cl's session is being handed to another node.
-func (s *Sessions) handingOver(cl *mqtt.Client) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.handing[cl]
-	return ok
 }
 
 // OnSessionEstablished records a persistent session as this node's, with
@@ -488,51 +383,6 @@ func (s *Sessions) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		s.mirror(cl)
 		s.record(cl, time.Now().Unix())
 	}
-}
-
-// mirror copies the queue of a session that just went offline (what was
-// in flight to it) to QueuesBucket.
-func (s *Sessions) mirror(cl *mqtt.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	for i, pk := range cl.State.Inflight.GetAll(false) {
-		if i == maxMirrored {
-			s.n.log.Warn("cluster: a session's queue is longer than the copy kept for another node", "client", cl.ID, "copied", maxMirrored)
-			return
-		}
-		if pk.FixedHeader.Type != packets.Publish {
-			continue
-		}
-		if err := s.queue.put(ctx, cl, pk); err != nil {
-			s.n.log.Warn("cluster: could not copy a session's queue; if this node dies it is delivered only here", "client", cl.ID, "error", err)
-			return
-		}
-	}
-}
-
-// OnQosPublish copies a message queued for an offline persistent session
-// to QueuesBucket before mochi moves on: if this node dies, the node the
-// client reconnects to delivers it.
-func (s *Sessions) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
-	if cl.Net.Inline || pk.FixedHeader.Type != packets.Publish || !cl.Closed() || !persistentSession(cl) ||
-		s.handingOver(cl) || cl.StopCause() == packets.ErrSessionTakenOver {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := s.queue.put(ctx, cl, pk); err != nil {
-		s.n.log.Warn("cluster: could not copy a queued message; if this node dies it is delivered only here", "client", cl.ID, "topic", pk.TopicName, "error", err)
-	}
-}
-
-// OnQosDropped deletes the copy of a queued message mochi dropped.
-func (s *Sessions) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	if pk.FixedHeader.Type != packets.Publish {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	s.queue.remove(ctx, cl.ID, pk.PacketID)
 }
 
 // Elsewhere reports whether another node holds the session of clientID

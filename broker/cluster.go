@@ -33,6 +33,7 @@ func (b *Broker) joinCluster() error {
 		Forget:      b.forgetSession,
 		Adopt:       b.adoptSession,
 		CanRead:     func(cl *mqtt.Client, topic string) bool { return b.Guard.OnACLCheck(cl, topic, false) },
+		LendRights:  b.Guard.LendRights,
 	})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)

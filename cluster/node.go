@@ -72,6 +72,10 @@ type Deps struct {
 	// topic: the Guard's judgement of a queue recovered from a dead node
 	// (sessions.go); nil: every message.
 	CanRead func(cl *mqtt.Client, topic string) bool
+	// LendRights gives a connecting client's rights to the offline session
+	// of its id the node installs for it from another node, for what is
+	// queued for it before the CONNACK; nil: nothing.
+	LendRights func(cl *mqtt.Client)
 }
 
 // Node is this homemq process as a member of the cluster: its NATS

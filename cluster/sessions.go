@@ -180,6 +180,9 @@ func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	default:
 		rec, queue = r.Session, r.Queue
 	}
+	if s.n.d.LendRights != nil {
+		s.n.d.LendRights(cl) // what is queued for it from now on is judged with cl's rights
+	}
 	if held {
 		s.reset(local) // a stale copy: the holder's session replaces it
 	} else {

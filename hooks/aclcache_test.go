@@ -135,3 +135,31 @@ func BenchmarkACLCheckCached(b *testing.B) {
 		}
 	}
 }
+
+// TestLendRights: a session a cluster node installs for a connecting
+// client (a placeholder of the same id, unknown to the Guard) is refused
+// everything until the client lends it its rights; then it may read what
+// the client may read, and nothing else.
+func TestLendRights(t *testing.T) {
+	const mine, other = "homes/h1/agents/pi/devices/lamp/cmd", "homes/h2/agents/pi/devices/lamp/cmd"
+	g, srv, is := testGuard(t)
+	tok, _, err := is.Mint(auth.Spec{Sub: "user:alice", Homes: map[string]string{"h1": "admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := connect(t, g, srv, "user:alice/phone", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	placeholder := srv.NewClient(nil, "t", cl.ID, false)
+	if g.OnACLCheck(placeholder, mine, false) {
+		t.Fatal("a session the Guard never saw may read before any rights were lent")
+	}
+	g.LendRights(cl)
+	if !g.OnACLCheck(placeholder, mine, false) {
+		t.Errorf("the placeholder may not read %s with the client's rights", mine)
+	}
+	if g.OnACLCheck(placeholder, other, false) {
+		t.Errorf("the placeholder may read %s, outside the client's rights", other)
+	}
+}

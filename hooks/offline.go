@@ -36,6 +36,19 @@ func (g *Guard) keepOffline(cl *mqtt.Client, gr *grant) {
 	}
 }
 
+// LendRights makes cl's rights those of the offline session of its id that
+// cl is about to inherit: a session a cluster node installs for cl from
+// another node before the CONNACK (cluster.Deps.LendRights). What mochi
+// queues for that session meanwhile is judged with them, not refused for
+// a session this Guard never saw.
+func (g *Guard) LendRights(cl *mqtt.Client) {
+	if s := g.session(cl); s != nil {
+		if gr := s.grant.Load(); gr != nil {
+			g.offline.Store(cl.ID, gr)
+		}
+	}
+}
+
 // OnClientExpired forgets an offline session mochi has expired.
 func (g *Guard) OnClientExpired(cl *mqtt.Client) {
 	g.offline.Delete(cl.ID)

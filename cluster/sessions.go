@@ -69,9 +69,12 @@ type takeReply struct {
 // asks the recorded holder for it before the CONNACK (the holder
 // disconnects its connection, stops queueing and hands over the
 // subscriptions and queue), and installs it as an offline session mochi
-// then inherits, so the client finds it with session present. A holder
-// that does not answer leaves the node the record's subscriptions. A
-// clean start ends the session on its holder, as mochi ends a local one.
+// then inherits, so the client finds it with session present. While a
+// client is away, its node copies the session's queue to QueuesBucket
+// (queue.go); for a holder that does not answer, the node installs the
+// record's subscriptions and recovers the copy and what the dead node
+// never handled (recovery.go). A clean start ends the session on its
+// holder, as mochi ends a local one.
 type Sessions struct {
 	mqtt.HookBase
 	n     *Node

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -36,6 +37,7 @@ const maxMirrored = 1024
 // holder is gone reads the copy (load) and owns it from then on.
 type queueMirror struct {
 	kv    jetstream.KeyValue
+	js    jetstream.JetStream
 	token string // the node's subject token
 
 	mu   sync.Mutex
@@ -51,7 +53,7 @@ func newQueueMirror(ctx context.Context, n *Node, replicas int, token string) (*
 	if err != nil {
 		return nil, err
 	}
-	return &queueMirror{kv: kv, token: token, held: map[string]map[uint16]struct{}{}}, nil
+	return &queueMirror{kv: kv, js: n.js, token: token, held: map[string]map[uint16]struct{}{}}, nil
 }
 
 // sessionQueuePrefix starts every key of clientID's queue, of any node.
@@ -123,28 +125,36 @@ func (q *queueMirror) removeAll(ctx context.Context, clientID string) {
 }
 
 // load reads the copies of clientID's queue written by any node, oldest
-// first, with the keys to delete once they are installed.
+// first, with the keys to delete once they are installed. It walks the
+// bucket's stream with the message-get API by subject (a key's last
+// value; a deleted key's marker is skipped), so a recovery creates no
+// consumer.
 func (q *queueMirror) load(ctx context.Context, clientID string) ([]packets.Packet, []string, error) {
-	lister, err := q.kv.ListKeysFiltered(ctx, sessionQueuePrefix(clientID)+">")
+	stream, err := q.js.Stream(ctx, "KV_"+QueuesBucket)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list the queue of %s: %w", clientID, err)
+		return nil, nil, fmt.Errorf("read the queue of %s: %w", clientID, err)
 	}
+	prefix := "$KV." + QueuesBucket + "."
+	subject := prefix + sessionQueuePrefix(clientID) + ">"
 	var out []packets.Packet
 	var keys []string
-	for k := range lister.Keys() {
-		e, err := q.kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
+	for seq := uint64(1); len(out) < maxMirrored; {
+		msg, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
 		}
 		if err != nil {
-			_ = lister.Stop()
 			return nil, nil, fmt.Errorf("read the queue of %s: %w", clientID, err)
 		}
+		seq = msg.Sequence + 1
+		if msg.Header.Get("KV-Operation") != "" {
+			continue // deleted or purged
+		}
 		var pk packets.Packet
-		if json.Unmarshal(e.Value(), &pk) != nil || pk.FixedHeader.Type != packets.Publish {
+		if json.Unmarshal(msg.Data, &pk) != nil || pk.FixedHeader.Type != packets.Publish {
 			continue
 		}
-		out, keys = append(out, pk), append(keys, k)
+		out, keys = append(out, pk), append(keys, strings.TrimPrefix(msg.Subject, prefix))
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Created < out[j].Created })
 	return out, keys, nil

@@ -1,0 +1,94 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"homemq/auth"
+	"homemq/internal/eventually"
+)
+
+// revocationNode is a node with only what the revocation feed needs, over
+// js: its own in-memory revocation list.
+func revocationNode(t *testing.T, js jetstream.JetStream, secret Secret, name string) *Node {
+	t.Helper()
+	revs, err := auth.LoadRevocations("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n := &Node{cfg: Config{Replicas: 1}, name: name, secret: secret, js: js, d: Deps{Revocations: revs},
+		log: log, sig: newMsgSigner(secret, log), done: make(chan struct{})}
+	t.Cleanup(func() {
+		close(n.done)
+		if n.feed != nil {
+			n.feed.Stop()
+		}
+	})
+	return n
+}
+
+func revocationsStream(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: RevocationsStream, Subjects: []string{revokeSubject}, Duplicates: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func follow(t *testing.T, n *Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.followRevocations(ctx); err != nil {
+		t.Fatalf("node %s follows the revocations: %v", n.name, err)
+	}
+}
+
+// TestRevocationsCaughtUpAtStart: a node that (re)joins holds every
+// revocation of the stream when followRevocations returns, so it never
+// serves a CONNECT with a token revoked while it was away.
+func TestRevocationsCaughtUpAtStart(t *testing.T) {
+	js := startJetStream(t)
+	revocationsStream(t, js)
+	secret := NewSecret()
+	a := revocationNode(t, js, secret, "a")
+	follow(t, a)
+	const n = 200
+	until := time.Now().Add(time.Hour).Unix()
+	for i := range n {
+		if err := a.d.Revocations.Add(auth.Revocation{Sub: "user:u" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Until: until}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := revocationNode(t, js, secret, "b")
+	follow(t, b)
+	if got := len(b.d.Revocations.List()); got != n {
+		t.Fatalf("the node that joined holds %d of the %d revocations when it starts serving", got, n)
+	}
+}
+
+// TestRevocationRetriedUntilItLands: a revocation made while the stream
+// cannot take it (no leader, as just after a node died) is not lost: the
+// node keeps publishing it until it lands, and the others apply it.
+func TestRevocationRetriedUntilItLands(t *testing.T) {
+	js := startJetStream(t)
+	secret := NewSecret()
+	a := revocationNode(t, js, secret, "a")
+	a.d.Revocations.OnRevoke(a.publishRevocation) // the stream is not there yet: no responder
+	if err := a.d.Revocations.Add(auth.Revocation{Sub: "user:lost", Until: time.Now().Add(time.Hour).Unix()}); err != nil {
+		t.Fatal(err)
+	}
+	revocationsStream(t, js) // a leader again
+	b := revocationNode(t, js, secret, "b")
+	follow(t, b)
+	eventually.That(t, 10*time.Second, "the revocation made without a leader reaches node b", func() bool {
+		return len(b.d.Revocations.List()) == 1
+	})
+}

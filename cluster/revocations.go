@@ -3,7 +3,10 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,7 +23,9 @@ func revocationKey(e auth.Revocation) string {
 // followRevocations publishes this node's new revocations to the shared
 // stream and applies every entry of the stream, from its start, that this
 // node does not have. auth.Revocations.Add persists an applied entry and
-// tells the Guard, which cuts matching connections.
+// tells the Guard, which cuts matching connections. It returns once the
+// entries the stream held when it was called are applied, so a node that
+// comes back never serves a token revoked while it was away.
 func (n *Node) followRevocations(ctx context.Context) error {
 	if n.d.Revocations == nil {
 		return nil
@@ -28,35 +33,107 @@ func (n *Node) followRevocations(ctx context.Context) error {
 	for _, e := range n.d.Revocations.List() {
 		n.revoked.Store(revocationKey(e), true)
 	}
-	n.d.Revocations.OnRevoke(n.publishRevocation)
+	last, err := n.lastRevocation(ctx)
+	if err != nil {
+		return err
+	}
 	c, err := n.js.OrderedConsumer(ctx, RevocationsStream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
 		return fmt.Errorf("consumer of %s: %w", RevocationsStream, err)
 	}
-	cc, err := c.Consume(n.applyRevocation, pullExpiry, pullHeartbeat)
+	caughtUp := make(chan struct{})
+	var once sync.Once
+	if last == 0 {
+		once.Do(func() { close(caughtUp) })
+	}
+	cc, err := c.Consume(func(msg jetstream.Msg) {
+		n.applyRevocation(msg)
+		if md, err := msg.Metadata(); err == nil && md.Sequence.Stream >= last {
+			once.Do(func() { close(caughtUp) })
+		}
+	}, pullExpiry, pullHeartbeat)
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", RevocationsStream, err)
 	}
+	select {
+	case <-caughtUp:
+	case <-ctx.Done():
+		cc.Stop()
+		return fmt.Errorf("catch up with %s (entry %d): %w", RevocationsStream, last, ctx.Err())
+	}
+	n.d.Revocations.OnRevoke(n.publishRevocation)
 	n.feed = cc
 	return nil
 }
 
+// lastRevocation is the stream's last sequence, as its leader knows it (0
+// when it is empty).
+func (n *Node) lastRevocation(ctx context.Context) (uint64, error) {
+	s, err := n.js.Stream(ctx, RevocationsStream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", RevocationsStream, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, revokeSubject)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("read %s: %w", RevocationsStream, err)
+	}
+	return m.Sequence, nil
+}
+
+// resendEvery bounds the wait between two attempts to publish a
+// revocation the stream did not take.
+const resendEvery = 5 * time.Second
+
 // publishRevocation is the revocation list's listener: an entry made on
-// this node goes to the others. One applied from the stream does not.
+// this node goes to the others. One applied from the stream does not. If
+// the stream cannot take it (no leader yet after a node died, or no
+// quorum), it is in force on this node at once and published again in the
+// background until the stream takes it, the entry expires or the node
+// stops.
 func (n *Node) publishRevocation(e auth.Revocation) {
 	if _, seen := n.revoked.LoadOrStore(revocationKey(e), true); seen {
 		return
 	}
+	err := n.sendRevocation(e)
+	if err == nil {
+		return
+	}
+	n.log.Error("cluster: a revocation did not reach the other nodes yet; this node publishes it again until it does", "jti", e.JTI, "sub", e.Sub, "error", err)
+	go func() {
+		wait := 250 * time.Millisecond
+		for {
+			select {
+			case <-n.done:
+				n.log.Error("cluster: the node stopped before a revocation reached the other nodes; revoke again", "jti", e.JTI, "sub", e.Sub)
+				return
+			case <-time.After(wait):
+			}
+			if time.Now().Unix() > e.Until {
+				return
+			}
+			if err := n.sendRevocation(e); err == nil {
+				n.log.Info("cluster: a revocation published again reached the other nodes", "jti", e.JTI, "sub", e.Sub)
+				return
+			}
+			wait = min(2*wait, resendEvery)
+		}
+	}()
+}
+
+// sendRevocation publishes e to the stream, signed, and waits for the
+// stream's acknowledgement.
+func (n *Node) sendRevocation(e auth.Revocation) error {
 	body, _ := json.Marshal(e)
 	msg := &nats.Msg{Subject: revokeSubject, Data: body, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, revocationKey(e))
 	n.sig.sign(msg)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if _, err := n.js.PublishMsg(ctx, msg); err != nil {
-		n.log.Error("cluster: a revocation did not reach the other nodes; revoke again", "jti", e.JTI, "sub", e.Sub, "error", err)
-		n.revoked.Delete(revocationKey(e))
-	}
+	_, err := n.js.PublishMsg(ctx, msg)
+	return err
 }
 
 // applyRevocation adds an entry another node made, signed with the

@@ -25,7 +25,9 @@ func revocationKey(e auth.Revocation) string {
 // node does not have. auth.Revocations.Add persists an applied entry and
 // tells the Guard, which cuts matching connections. It returns once the
 // entries the stream held when it was called are applied, so a node that
-// comes back never serves a token revoked while it was away.
+// comes back never serves a token revoked while it was away; the entries
+// the node holds and the stream lacks (made while the stream could not
+// take them, or written offline) are then published to the others.
 func (n *Node) followRevocations(ctx context.Context) error {
 	if n.d.Revocations == nil {
 		return nil
@@ -41,13 +43,22 @@ func (n *Node) followRevocations(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer of %s: %w", RevocationsStream, err)
 	}
-	caughtUp := make(chan struct{})
-	var once sync.Once
+	var (
+		mu       sync.Mutex
+		inStream = map[string]bool{} // until caught up
+		caughtUp = make(chan struct{})
+		once     sync.Once
+	)
 	if last == 0 {
 		once.Do(func() { close(caughtUp) })
 	}
 	cc, err := c.Consume(func(msg jetstream.Msg) {
-		n.applyRevocation(msg)
+		key, ok := n.applyRevocation(msg)
+		mu.Lock()
+		if ok && inStream != nil {
+			inStream[key] = true
+		}
+		mu.Unlock()
 		if md, err := msg.Metadata(); err == nil && md.Sequence.Stream >= last {
 			once.Do(func() { close(caughtUp) })
 		}
@@ -63,6 +74,24 @@ func (n *Node) followRevocations(ctx context.Context) error {
 	}
 	n.d.Revocations.OnRevoke(n.publishRevocation)
 	n.feed = cc
+	mu.Lock()
+	var lacking []auth.Revocation
+	now := time.Now().Unix()
+	for _, e := range n.d.Revocations.List() {
+		if !inStream[revocationKey(e)] && e.Until >= now {
+			lacking = append(lacking, e)
+		}
+	}
+	inStream = nil
+	mu.Unlock()
+	if len(lacking) > 0 {
+		n.log.Info("cluster: publishing the revocations this node holds and the shared stream lacks", "count", len(lacking))
+		go func() {
+			for _, e := range lacking {
+				n.spreadRevocation(e)
+			}
+		}()
+	}
 	return nil
 }
 
@@ -97,6 +126,12 @@ func (n *Node) publishRevocation(e auth.Revocation) {
 	if _, seen := n.revoked.LoadOrStore(revocationKey(e), true); seen {
 		return
 	}
+	n.spreadRevocation(e)
+}
+
+// spreadRevocation publishes e; if the stream does not take it, it logs
+// the error and publishes it again in the background.
+func (n *Node) spreadRevocation(e auth.Revocation) {
 	err := n.sendRevocation(e)
 	if err == nil {
 		return
@@ -107,7 +142,7 @@ func (n *Node) publishRevocation(e auth.Revocation) {
 		for {
 			select {
 			case <-n.done:
-				n.log.Error("cluster: the node stopped before a revocation reached the other nodes; revoke again", "jti", e.JTI, "sub", e.Sub)
+				n.log.Error("cluster: the node stopped before a revocation reached the other nodes; it publishes it at its next start", "jti", e.JTI, "sub", e.Sub)
 				return
 			case <-time.After(wait):
 			}
@@ -137,20 +172,23 @@ func (n *Node) sendRevocation(e auth.Revocation) error {
 }
 
 // applyRevocation adds an entry another node made, signed with the
-// cluster secret (msgsig.go).
-func (n *Node) applyRevocation(msg jetstream.Msg) {
+// cluster secret (msgsig.go), and returns its key; false for a message
+// that is no entry.
+func (n *Node) applyRevocation(msg jetstream.Msg) (string, bool) {
 	if !n.sig.check(msg.Subject(), msg.Headers(), msg.Data()) {
-		return
+		return "", false
 	}
 	var e auth.Revocation
 	if err := json.Unmarshal(msg.Data(), &e); err != nil {
 		n.log.Warn("cluster: dropped a malformed revocation", "error", err)
-		return
+		return "", false
 	}
-	if _, seen := n.revoked.LoadOrStore(revocationKey(e), true); seen {
-		return
+	key := revocationKey(e)
+	if _, seen := n.revoked.LoadOrStore(key, true); seen {
+		return key, true
 	}
 	if err := n.d.Revocations.Add(e); err != nil {
 		n.log.Error("cluster: could not save a revocation from another node (it is in force until restart)", "error", err)
 	}
+	return key, true
 }

@@ -92,3 +92,57 @@ func TestRevocationRetriedUntilItLands(t *testing.T) {
 		return len(b.d.Revocations.List()) == 1
 	})
 }
+
+// TestRevocationsTheStreamLacksArePublished: entries a node holds that
+// never reached the stream (written while it could not take them, or by
+// an offline `homemq revoke`) are published when the node starts, and a
+// node whose entries all came from the stream publishes nothing again.
+func TestRevocationsTheStreamLacksArePublished(t *testing.T) {
+	js := startJetStream(t)
+	revocationsStream(t, js)
+	secret := NewSecret()
+	a := revocationNode(t, js, secret, "a")
+	follow(t, a)
+	until := time.Now().Add(time.Hour).Unix()
+	if err := a.d.Revocations.Add(auth.Revocation{Sub: "user:shared", Until: until}); err != nil {
+		t.Fatal(err)
+	}
+	b := revocationNode(t, js, secret, "b")
+	for _, e := range []auth.Revocation{
+		{Sub: "user:offline", Until: until},
+		{Sub: "user:expired", Until: time.Now().Add(-time.Minute).Unix()},
+	} {
+		if err := b.d.Revocations.Add(e); err != nil { // no listener yet: the stream lacks them
+			t.Fatal(err)
+		}
+	}
+	follow(t, b)
+	eventually.That(t, 10*time.Second, "node a gets the entry only b held", func() bool {
+		return len(a.d.Revocations.List()) == 2
+	})
+	for _, e := range a.d.Revocations.List() {
+		if e.Sub == "user:expired" {
+			t.Fatal("an expired entry was published")
+		}
+	}
+	stream, err := js.Stream(context.Background(), RevocationsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := func() uint64 {
+		info, err := stream.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	before := msgs()
+	c := revocationNode(t, js, secret, "c")
+	for _, e := range a.d.Revocations.List() { // as a's file holds them
+		if err := c.d.Revocations.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	follow(t, c) // holds only what the stream has: a restart
+	eventually.Never(t, 300*time.Millisecond, "a restarted node publishes entries the stream has", func() bool { return msgs() != before })
+}

@@ -113,8 +113,10 @@ func (n *Node) lastRevocation(ctx context.Context) (uint64, error) {
 }
 
 // resendEvery bounds the wait between two attempts to publish a
-// revocation the stream did not take.
-const resendEvery = 5 * time.Second
+// revocation the stream did not take: an entry lands within a second of
+// the stream's new leader (an election takes seconds), at the price of an
+// attempt a second per entry while there is none.
+const resendEvery = time.Second
 
 // publishRevocation is the revocation list's listener: an entry made on
 // this node goes to the others. One applied from the stream does not. If

@@ -264,18 +264,22 @@ func byLeader(t *testing.T, nodes []*processNode, stream string) (leader, b, c *
 	return leader, others[0], others[1]
 }
 
+// catchUp bounds how long a node takes to catch up with the cluster.
+const catchUp = 30 * time.Second
+
 // TestClusterNodeRejoinsAfterKill9: node A of three `homemq serve`
 // processes, the one leading the revocations stream, is killed with
-// SIGKILL. While it is dead, B and C revoke a
-// user and a token, change one retained state and clear another, add an
-// agent and remove another, and rotate the signing keys. A is then started
-// again on its data folder and config, and nothing else is done: within
-// 30 s A refuses the revoked user (also its client that kept reconnecting)
-// and token with 0x87, serves the new retained state and not the cleared
-// one, exchanges the new agent's credential and refuses the removed one's,
-// lists the agents as B does, accepts a token of the new key and serves
-// B's JWKS; its /healthz is ok, `homemq cluster status` shows three peers,
-// and messages cross between A and B both ways.
+// SIGKILL. While it is dead, B and C revoke a user and a token, change one
+// retained state and clear another, add an agent and remove another, and
+// rotate the signing keys. Once B and C both refuse the revoked user and
+// token, A is started again on its data folder and config, and nothing
+// else is done: within 30 s A refuses the revoked user (also its client
+// that kept reconnecting, never let back in) and token with 0x87, serves
+// the new retained state and not the cleared one, exchanges the new
+// agent's credential and refuses the removed one's, lists the agents as B
+// does, accepts a token of the new key and serves B's JWKS; its /healthz
+// is ok, `homemq cluster status` shows three peers, and messages cross
+// between A and B both ways.
 func TestClusterNodeRejoinsAfterKill9(t *testing.T) {
 	t.Parallel()
 	nodes := startClusterProcesses(t, 3)
@@ -328,13 +332,22 @@ func TestClusterNodeRejoinsAfterKill9(t *testing.T) {
 	if out := b.again(t, "keys", "rotate"); !strings.Contains(out, "new signing key") {
 		t.Fatalf("keys rotate on B: %s", out)
 	}
+	// The revocations reached the other survivor (through the stream,
+	// once it had a leader again): the cluster agrees before A returns.
+	eventually(t, catchUp, "C refuses user:vic, revoked on B", func() bool {
+		code, _ := c.refusal(t, "vic-c", vicTok)
+		return code == 0x87
+	})
+	eventually(t, catchUp, "B refuses ann's token, revoked on C", func() bool {
+		code, _ := b.refusal(t, "ann-b", ann.Token)
+		return code == 0x87
+	})
 	rotated := b.mint(t, "user:kim", "h1=member")
 	if kid := kidOf(t, rotated); slices.Contains(kidsIn(t, jwksBefore), kid) {
 		t.Fatalf("B still signs with %s, a kid A knew before it died", kid)
 	}
 
 	a.relaunch(t)
-	const catchUp = 30 * time.Second
 
 	t.Run("revocations", func(t *testing.T) {
 		var code byte

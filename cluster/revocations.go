@@ -39,10 +39,6 @@ func (n *Node) followRevocations(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c, err := n.js.OrderedConsumer(ctx, RevocationsStream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return fmt.Errorf("consumer of %s: %w", RevocationsStream, err)
-	}
 	var (
 		mu       sync.Mutex
 		inStream = map[string]bool{} // until caught up
@@ -52,7 +48,7 @@ func (n *Node) followRevocations(ctx context.Context) error {
 	if last == 0 {
 		once.Do(func() { close(caughtUp) })
 	}
-	cc, err := c.Consume(func(msg jetstream.Msg) {
+	feed, err := n.newRevocationFeed(ctx, func(msg jetstream.Msg) {
 		key, ok := n.applyRevocation(msg)
 		mu.Lock()
 		if ok && inStream != nil {
@@ -62,18 +58,18 @@ func (n *Node) followRevocations(ctx context.Context) error {
 		if md, err := msg.Metadata(); err == nil && md.Sequence.Stream >= last {
 			once.Do(func() { close(caughtUp) })
 		}
-	}, pullExpiry, pullHeartbeat)
+	})
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", RevocationsStream, err)
+		return err
 	}
 	select {
 	case <-caughtUp:
 	case <-ctx.Done():
-		cc.Stop()
+		feed.Stop()
 		return fmt.Errorf("catch up with %s (entry %d): %w", RevocationsStream, last, ctx.Err())
 	}
 	n.d.Revocations.OnRevoke(n.publishRevocation)
-	n.feed = cc
+	n.feed = feed
 	mu.Lock()
 	var lacking []auth.Revocation
 	now := time.Now().Unix()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,4 +146,58 @@ func TestRevocationsTheStreamLacksArePublished(t *testing.T) {
 	}
 	follow(t, c) // holds only what the stream has: a restart
 	eventually.Never(t, 300*time.Millisecond, "a restarted node publishes entries the stream has", func() bool { return msgs() != before })
+}
+
+// TestRevocationFeedReplacesItsReader: a feed given a new reader (as when
+// the old one stopped answering) goes on from the entry after the last
+// one it read, and hands every entry on once.
+func TestRevocationFeedReplacesItsReader(t *testing.T) {
+	js := startJetStream(t)
+	revocationsStream(t, js)
+	secret := NewSecret()
+	a := revocationNode(t, js, secret, "a")
+	follow(t, a)
+	b := revocationNode(t, js, secret, "b")
+	var mu sync.Mutex
+	seen := map[uint64]int{}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	f, err := b.newRevocationFeed(ctx, func(msg jetstream.Msg) {
+		md, _ := msg.Metadata()
+		mu.Lock()
+		seen[md.Sequence.Stream]++
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen)
+	}
+	revoke := func(sub string) {
+		if err := a.d.Revocations.Add(auth.Revocation{Sub: sub, Until: time.Now().Add(time.Hour).Unix()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revoke("user:one")
+	revoke("user:two")
+	eventually.That(t, 5*time.Second, "the feed reads two entries", func() bool { return count() == 2 })
+	if !f.replace() {
+		t.Fatal("the feed got no new reader")
+	}
+	revoke("user:three")
+	eventually.That(t, 5*time.Second, "the new reader reads the third entry", func() bool { return count() == 3 })
+	eventually.Never(t, 300*time.Millisecond, "an entry is handed on twice", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range seen {
+			if n > 1 {
+				return true
+			}
+		}
+		return false
+	})
 }

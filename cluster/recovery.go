@@ -12,7 +12,7 @@ import (
 
 // recoverTimeout bounds the recovery of a dead node's session before its
 // CONNACK; what is not read by then is delivered after it (recoverLater).
-const recoverTimeout = 3 * time.Second
+const recoverTimeout = time.Second
 
 // recoverFor bounds how long a node keeps trying to recover the rest of a
 // session's queue after its CONNACK: longer than JetStream takes to elect
@@ -43,7 +43,7 @@ func (s *Sessions) recover(ctx context.Context, r *recovery) []packets.Packet {
 			out, r.copied = queue, true
 		}
 	}
-	if r.missed || !s.widen(ctx) {
+	if r.missed || !s.widen(ctx, r.rec.Subs) {
 		return out
 	}
 	stream, err := s.n.js.Stream(ctx, MessagesStream)

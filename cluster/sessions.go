@@ -199,7 +199,7 @@ func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		s.n.d.Server.Clients.Add(local) // its subscriptions count in the interest
 	}
 	if !dead {
-		s.widen(ctx)
+		s.widen(ctx, rec.Subs)
 	} else {
 		// the dead node may have led the streams, whose new leaders can take
 		// seconds: what cannot be read now is delivered once it can be
@@ -215,14 +215,15 @@ func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	s.moved.Store(cl.ID, struct{}{})
 }
 
-// widen makes this node's consumer carry the subscriptions of a session
-// being installed; false if JetStream did not answer in time (the hook
-// tries again later).
-func (s *Sessions) widen(ctx context.Context) bool {
-	if s.n.hook == nil {
-		return true // a unit test's node
+// widen makes this node's consumer carry subs, the subscriptions of a
+// session being installed; false if JetStream did not answer in time (the
+// hook tries again later). Subscriptions in shards the consumer has cost
+// nothing; others share the hook's batched update with SUBSCRIBEs.
+func (s *Sessions) widen(ctx context.Context, subs []packets.Subscription) bool {
+	if s.n.hook == nil || s.n.hook.taken(subs) {
+		return true // nil: a unit test's node
 	}
-	if err := s.n.hook.refresh(ctx); err != nil {
+	if err := s.n.hook.widen(ctx); err != nil {
 		s.n.log.Warn("cluster: could not update this node's interest for a moved session", "error", err)
 		s.n.hook.poke()
 		return false

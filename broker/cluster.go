@@ -23,17 +23,19 @@ func (b *Broker) joinCluster() error {
 		return b.leaveRegistryLog()
 	}
 	n, err := cluster.Start(*b.cfg.Cluster, cluster.Deps{
-		Server:      b.Server,
-		Data:        b.cfg.Data,
-		Revocations: b.Revoked,
-		Registry:    b.Registry,
-		ReplayTTL:   b.cfg.Envelope.Policy.Horizon(),
-		Log:         b.log,
-		Disconnect:  b.Guard.Disconnect,
-		Forget:      b.forgetSession,
-		Adopt:       b.adoptSession,
-		CanRead:     func(cl *mqtt.Client, topic string) bool { return b.Guard.OnACLCheck(cl, topic, false) },
-		LendRights:  b.Guard.LendRights,
+		Server:        b.Server,
+		Data:          b.cfg.Data,
+		Revocations:   b.Revoked,
+		Registry:      b.Registry,
+		ReplayTTL:     b.cfg.Envelope.Policy.Horizon(),
+		Log:           b.log,
+		Disconnect:    b.Guard.Disconnect,
+		Forget:        b.forgetSession,
+		Adopt:         b.adoptSession,
+		CanRead:       func(cl *mqtt.Client, topic string) bool { return b.Guard.OnACLCheck(cl, topic, false) },
+		LendRights:    b.Guard.LendRights,
+		OfflineClaims: b.Guard.OfflineClaims,
+		RestoreRights: b.restoreRights,
 	})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
@@ -59,6 +61,14 @@ func (b *Broker) joinCluster() error {
 		return fmt.Errorf("broker: %w", err)
 	}
 	return b.Server.AddHook(n.Sessions(), nil)
+}
+
+// restoreRights gives a restored session the rights its cluster record
+// kept, unless they are revoked.
+func (b *Broker) restoreRights(clientID string, c *auth.Claims) {
+	if b.Revoked.Check(c) == nil {
+		b.Guard.RestoreRights(clientID, c)
+	}
 }
 
 // forgetSession drops what the Guard and the store keep of a session the

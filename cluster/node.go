@@ -76,6 +76,13 @@ type Deps struct {
 	// of its id the node installs for it from another node, for what is
 	// queued for it before the CONNACK; nil: nothing.
 	LendRights func(cl *mqtt.Client)
+	// OfflineClaims returns the claims an offline session is judged with,
+	// kept with its record; RestoreRights gives them back to the session
+	// when the node restores it from its store (unless revoked). nil:
+	// nothing is kept, and a restored session is judged only once its
+	// owner reconnects.
+	OfflineClaims func(clientID string) (*auth.Claims, bool)
+	RestoreRights func(clientID string, c *auth.Claims)
 }
 
 // Node is this homemq process as a member of the cluster: its NATS

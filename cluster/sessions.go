@@ -16,6 +16,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"homemq/auth"
 )
 
 // SessionsBucket is the JetStream KV bucket of persistent sessions: the
@@ -48,6 +50,7 @@ type sessionRecord struct {
 	Expiry uint32                 `json:"expiry"`         // session expiry interval, seconds
 	Gone   int64                  `json:"gone,omitempty"` // unix seconds the connection ended; 0 while connected
 	Subs   []packets.Subscription `json:"subs,omitempty"`
+	Claims *auth.Claims           `json:"claims,omitempty"` // the rights it is judged with while offline
 }
 
 // expired reports whether the session's expiry passed while it was offline.
@@ -392,6 +395,20 @@ func (s *Sessions) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	}
 }
 
+// restoreRights gives a session restored from the store the rights its
+// record kept, so that what other nodes sent it while this node was down
+// is judged with them, not refused.
+func (s *Sessions) restoreRights(clientID string) {
+	if s.n.d.RestoreRights == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if rec, ok := s.lookup(ctx, clientID); ok && rec.Node == s.n.name && rec.Claims != nil {
+		s.n.d.RestoreRights(clientID, rec.Claims)
+	}
+}
+
 // Elsewhere reports whether another node holds the session of clientID
 // now: this node's store does not restore it (hooks.Store.Elsewhere).
 func (s *Sessions) Elsewhere(clientID string) bool {
@@ -411,9 +428,13 @@ func (s *Sessions) Elsewhere(clientID string) bool {
 // while this node was down reach the sessions it restored.
 func (s *Sessions) OnStarted() {
 	for _, cl := range s.n.d.Server.Clients.GetAll() {
-		if !cl.Net.Inline && cl.State.Inflight.Len() > 0 {
+		if cl.Net.Inline {
+			continue
+		}
+		if cl.State.Inflight.Len() > 0 {
 			s.queue.adopt(cl)
 		}
+		s.restoreRights(cl.ID)
 	}
 	if s.n.hook != nil {
 		s.n.hook.start()
@@ -426,6 +447,9 @@ func (s *Sessions) OnClientExpired(cl *mqtt.Client) { s.forget(cl.ID) }
 // record writes cl's session as this node's.
 func (s *Sessions) record(cl *mqtt.Client, gone int64) {
 	rec := sessionRecord{Node: s.n.name, Client: cl.ID, Expiry: s.expiryOf(cl), Gone: gone}
+	if gone > 0 && s.n.d.OfflineClaims != nil {
+		rec.Claims, _ = s.n.d.OfflineClaims(cl.ID)
+	}
 	for _, sub := range cl.State.Subscriptions.GetAll() {
 		rec.Subs = append(rec.Subs, sub)
 	}

@@ -163,3 +163,28 @@ func TestLendRights(t *testing.T) {
 		t.Errorf("the placeholder may read %s, outside the client's rights", other)
 	}
 }
+
+// TestRestoreRights: a session restored from the store is refused
+// everything until it gets the rights its cluster record kept; then it
+// may read what those claims allow, and OfflineClaims returns them for
+// the next record.
+func TestRestoreRights(t *testing.T) {
+	const mine, other = "homes/h1/agents/pi/devices/lamp/cmd", "homes/h2/agents/pi/devices/lamp/cmd"
+	g, srv, is := testGuard(t)
+	_, c, err := is.Mint(auth.Spec{Sub: "agent:pi", Homes: map[string]string{"h1": "agent"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := srv.NewClient(nil, "t", "agent:pi", false)
+	if g.OnACLCheck(restored, mine, false) {
+		t.Fatal("a restored session may read before it has rights")
+	}
+	g.RestoreRights(restored.ID, c)
+	if !g.OnACLCheck(restored, mine, false) || g.OnACLCheck(restored, other, false) {
+		t.Errorf("restored rights: read %s %v, %s %v; want true, false", mine, g.OnACLCheck(restored, mine, false),
+			other, g.OnACLCheck(restored, other, false))
+	}
+	if got, ok := g.OfflineClaims(restored.ID); !ok || got.ID != c.ID {
+		t.Errorf("OfflineClaims = %v, %v; want the restored claims", got, ok)
+	}
+}

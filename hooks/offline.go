@@ -17,7 +17,9 @@ import (
 // A revocation drops the session's rights at once. These rights live in
 // memory: after a broker restart, nothing new is queued for a restored
 // offline session until its owner reconnects (what was queued before the
-// restart is kept by the storage hook and delivered).
+// restart is kept by the storage hook and delivered), unless a cluster
+// kept them with the session's record and gives them back
+// (RestoreRights).
 
 // offlineIdentity returns the rights of the offline session with cl's
 // client ID, if there is one.
@@ -47,6 +49,25 @@ func (g *Guard) LendRights(cl *mqtt.Client) {
 			g.offline.Store(cl.ID, gr)
 		}
 	}
+}
+
+// OfflineClaims returns the claims whose rights the offline session of
+// clientID is judged with, for a cluster to keep with the session's
+// record (cluster.Deps.OfflineClaims).
+func (g *Guard) OfflineClaims(clientID string) (*auth.Claims, bool) {
+	v, ok := g.offline.Load(clientID)
+	if !ok {
+		return nil, false
+	}
+	return v.(*grant).claims, true
+}
+
+// RestoreRights gives an offline session restored from the store the
+// rights of c, the claims a cluster kept with its record: what is queued
+// for it before its owner reconnects is judged with them instead of
+// refused. The caller checks that c is not revoked.
+func (g *Guard) RestoreRights(clientID string, c *auth.Claims) {
+	g.offline.Store(clientID, g.newGrant(c))
 }
 
 // OnClientExpired forgets an offline session mochi has expired.

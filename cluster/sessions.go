@@ -397,16 +397,19 @@ func (s *Sessions) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 
 // restoreRights gives a session restored from the store the rights its
 // record kept, so that what other nodes sent it while this node was down
-// is judged with them, not refused.
-func (s *Sessions) restoreRights(clientID string) {
+// is judged with them, not refused; false if the record kept none.
+func (s *Sessions) restoreRights(clientID string) bool {
 	if s.n.d.RestoreRights == nil {
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if rec, ok := s.lookup(ctx, clientID); ok && rec.Node == s.n.name && rec.Claims != nil {
-		s.n.d.RestoreRights(clientID, rec.Claims)
+	rec, ok := s.lookup(ctx, clientID)
+	if !ok || rec.Node != s.n.name || rec.Claims == nil {
+		return false
 	}
+	s.n.d.RestoreRights(clientID, rec.Claims)
+	return true
 }
 
 // Elsewhere reports whether another node holds the session of clientID
@@ -427,6 +430,7 @@ func (s *Sessions) Elsewhere(clientID string) bool {
 // then starts receiving the other nodes' messages, so that those sent
 // while this node was down reach the sessions it restored.
 func (s *Sessions) OnStarted() {
+	restored, judged := 0, 0
 	for _, cl := range s.n.d.Server.Clients.GetAll() {
 		if cl.Net.Inline {
 			continue
@@ -434,7 +438,13 @@ func (s *Sessions) OnStarted() {
 		if cl.State.Inflight.Len() > 0 {
 			s.queue.adopt(cl)
 		}
-		s.restoreRights(cl.ID)
+		restored++
+		if s.restoreRights(cl.ID) {
+			judged++
+		}
+	}
+	if restored > 0 {
+		s.n.log.Info("cluster: sessions restored from the store", "sessions", restored, "with their rights", judged)
 	}
 	if s.n.hook != nil {
 		s.n.hook.start()

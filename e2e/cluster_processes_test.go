@@ -32,6 +32,7 @@ type processNode struct {
 // welcome within two minutes.
 func startClusterProcesses(t *testing.T, n int) []*processNode {
 	t.Helper()
+	holdClusterSlot(t)
 	bin := homemqBinary(t)
 	l := newClusterLayout(t, n)
 	nodes := make([]*processNode, n)

@@ -58,6 +58,20 @@ func (l clusterLayout) peers(i int) []string {
 	return out
 }
 
+// clusterSlots bounds the clusters the tests run at once. Each is three
+// brokers with JetStream, Raft timers and, for some, their own processes;
+// with more than two at once on the two cores of CI (and the other tests
+// beside them), elections and starts ran past the bounds the tests
+// promise and failed on load, not on the code.
+var clusterSlots = make(chan struct{}, 2)
+
+// holdClusterSlot waits for a free cluster slot and gives it back when
+// the test and its cleanups (the cluster's nodes closing) are done.
+func holdClusterSlot(t *testing.T) {
+	clusterSlots <- struct{}{}
+	t.Cleanup(func() { <-clusterSlots })
+}
+
 // startCluster runs n homemq nodes side by side in this process, each
 // with its own data folder and an embedded NATS server on loopback, routed
 // to each other. Each node makes its own signing keys and message master
@@ -69,9 +83,11 @@ func (l clusterLayout) peers(i int) []string {
 //
 // The cluster tests run in parallel with each other (t.Parallel): a
 // cluster spends most of its time waiting on elections and timeouts, and
-// every cluster has its own secret, so none can join another.
+// every cluster has its own secret, so none can join another. At most
+// clusterSlots of them run at once (holdClusterSlot).
 func startCluster(t *testing.T, n int, edit ...func(*broker.Config)) []*testBroker {
 	t.Helper()
+	holdClusterSlot(t)
 	l := newClusterLayout(t, n)
 	nodes := make([]*testBroker, n)
 	errs := make([]error, n)

@@ -149,9 +149,10 @@ func persistentSession(cl *mqtt.Client) bool {
 // when this node holds none for a client that asks to keep its session,
 // it fetches the session from the node the bucket names and installs it
 // as an offline session, which mochi inherits (session present, queued
-// messages sent after the CONNACK). A session this node restored from its
-// store that has since moved to another node (this node was down) gets
-// that node's subscriptions and queue added.
+// messages sent after the CONNACK). A stale copy this node still holds of
+// a session another node took since is emptied and replaced by that
+// node's. A holder that does not answer is taken for dead: the session is
+// recovered from the cluster (recovery.go).
 func (s *Sessions) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if cl.Net.Inline {
 		return

@@ -237,50 +237,6 @@ func TestClusterSessionsMove(t *testing.T) {
 		never(t, 1500*time.Millisecond, "the dropped command delivered on C", func() bool { return len(onC.received()) > 0 })
 	})
 
-	// A node that returns delivers to the sessions it kept what the others
-	// sent them while it was down (its consumer resumes after mochi
-	// restored them, not before).
-	t.Run("a node that returns catches up its sessions", func(t *testing.T) {
-		const lamp2 = "homes/h1/agents/a2/devices/lamp/cmd"
-		token2 := a.mint("agent:a2", "h1=agent")
-		agent2 := a.mustV5(overTLS, "agent:a2", token2, persistent)
-		if code := agent2.subscribe(t, "homes/h1/agents/a2/devices/+/cmd", 1); code != 1 {
-			t.Fatalf("agent a2 SUBACK %#x, want 1", code)
-		}
-		if err := agent2.Disconnect(&paho.Disconnect{}); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 5*time.Second, "A holds a2's offline session", func() bool { return sessionsOn(a) == 1 })
-		cfg := a.Config()
-		a.Close()
-		var acked [][]byte
-		eventually(t, 30*time.Second, "C accepts a command for a2 while A is down", func() bool {
-			env := s.seal(t, lamp2, `{"action":"on"}`, time.Now(), time.Minute)
-			if commander.publish(t, lamp2, env, 1, false).ReasonCode != 0 {
-				return false
-			}
-			acked = append(acked, env)
-			return true
-		})
-		a = restartNode(outer, cfg)
-		back, ca, err := a.v5(overTLS, "agent:a2", token2, persistent)
-		if err != nil {
-			t.Fatalf("agent a2 on the restarted A: %v", err)
-		}
-		if !ca.SessionPresent {
-			t.Fatal("agent a2 on the restarted A: CONNACK session present = false")
-		}
-		// within the consumer's ack wait (30 s) and a margin: a message the
-		// stream handed to a pull request of A's closed connection comes
-		// back only once that wait is over
-		eventually(t, 60*time.Second, "the command sent while A was down, on A", func() bool { return len(back.received()) >= len(acked) })
-		never(t, 1500*time.Millisecond, "a second delivery", func() bool { return len(back.received()) > len(acked) })
-		for _, env := range acked {
-			if n := count(back.received(), env); n != 1 {
-				t.Fatalf("a command sent while A was down reached a2 %d times, want once", n)
-			}
-		}
-	})
 }
 
 // count is how many of ps carry payload.
@@ -292,4 +248,58 @@ func count(ps []*paho.Publish, payload []byte) int {
 		}
 	}
 	return n
+}
+
+// TestClusterReturningNodeQueuesForItsSessions: a node that returns
+// delivers to the sessions it kept what the others sent them while it was
+// down. An agent leaves its persistent session on A, A is closed, a
+// command to the agent is accepted on C, and A restarted from its data
+// folder delivers it once when the agent reconnects there: the session's
+// record kept its rights, and A resumes its consumer after restoring it.
+func TestClusterReturningNodeQueuesForItsSessions(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 3)
+	a, c := nodes[0], nodes[2]
+	s := newSealer(c, "user:owner")
+	commander := c.mustV5(overTLS, "user:owner", s.token)
+	const lamp2 = "homes/h1/agents/a2/devices/lamp/cmd"
+	token2 := a.mint("agent:a2", "h1=agent")
+	agent2 := a.mustV5(overTLS, "agent:a2", token2, persistent)
+	if code := agent2.subscribe(t, "homes/h1/agents/a2/devices/+/cmd", 1); code != 1 {
+		t.Fatalf("agent a2 SUBACK %#x, want 1", code)
+	}
+	if err := agent2.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "A holds a2's offline session", func() bool { return sessionsOn(a) == 1 })
+	cfg := a.Config()
+	a.Close()
+	var acked [][]byte
+	eventually(t, 30*time.Second, "C accepts a command for a2 while A is down", func() bool {
+		env := s.seal(t, lamp2, `{"action":"on"}`, time.Now(), time.Minute)
+		if commander.publish(t, lamp2, env, 1, false).ReasonCode != 0 {
+			return false
+		}
+		acked = append(acked, env)
+		return true
+	})
+	a = restartNode(t, cfg)
+	// queued for the offline session first: a message mochi queues for a
+	// session in the instant a reconnect takes it over is lost (mochi's own
+	// window, docs/cluster.md "Plan for the rest")
+	eventually(t, 30*time.Second, "A queues the command for the offline agent", func() bool { return queuedOn(a) >= len(acked) })
+	back, ca, err := a.v5(overTLS, "agent:a2", token2, persistent)
+	if err != nil {
+		t.Fatalf("agent a2 on the restarted A: %v", err)
+	}
+	if !ca.SessionPresent {
+		t.Fatal("agent a2 on the restarted A: CONNACK session present = false")
+	}
+	eventually(t, 10*time.Second, "the command sent while A was down, on A", func() bool { return len(back.received()) >= len(acked) })
+	never(t, 1500*time.Millisecond, "a second delivery", func() bool { return len(back.received()) > len(acked) })
+	for _, env := range acked {
+		if n := count(back.received(), env); n != 1 {
+			t.Fatalf("a command sent while A was down reached a2 %d times, want once", n)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"homemq/atomicfile"
@@ -197,18 +198,51 @@ func (k *Keys) createOrGet(ctx context.Context, key string, value []byte) ([]byt
 		return nil, 0, fmt.Errorf("cluster: store %s/%s: %w", KeysBucket, key, err)
 	}
 	e, err := k.kv.Get(octx, key)
-	for errors.Is(err, jetstream.ErrKeyNotFound) && octx.Err() == nil {
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		// The create was refused because the key exists, but a KV read
 		// may be answered by a replica that has not stored it yet
-		// (JetStream's direct get): ask again until one has.
-		time.Sleep(50 * time.Millisecond)
-		e, err = k.kv.Get(octx, key)
+		// (JetStream's direct get, seconds behind on a loaded machine):
+		// ask the stream's leader, which refused the create.
+		return k.leaderGet(octx, key)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("cluster: read %s/%s: %w", KeysBucket, key, err)
 	}
 	held, err := k.seal.open(key, e.Value())
 	return held, e.Revision(), err
+}
+
+// leaderGet reads key from the leader of the bucket's stream (the
+// stream's message-get API, not a replica's direct get), asking again
+// while a new leader is elected.
+func (k *Keys) leaderGet(ctx context.Context, key string) ([]byte, uint64, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + KeysBucket + "." + key})
+	var r struct {
+		Message *struct {
+			Data []byte `json:"data"`
+			Seq  uint64 `json:"seq"`
+		} `json:"message"`
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	var err error
+	for ctx.Err() == nil {
+		var msg *nats.Msg
+		msg, err = k.n.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+KeysBucket, req)
+		if err == nil {
+			r.Message, r.Error = nil, nil
+			if err = json.Unmarshal(msg.Data, &r); err == nil && r.Message != nil {
+				held, err := k.seal.open(key, r.Message.Data)
+				return held, r.Message.Seq, err
+			}
+			if r.Error != nil {
+				err = errors.New(r.Error.Description)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, 0, fmt.Errorf("cluster: read %s/%s from its leader: %w", KeysBucket, key, errors.Join(err, ctx.Err()))
 }
 
 // adopt makes the key set held at revision rev the node's, unless the

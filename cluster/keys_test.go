@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -202,5 +203,29 @@ func TestNodesShareKeysAndRotateConcurrently(t *testing.T) {
 	}
 	if l := logs[2].String(); strings.Contains(l, "WARN") {
 		t.Fatalf("a node restarted with the cluster's files warned:\n%s", l)
+	}
+}
+
+// TestLeaderGetReadsWhatCreateRefused: when a create is refused because
+// the key exists, the value is read from the bucket stream's leader (what
+// a lagging replica's direct get may not have yet), opened, with its
+// revision.
+func TestLeaderGetReadsWhatCreateRefused(t *testing.T) {
+	n := jetStream(t)("a")
+	n.secret = NewSecret()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := n.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: KeysBucket, History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &Keys{n: n, kv: kv, seal: newSealer(n.secret)}
+	rev, err := kv.Create(ctx, signingKeysKey, k.seal.seal(signingKeysKey, []byte("held")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, got, err := k.leaderGet(ctx, signingKeysKey)
+	if err != nil || string(held) != "held" || got != rev {
+		t.Fatalf("leaderGet = %q at %d, %v; want %q at %d", held, got, err, "held", rev)
 	}
 }

@@ -86,10 +86,11 @@ type Sessions struct {
 	token string // this node's subject token
 	queue *queueMirror
 
-	mu       sync.Mutex
-	handing  map[*mqtt.Client]chan struct{} // sessions being handed to another node; closed at their OnDisconnect
-	recorded sync.Map                       // session key -> struct{}: this node wrote its record
-	moved    sync.Map                       // session key -> struct{}: installed from another node, not yet established
+	mu        sync.Mutex
+	handing   map[*mqtt.Client]chan struct{} // sessions being handed to another node; closed at their OnDisconnect
+	recorded  sync.Map                       // session key -> struct{}: this node wrote its record
+	moved     sync.Map                       // session key -> struct{}: installed from another node, not yet established
+	restoring sync.Map                       // session key -> sessionRecord read by Elsewhere at start, until OnStarted
 }
 
 // nodeToken is a node name as one subject token.
@@ -403,10 +404,15 @@ func (s *Sessions) restoreRights(clientID string) bool {
 	if s.n.d.RestoreRights == nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	rec, ok := s.lookup(ctx, clientID)
-	if !ok || rec.Node != s.n.name || rec.Claims == nil {
+	var rec sessionRecord
+	if v, read := s.restoring.LoadAndDelete(clientID); read {
+		rec = v.(sessionRecord) // read by Elsewhere while the store was loaded
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		rec, _ = s.lookup(ctx, clientID)
+	}
+	if rec.Node != s.n.name || rec.Claims == nil || rec.expired(time.Now()) {
 		return false
 	}
 	s.n.d.RestoreRights(clientID, rec.Claims)
@@ -420,10 +426,19 @@ func (s *Sessions) Elsewhere(clientID string) bool {
 	defer cancel()
 	e, err := s.kv.Get(ctx, sessionPrefix+sessionKey(clientID))
 	if err != nil {
+		s.restoring.Store(clientID, sessionRecord{}) // none: nothing to read again at OnStarted
 		return false
 	}
 	var rec sessionRecord
-	return json.Unmarshal(e.Value(), &rec) == nil && rec.Client == clientID && rec.Node != s.n.name
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.Client != clientID {
+		s.restoring.Store(clientID, sessionRecord{})
+		return false
+	}
+	if rec.Node != s.n.name {
+		return true
+	}
+	s.restoring.Store(clientID, rec) // restored: OnStarted gives it its rights
+	return false
 }
 
 // OnStarted runs once mochi restored this node's sessions from its store:
@@ -444,6 +459,7 @@ func (s *Sessions) OnStarted() {
 			judged++
 		}
 	}
+	s.restoring.Clear()
 	if restored > 0 {
 		s.n.log.Info("cluster: sessions restored from the store", "sessions", restored, "with their rights", judged)
 	}

@@ -98,8 +98,8 @@ func (q *queueMirror) adopt(cl *mqtt.Client) {
 }
 
 // remove deletes the copy of one message of clientID, if this node wrote
-// one.
-func (q *queueMirror) remove(ctx context.Context, clientID string, id uint16) {
+// one (mochi drops messages of every session: most have no copy).
+func (q *queueMirror) remove(clientID string, id uint16) {
 	q.mu.Lock()
 	ids := q.held[clientID]
 	_, ok := ids[id]
@@ -109,6 +109,8 @@ func (q *queueMirror) remove(ctx context.Context, clientID string, id uint16) {
 	}
 	q.mu.Unlock()
 	if ok {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
 		_ = q.kv.Delete(ctx, q.key(clientID, id))
 	}
 }
@@ -207,7 +209,5 @@ func (s *Sessions) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	if pk.FixedHeader.Type != packets.Publish {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	s.queue.remove(ctx, cl.ID, pk.PacketID)
+	s.queue.remove(cl.ID, pk.PacketID)
 }

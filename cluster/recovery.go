@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -104,17 +103,9 @@ func (s *Sessions) deliver(clientID, from string, queue []packets.Packet) {
 	now := time.Now().Unix()
 	sent := 0
 	for _, m := range queue {
-		if m.FixedHeader.Type != packets.Publish || s.n.d.CanRead != nil && !s.n.d.CanRead(cl, m.TopicName) {
+		m, ok := s.enqueue(cl, cl, m)
+		if !ok {
 			continue
-		}
-		id, err := cl.NextPacketID()
-		if err != nil {
-			s.n.log.Warn("cluster: no packet id left for a recovered message", "client", clientID, "topic", m.TopicName)
-			continue
-		}
-		m.PacketID = uint16(id)
-		if cl.State.Inflight.Set(m) {
-			atomic.AddInt64(&srv.Info.Inflight, 1)
 		}
 		switch {
 		case m.Expiry > 0 && m.Expiry <= now: // dropped below, answered "expired"

@@ -312,32 +312,41 @@ func (s *Sessions) installSubs(old *mqtt.Client, rec sessionRecord) {
 // way is dropped as mochi drops it, so the broker answers "expired" for
 // a command, once.
 func (s *Sessions) installQueue(old, cl *mqtt.Client, from string, queue []packets.Packet) {
-	srv := s.n.d.Server
 	installed := 0
 	for _, m := range queue {
-		if m.FixedHeader.Type != packets.Publish {
-			continue
+		if _, ok := s.enqueue(old, cl, m); ok {
+			installed++
 		}
-		if s.n.d.CanRead != nil && !s.n.d.CanRead(cl, m.TopicName) {
-			s.n.log.Info("cluster: left out a queued message the client may no longer read", "client", old.ID, "topic", m.TopicName)
-			continue
-		}
-		id, err := old.NextPacketID()
-		if err != nil {
-			s.n.log.Warn("cluster: no packet id left for a message of a moved session", "client", old.ID, "topic", m.TopicName)
-			continue
-		}
-		m.PacketID = uint16(id)
-		if m.ProtocolVersion == 0 {
-			m.ProtocolVersion = old.Properties.ProtocolVersion
-		}
-		old.State.Inflight.Set(m)
-		atomic.AddInt64(&srv.Info.Inflight, 1)
-		installed++
 	}
-	dropped := old.ClearExpiredInflights(time.Now().Unix(), srv.Options.Capabilities.MaximumMessageExpiryInterval)
+	dropped := old.ClearExpiredInflights(time.Now().Unix(), s.n.d.Server.Options.Capabilities.MaximumMessageExpiryInterval)
 	s.n.log.Info("cluster: session moved to this node", "client", old.ID, "from", from,
 		"subscriptions", old.State.Subscriptions.Len(), "queued", installed-len(dropped), "expired", len(dropped))
+}
+
+// enqueue adds m, a message moved or recovered for a session, to into's
+// queue with a packet id free there, unless it is not a publish or reader,
+// the session's connecting or connected client, may not read it.
+func (s *Sessions) enqueue(into, reader *mqtt.Client, m packets.Packet) (packets.Packet, bool) {
+	if m.FixedHeader.Type != packets.Publish {
+		return m, false
+	}
+	if s.n.d.CanRead != nil && !s.n.d.CanRead(reader, m.TopicName) {
+		s.n.log.Info("cluster: left out a queued message the client may no longer read", "client", into.ID, "topic", m.TopicName)
+		return m, false
+	}
+	id, err := into.NextPacketID()
+	if err != nil {
+		s.n.log.Warn("cluster: no packet id left for a message of a moved session", "client", into.ID, "topic", m.TopicName)
+		return m, false
+	}
+	m.PacketID = uint16(id)
+	if m.ProtocolVersion == 0 {
+		m.ProtocolVersion = into.Properties.ProtocolVersion
+	}
+	if into.State.Inflight.Set(m) {
+		atomic.AddInt64(&s.n.d.Server.Info.Inflight, 1)
+	}
+	return m, true
 }
 
 // OnSessionEstablished records a persistent session as this node's, with
